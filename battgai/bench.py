@@ -1,0 +1,42 @@
+"""``python -m battgai.bench {materials,microstructure,health}``: side-by-side benchmarks.
+
+Each task's ``battgai.<task>.bench.main(argv)`` prints a markdown table and
+writes it into ``docs/BENCHMARKS.md`` with :func:`write_section`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from battgai.registry import REPO_ROOT
+
+TASKS = ("materials", "microstructure", "health")
+BENCHMARKS_MD = REPO_ROOT / "docs" / "BENCHMARKS.md"
+
+
+def write_section(task: str, markdown: str) -> None:
+    """Replace the text between ``<!-- task:start -->`` and ``<!-- task:end -->`` in BENCHMARKS.md."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    start, end = f"<!-- {task}:start -->", f"<!-- {task}:end -->"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)
+    BENCHMARKS_MD.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in TASKS:
+        raise SystemExit(f"usage: python -m battgai.bench {{{','.join(TASKS)}}} [options]")
+    importlib.import_module(f"battgai.{argv[0]}.bench").main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Shared test set-up: offline, headless, and a way to skip tests whose real data is absent."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # pages import `battgai` and `components` from the repo root
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("BATTGAI_DEVICE", "cpu")
+
+
+def requires_data(key: str) -> pytest.MarkDecorator:
+    """Skip unless shared dataset ``key`` (see ``battgai.data.DATASETS``) is present."""
+    from battgai import data
+
+    try:
+        path = data.dataset_path(key)
+    except data.DataNotFound as exc:
+        return pytest.mark.skip(reason=str(exc))
+    return pytest.mark.skipif(False, reason=f"data at {path}")
