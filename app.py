@@ -1,0 +1,20 @@
+"""battgai: Streamlit entry point. Page setup and navigation only."""
+
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="battgai", page_icon=":material/battery_charging_full:", layout="wide")
+
+ROOT = Path(__file__).parent
+# (file, title, icon); a task page appears once its file exists, so nothing here is a placeholder.
+PAGES = [
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/materials.py", "Materials generation", ":material/diamond:"),
+    ("pages/microstructure.py", "Microstructure", ":material/grain:"),
+    ("pages/health.py", "Battery health", ":material/battery_charging_full:"),
+    ("pages/models.py", "Model zoo", ":material/model_training:"),
+]
+st.navigation(
+    [st.Page(f, title=t, icon=i, default=(f == "pages/home.py")) for f, t, i in PAGES if (ROOT / f).exists()]
+).run()

@@ -1,0 +1,70 @@
+"""Components: pure builders tested without a browser (the e2e tests check them rendered)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from battgai.demo import licoo2
+from battgai.provenance import Provenance
+from components.curve_plot import Curve, curve_figure
+from components.download import bundle
+from components.image_compare import compare_figure, display_stride
+from components.structure_viewer import LOCAL_3DMOL_JS, structure_html
+
+
+def test_structure_viewer_uses_local_3dmol_only():
+    html = structure_html(licoo2(), supercell=(2, 1, 1), labels=True)
+    assert LOCAL_3DMOL_JS in html
+    assert "cdn" not in html.lower() and "https://" not in html
+    assert html.count("addLabel") == 2 * len(licoo2())
+    with pytest.raises(ValueError, match="style"):
+        structure_html(licoo2(), style="cartoon")
+    with pytest.raises(ValueError, match="supercell"):
+        structure_html(licoo2(), supercell=(0, 1, 1))
+
+
+def test_local_3dmol_file_is_shipped():
+    from pathlib import Path
+
+    js = Path(__file__).resolve().parent.parent / "static" / "3Dmol-min.js"
+    assert js.stat().st_size > 100_000
+
+
+def test_curve_figure_colours_by_value():
+    x = np.linspace(0, 1, 20)
+    fig = curve_figure(
+        [Curve(x, 4 - x, "a", 0.8), Curve(x, 4 - 1.2 * x, "b", 1.0, dash=True)], "capacity", "voltage"
+    )
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == 2 and lines[0].line.color != lines[1].line.color
+    assert lines[1].line.dash == "dash"
+    assert fig.data[-1].marker.showscale  # colour bar
+    with pytest.raises(ValueError):
+        curve_figure([], "x", "y")
+
+
+def test_image_compare_links_zoom_and_scales_sr():
+    lo, hi = np.zeros((16, 16)), np.ones((64, 64))
+    fig = compare_figure(lo, hi)
+    assert fig.data[0].dx == 4 and fig.data[1].dx == 1  # low-res shown in high-res pixel units
+    assert fig.layout.xaxis2.matches == "x"
+    assert display_stride((4096, 4096)) == 4
+    with pytest.raises(ValueError, match="2D"):
+        compare_figure(np.zeros((2, 8, 8)), hi)
+
+
+def test_download_bundle_carries_provenance():
+    prov = Provenance.now(model="m", sha256="abc", settings={"n": 1}, seed=3)
+    blob = bundle({"a.cif": b"data_x"}, prov)
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        assert sorted(zf.namelist()) == ["a.cif", "provenance.json"]
+        assert json.loads(zf.read("provenance.json"))["sha256"] == "abc"
+    with pytest.raises(ValueError):
+        bundle({}, prov)
+    with pytest.raises(ValueError, match="reserved"):
+        bundle({"provenance.json": b"x"}, prov)
