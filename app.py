@@ -4,9 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="battgai", page_icon=":material/battery_charging_full:", layout="wide")
-
 ROOT = Path(__file__).parent
+# A local favicon: material-icon and emoji favicons are fetched from Google / CDN hosts.
+st.set_page_config(page_title="battgai", page_icon=str(ROOT / "static" / "favicon.png"), layout="wide")
+
 # (file, title, icon); a task page appears once its file exists, so nothing here is a placeholder.
 PAGES = [
     ("pages/home.py", "Home", ":material/home:"),

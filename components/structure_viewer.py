@@ -17,7 +17,7 @@ def structure_html(
     supercell: tuple[int, int, int] = (1, 1, 1),
     style: str = "ball and stick",
     labels: bool = False,
-    width: int = 520,
+    width: int | str = "100%",
     height: int = 420,
 ) -> str:
     """Standalone HTML of an interactive 3D view of ``structure`` with its unit cell."""

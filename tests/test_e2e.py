@@ -1,0 +1,171 @@
+"""End to end: start the real server, open every page in headless Chromium.
+
+Fails on any exception box or browser console error; checks that the 3D viewer
+draws a non-blank canvas from the locally served 3Dmol.js and that plotly charts
+render; saves full-page screenshots under artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PAGES = {p.stem: p for p in sorted((ROOT / "pages").glob("*.py"))}
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "BATTGAI_DEVICE": "cpu"}
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    log = open(ROOT / "artifacts" / "server.log", "w")  # noqa: SIM115 (closed after the module's tests)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit server did not become healthy in 90 s; see artifacts/server.log")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield b
+        b.close()
+
+
+def _wait_idle(page) -> None:
+    page.wait_for_selector("h1", timeout=60_000)
+    # The script has finished when the running indicator is gone.
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
+    )
+
+
+def _open(browser, url: str, nav: str | None = None):
+    """Open ``url`` and, if given, click through to page ``nav`` in the sidebar.
+
+    Returns (page, console errors, served (url, status) pairs, seconds to idle).
+    Pages are reached by clicking, as a user does: a deep link makes Streamlit's
+    frontend probe ``/<page>/_stcore/health`` first and log a 404.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    served: list[tuple[str, int]] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: served.append((r.url, r.status)))
+    page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
+    t0 = time.perf_counter()
+    page.goto(url)
+    _wait_idle(page)
+    if nav:
+        page.locator(f'[data-testid="stSidebarNav"] a[href$="/{nav}"]').click()
+        page.wait_for_url(f"**/{nav}")
+        page.wait_for_timeout(300)
+        _wait_idle(page)
+    return page, errors, served, time.perf_counter() - t0
+
+
+def _nonblank_fraction(png: bytes) -> float:
+    import io
+
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+    return float((img < 235).mean())
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_page_in_browser(server, browser, name):
+    page, errors, _, seconds = _open(browser, server, nav=None if name == "home" else name)
+    try:
+        page.wait_for_timeout(2500)  # let iframes and plotly draw
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        exceptions = page.locator('[data-testid="stException"]')
+        assert exceptions.count() == 0, exceptions.first.inner_text()
+        assert not errors, f"browser console errors on {name}: {errors}"
+        for chart in page.locator('[data-testid="stPlotlyChart"]').all():
+            assert chart.locator(".main-svg").count() > 0, f"a plotly chart on {name} did not render"
+        if name == "home":
+            print(f"\nhome page first render (server warm after startup): {seconds:.2f} s")
+    finally:
+        page.close()
+
+
+def test_home_3d_viewer_draws_from_local_3dmol(server, browser):
+    _open(browser, server)  # warm: the first render may include imports
+    page, errors, served, seconds = _open(browser, server)
+    try:
+        print(f"\nhome page render, server warm: {seconds:.2f} s")
+        frame_el = page.locator("iframe").first
+        frame_el.scroll_into_view_if_needed()
+        frame_el.content_frame.locator("canvas").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        js = [(u, s) for u, s in served if u.endswith("/app/static/3Dmol-min.js")]
+        assert js and js[0][1] == 200, "3Dmol.js was not requested from the app's static folder"
+        assert all(u.startswith(server) for u, _ in served), "something was requested off the server"
+        frac = _nonblank_fraction(frame_el.screenshot())
+        assert frac > 0.02, f"3D viewer canvas looks blank ({frac:.1%} non-white pixels)"
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_models_page_plots_bundled_models(server, browser):
+    from battgai import registry
+
+    if not registry.list_cards():
+        pytest.skip("no bundled models yet")
+    page, _, _, _ = _open(browser, server, nav="models")
+    try:
+        page.wait_for_selector(".js-plotly-plot .bars path", timeout=30_000)
+        assert page.locator(".js-plotly-plot .bars path").count() >= len(registry.list_cards())
+    finally:
+        page.close()
