@@ -32,7 +32,7 @@ class Provenance:
     def now(
         cls, model: str, sha256: str, settings: dict[str, Any], seed: int | None = None
     ) -> Provenance:
-        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return cls(model=model, sha256=sha256, settings=dict(settings), seed=seed, created=created)
 
     def as_dict(self) -> dict[str, Any]:
