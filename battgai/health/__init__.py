@@ -1,0 +1,11 @@
+"""Battery health augmentation: one cycling schema, discharge-curve generator, SOH estimators.
+
+Modules, one concern each:
+
+- :mod:`schema`: the cycling schema, loaders (NASA, a researcher's CSV with column mapping and
+  unit detection) and small synthetic demo cells.
+- :mod:`preprocess`: each discharge curve resampled to a fixed voltage grid, and partial windows.
+- :mod:`model` / :mod:`train` / :mod:`sample`: the conditional VAE over resampled curves.
+- :mod:`estimator`: SOH from a partial voltage window (ridge, gradient boosting, MLP).
+- :mod:`experiment`: the leave-cells-out augmentation experiment and synthetic-data quality scores.
+"""

@@ -1,0 +1,235 @@
+"""The leave-cells-out augmentation experiment and synthetic-data quality scores.
+
+Every number here is measured on real cells that neither the estimator nor the generator saw:
+in each split the generator is retrained on the training cells only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from battgai.health.estimator import make_estimator, rmse_points
+from battgai.health.preprocess import CurveSet
+
+ARMS = ("real only", "+ jitter", "+ mixup", "+ cVAE")
+
+
+@dataclasses.dataclass
+class LocoResult:
+    """Leave-one-cell-out RMSE (SOH points) per held-out cell, pooled over curves and mean over cells."""
+
+    per_cell: dict[str, float]
+    pooled_rmse: float
+
+    @property
+    def mean_rmse(self) -> float:
+        return float(np.mean(list(self.per_cell.values())))
+
+
+def loco(curves: CurveSet, kinds: tuple[str, ...] = ("ridge", "gbm", "mlp"), seed: int = 0,
+         progress: Callable[[float], None] | None = None) -> dict[str, LocoResult]:
+    """Leave-one-cell-out SOH RMSE for each estimator kind on real curves."""
+    cells = np.unique(curves.cell_id)
+    if len(cells) < 2:
+        raise ValueError("leave-one-cell-out needs at least 2 cells")
+    out = {}
+    for j, kind in enumerate(kinds):
+        pred, per = np.zeros(len(curves)), {}
+        for k, cell in enumerate(cells):
+            te = curves.cell_id == cell
+            pred[te] = make_estimator(kind, seed).fit(curves.subset(~te)).predict(curves.subset(te))
+            per[str(cell)] = rmse_points(curves.soh[te], pred[te])
+            if progress is not None:
+                progress((j * len(cells) + k + 1) / (len(kinds) * len(cells)))
+        out[kind] = LocoResult(per, rmse_points(curves.soh, pred))
+    return out
+
+
+def jitter(train: CurveSet, n: int, rng: np.random.Generator, sigma: float = 0.01) -> CurveSet:
+    """Noise-jitter baseline: real curves plus Gaussian noise (``sigma`` x nominal), kept monotone."""
+    idx = rng.integers(0, len(train), n)
+    aug = train.subset(idx)
+    q = aug.q + rng.normal(0.0, sigma * train.nominal_ah, aug.q.shape)
+    aug.q = np.maximum.accumulate(np.clip(q, 0.0, None), axis=1)
+    return aug
+
+
+def mixup(train: CurveSet, n: int, rng: np.random.Generator, alpha: float = 0.4) -> CurveSet:
+    """Mixup baseline: convex mixtures of two real curves and of their labels and conditions.
+
+    References
+    ----------
+    Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018.
+    """
+    a, b = train.subset(rng.integers(0, len(train), n)), train.subset(rng.integers(0, len(train), n))
+    lam = rng.beta(alpha, alpha, n)
+    mix = a.subset(np.arange(n))
+    for f in ("q", "soh", "temperature_c", "current_a"):
+        va, vb = getattr(a, f), getattr(b, f)
+        lw = lam[:, None] if va.ndim == 2 else lam
+        setattr(mix, f, lw * va + (1 - lw) * vb)
+    mix.cell_id = np.array(["mixup"] * n)
+    return mix
+
+
+def synthetic_conditions(train: CurveSet, n: int, rng: np.random.Generator, extend: float = 0.05) -> np.ndarray:
+    """Conditions for synthetic curves: SOH uniform over the training range widened by ``extend``
+    (clipped to 0.5..1.05), with the temperature and current of a random training curve."""
+    lo, hi = max(0.5, train.soh.min() - extend), min(1.05, train.soh.max() + extend)
+    idx = rng.integers(0, len(train), n)
+    return np.column_stack([rng.uniform(lo, hi, n), train.temperature_c[idx], train.current_a[idx]])
+
+
+def cvae_augment(train: CurveSet, n: int, seed: int, steps: int = 1000,
+                 generator_data: CurveSet | None = None) -> CurveSet:
+    """Synthetic curves from a CVAE trained on ``generator_data`` (default: ``train``) only."""
+    from battgai.health.sample import sample
+    from battgai.health.train import TrainConfig, train_cvae
+
+    gen = train_cvae(generator_data if generator_data is not None else train,
+                     train=TrainConfig(steps=steps, seed=seed))
+    rng = np.random.default_rng(seed + 7919)
+    return sample(gen, synthetic_conditions(train, n, rng), seed=seed)
+
+
+@dataclasses.dataclass
+class AugmentationResult:
+    """RMSE (SOH points) on held-out cells per run, for each estimator and arm."""
+
+    rmse: dict[str, dict[str, list[float]]]  # estimator -> arm -> one value per (split, seed)
+    splits: list[tuple[str, ...]]
+    seeds: tuple[int, ...]
+    n_train_cells: int
+    ratio: float
+
+    def summary(self, estimator: str) -> dict[str, tuple[float, float]]:
+        """Arm -> (mean, std) over runs."""
+        return {arm: (float(np.mean(v)), float(np.std(v))) for arm, v in self.rmse[estimator].items()}
+
+    def relative_change(self, estimator: str, arm: str) -> float:
+        """Mean relative change of RMSE against "real only" (negative = better), paired by run."""
+        base = np.asarray(self.rmse[estimator]["real only"])
+        return float(np.mean(np.asarray(self.rmse[estimator][arm]) / base - 1.0))
+
+
+def augmentation_experiment(curves: CurveSet, n_train_cells: int = 2, n_splits: int = 8,
+                            seeds: tuple[int, ...] = (0, 1), estimators: tuple[str, ...] = ("ridge",),
+                            ratio: float = 1.0, steps: int = 1000,
+                            progress: Callable[[float], None] | None = None) -> AugmentationResult:
+    """Train on ``n_train_cells`` real cells with and without augmentation; test on all the others.
+
+    Every arm of a run shares the split, the seed and the estimator; augmentations add
+    ``ratio`` x (number of real training curves) curves. The CVAE is retrained per run on the
+    training cells only, so no test cell leaks into the synthetic data.
+    """
+    cells = np.unique(curves.cell_id)
+    if len(cells) <= n_train_cells:
+        raise ValueError(f"need more than {n_train_cells} cells, got {len(cells)}")
+    rng = np.random.default_rng(1234)
+    splits: list[tuple[str, ...]] = []
+    for _ in range(50 * n_splits):
+        pick = tuple(sorted(rng.choice(cells, n_train_cells, replace=False).tolist()))
+        if pick not in splits:
+            splits.append(pick)
+        if len(splits) == n_splits:
+            break
+    rmse = {e: {arm: [] for arm in ARMS} for e in estimators}
+    total = len(splits) * len(seeds)
+    for r, (split, seed) in enumerate((s, sd) for s in splits for sd in seeds):
+        tr_mask = np.isin(curves.cell_id, split)
+        train, test = curves.subset(tr_mask), curves.subset(~tr_mask)
+        n = max(1, round(ratio * len(train)))
+        arng = np.random.default_rng(seed)
+        sets = {
+            "real only": train,
+            "+ jitter": CurveSet.concat([train, jitter(train, n, arng)]),
+            "+ mixup": CurveSet.concat([train, mixup(train, n, arng)]),
+            "+ cVAE": CurveSet.concat([train, cvae_augment(train, n, seed, steps)]),
+        }
+        for e in estimators:
+            for arm, data in sets.items():
+                rmse[e][arm].append(rmse_points(test.soh, make_estimator(e, seed).fit(data).predict(test)))
+        if progress is not None:
+            progress((r + 1) / total)
+    return AugmentationResult(rmse, splits, tuple(seeds), n_train_cells, ratio)
+
+
+@dataclasses.dataclass
+class QualityResult:
+    """Synthetic-data quality over leave-one-cell-out folds (generator retrained per fold)."""
+
+    tstr_rmse: float  # estimator trained on synthetic only, tested on the held-out real cell
+    trtr_rmse: float  # same estimator trained on the real training cells
+    full_aug_rmse: float  # real + synthetic training curves
+    discriminative_score: float  # |accuracy - 0.5| real vs synthetic, grouped by cell
+    estimator: str
+
+    @property
+    def tstr_ratio(self) -> float:
+        return self.tstr_rmse / self.trtr_rmse
+
+    def metrics(self) -> dict[str, float]:
+        return {"tstr_rmse_soh_points": self.tstr_rmse, "trtr_rmse_soh_points": self.trtr_rmse,
+                "tstr_over_trtr": self.tstr_ratio, "full_data_real_plus_synthetic_rmse": self.full_aug_rmse,
+                "discriminative_score": self.discriminative_score}
+
+
+def discriminative_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
+    """|accuracy - 0.5| of a gradient-boosting classifier telling real from synthetic curves.
+
+    5-fold cross-validation grouped by ``groups`` (the cell a curve belongs to, or whose
+    conditions it was generated at), so the classifier is tested on cells it did not train on.
+    0 means indistinguishable, 0.5 means perfectly separable.
+
+    References
+    ----------
+    Yoon, Jarrett and van der Schaar, "Time-series Generative Adversarial Networks", NeurIPS 2019.
+    """
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.model_selection import GroupKFold, cross_val_score
+
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake must have the same shape, got {real.shape} and {fake.shape}")
+    x = np.concatenate([real, fake])
+    y = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+    g = np.r_[groups, groups]
+    clf = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=seed)
+    folds = min(5, len(np.unique(groups)))
+    acc = cross_val_score(clf, x, y, groups=g, cv=GroupKFold(folds), scoring="accuracy").mean()
+    return float(abs(acc - 0.5))
+
+
+def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None, estimator: str = "ridge",
+                      seed: int = 0, progress: Callable[[float], None] | None = None) -> QualityResult:
+    """TSTR vs TRTR, real+synthetic, and the discriminative score, leave-one-cell-out over ``cohort``.
+
+    For each held-out cohort cell the generator is retrained on ``all_curves`` without that cell;
+    it then makes one synthetic curve at the conditions of every real training curve (for TSTR)
+    and of every held-out curve (for the discriminative score).
+    """
+    from battgai.health.sample import sample, shape
+    from battgai.health.train import TrainConfig, train_cvae
+
+    tc = train_config or TrainConfig(seed=seed)
+    cells = np.unique(cohort.cell_id)
+    truth, p_real, p_syn, p_aug = [], [], [], []
+    fake_test = np.zeros_like(cohort.q)
+    for k, cell in enumerate(cells):
+        te = cohort.cell_id == cell
+        train, test = cohort.subset(~te), cohort.subset(te)
+        gen = train_cvae(all_curves.subset(all_curves.cell_id != cell), train=tc)
+        syn = sample(gen, train.conditions(), seed=seed + k)
+        truth.append(test.soh)
+        p_real.append(make_estimator(estimator, seed).fit(train).predict(test))
+        p_syn.append(make_estimator(estimator, seed).fit(syn).predict(test))
+        p_aug.append(make_estimator(estimator, seed).fit(CurveSet.concat([train, syn])).predict(test))
+        fake_test[te] = shape(sample(gen, test.conditions(), seed=seed + 1000 + k))
+        if progress is not None:
+            progress((k + 1) / len(cells))
+    y = np.concatenate(truth)
+    disc = discriminative_score(shape(cohort), fake_test, cohort.cell_id, seed)
+    return QualityResult(rmse_points(y, np.concatenate(p_syn)), rmse_points(y, np.concatenate(p_real)),
+                         rmse_points(y, np.concatenate(p_aug)), disc, estimator)
