@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make run` and `make test`.
+# --server.address is set so Streamlit does not look up its external IP (no network at run time).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,7 +22,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	@echo "battgai: open http://localhost:$(PORT)"
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 0.0.0.0
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
