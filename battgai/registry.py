@@ -140,3 +140,30 @@ def _load_verified(path: str, mtime_ns: int, sha256: str, device: str) -> dict[s
     from safetensors.torch import load_file
 
     return load_file(path, device=device)
+
+
+def models_markdown(cards: list[ModelCard] | None = None) -> str:
+    """docs/MODELS.md: one section per bundled model, written from its card."""
+    cards = list_cards() if cards is None else cards
+    lines = ["# Bundled models", "", "Written from the model cards in `weights/` by `python -m battgai.registry`.", ""]
+    for c in cards:
+        lines += [
+            f"## {c.name}",
+            "",
+            f"- task: {c.task}; architecture: {c.architecture}; {c.parameters:,} parameters; "
+            f"{c.size_bytes / 1e6:.2f} MB; trained {c.date}",
+            f"- training data: {c.training_data}",
+            f"- split: {c.split}",
+            f"- metrics (`{c.metrics_command}`): "
+            + ", ".join(f"{k} = {v:.4g}" for k, v in c.metrics.items()),
+            f"- retrain: `{c.retrain_command}`",
+            f"- sha256: `{c.sha256}`",
+        ]
+        if c.notes:
+            lines.append(f"- notes: {c.notes}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    (REPO_ROOT / "docs" / "MODELS.md").write_text(models_markdown())

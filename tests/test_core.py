@@ -103,3 +103,9 @@ def test_provenance_json():
     p = Provenance.now(model="m", sha256="ab", settings={"n": 3}, seed=7)
     d = json.loads(p.to_json())
     assert d["model"] == "m" and d["seed"] == 7 and d["settings"] == {"n": 3} and d["created"]
+
+
+def test_models_md_is_current():
+    """docs/MODELS.md must be regenerated (`python -m battgai.registry`) whenever a card changes."""
+    md = registry.REPO_ROOT / "docs" / "MODELS.md"
+    assert md.read_text() == registry.models_markdown(), "docs/MODELS.md is stale: run python -m battgai.registry"
