@@ -1,0 +1,113 @@
+"""``python -m battgai generate``: batch generation without the UI, streamed to disk and resumable.
+
+Writes ``OUT/cifs/<id>.cif`` for every candidate, appends one row per candidate
+to ``OUT/checks.csv`` after each batch and keeps ``OUT/provenance.json``. Run
+the same command again after an interruption and it continues with the next
+unfinished batch (batch ``b`` always uses the same seed), so the result equals
+an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from battgai.materials.pipeline import UniqueTracker, add_energies, generate_batches
+from battgai.materials.sample import DEFAULT_MODEL, check_conditions, load_model, parse_conditions
+
+
+def _progress(done: int, total: int, t0: float) -> None:
+    rate = done / max(time.time() - t0, 1e-9) * 60
+    sys.stderr.write(f"\r{done}/{total} sampled ({rate:.0f}/min)")
+    sys.stderr.flush()
+
+
+def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batch_size: int = 100,
+                    model: str = DEFAULT_MODEL, energies: bool = False, novelty: bool = True) -> int:
+    """Generate ``n`` candidates into ``out`` (resuming a previous run there); returns candidates written."""
+    from battgai import data
+    from battgai.provenance import Provenance
+
+    conditions = parse_conditions(conditions_text)
+    problems = check_conditions(conditions)
+    if problems:
+        raise SystemExit("impossible conditions: " + " ".join(problems))
+    lm = load_model(model)
+    settings = {"n": n, "conditions": conditions.as_dict(), "batch_size": batch_size, "energies": energies}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cifs").mkdir(exist_ok=True)
+    prov_path, csv_path = out / "provenance.json", out / "checks.csv"
+    if prov_path.exists():
+        old = json.loads(prov_path.read_text())
+        if (old["settings"], old["seed"], old["sha256"]) != (json.loads(json.dumps(settings)), seed, lm.sha256):
+            raise SystemExit(f"{out} holds a run with other settings; use a new --out folder")
+    else:
+        prov_path.write_text(Provenance.now(lm.name, lm.sha256, settings, seed).to_json())
+    known = refs = None
+    try:
+        from battgai.materials.corpus import training_cifs_by_formula
+
+        known = training_cifs_by_formula() if novelty else None
+        if energies:
+            from battgai.materials.stability import ReferencePhases
+
+            refs = ReferencePhases.from_mp20()
+    except data.DataNotFound as exc:
+        sys.stderr.write(f"{exc}\nnovelty and E_hull are left empty\n")
+    tracker, start, rows = UniqueTracker(), 0, []
+    if csv_path.exists():
+        from pymatgen.core import Structure
+
+        with open(csv_path) as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            if r["unique"] == "True":
+                tracker.add(Structure.from_file(out / "cifs" / f"{r['id']}.cif"))
+        start = max(int(r["batch"]) for r in rows) + 1 if rows else 0
+    written, t0 = len(rows), time.time()
+    for b, cands, _failed in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start):
+        if energies:
+            add_energies(cands, refs, conditions.working_ion)
+        new_rows = []
+        for k, c in enumerate(cands):
+            cid = f"{b:05d}_{k:04d}"
+            c.structure.to(filename=str(out / "cifs" / f"{cid}.cif"))
+            new_rows.append({"id": cid, "batch": b, **c.row()})
+        if new_rows:
+            new_file = not csv_path.exists()
+            with open(csv_path, "a", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(new_rows[0]))
+                if new_file:
+                    w.writeheader()
+                w.writerows(new_rows)
+        written += len(new_rows)
+        _progress(min((b + 1) * batch_size, n), n, t0)
+    sys.stderr.write("\n")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m battgai", description="battgai batch tools")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="generate crystals to a folder (CIFs + checks.csv), resumable")
+    g.add_argument("--n", type=int, required=True, help="number of sequences to sample")
+    g.add_argument("--conditions", default="",
+                   help='e.g. "allowed=Li,Fe,P,O;required=Li;ion=Li;system=orthorhombic;natoms=14;'
+                        'e_above_hull=0;voltage=3.5"')
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=100)
+    g.add_argument("--model", default=DEFAULT_MODEL)
+    g.add_argument("--energies", action="store_true", help="CHGNet static energy, E_hull and voltage (slow)")
+    g.add_argument("--no-novelty", action="store_true", help="skip matching against the training set")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    n = generate_to_dir(args.n, args.conditions, args.out, args.seed, args.batch_size, args.model,
+                        args.energies, not args.no_novelty)
+    print(f"{n} candidates in {args.out}")

@@ -1,0 +1,83 @@
+"""Turn a :class:`~battgai.materials.tokenizer.WyckoffCrystal` into a pymatgen ``Structure``.
+
+Each representative coordinate is projected onto its Wyckoff position (so the
+fixed coordinates of a special position are exact) and expanded to its orbit
+with the position's symmetry operations; the lattice parameters are made
+consistent with the crystal system. The space group is therefore guaranteed by
+construction up to the symmetry tolerance.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from battgai.materials.tokenizer import WyckoffCrystal, wyckoff_table
+
+
+class BuildError(ValueError):
+    """The Wyckoff description does not make a crystal (reason in the message)."""
+
+
+@functools.cache
+def _group(sg: int):
+    from pyxtal.symmetry import Group
+
+    return Group(sg)
+
+
+def symmetrize_lattice(sg: int, params: tuple[float, ...]) -> tuple[float, ...]:
+    """Lattice parameters obeying the constraints of space group ``sg``'s crystal system."""
+    a, b, c, al, be, ga = params
+    system = wyckoff_table().crystal_system[sg]
+    if system == "cubic":
+        m = (a + b + c) / 3
+        return (m, m, m, 90.0, 90.0, 90.0)
+    if system in ("hexagonal", "trigonal"):
+        m = (a + b) / 2
+        return (m, m, c, 90.0, 90.0, 120.0)
+    if system == "tetragonal":
+        m = (a + b) / 2
+        return (m, m, c, 90.0, 90.0, 90.0)
+    if system == "orthorhombic":
+        return (a, b, c, 90.0, 90.0, 90.0)
+    if system == "monoclinic":
+        return (a, b, c, 90.0, be, 90.0)
+    return (a, b, c, al, be, ga)
+
+
+def to_structure(crystal: WyckoffCrystal, primitive: bool = True):
+    """Build the crystal; ``primitive`` reduces centred cells to their primitive cell.
+
+    Raises
+    ------
+    BuildError
+        Unknown Wyckoff letter for the group, degenerate lattice, or no sites.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    if not crystal.sites:
+        raise BuildError("no atoms")
+    g = _group(crystal.spacegroup)
+    letters = {wp.letter: wp for wp in g}
+    species, coords = [], []
+    for site in crystal.sites:
+        wp = letters.get(site.letter)
+        if wp is None:
+            raise BuildError(f"space group {crystal.spacegroup} has no Wyckoff position {site.letter!r}")
+        rep = wp.ops[0].operate(np.asarray(site.xyz, dtype=float))
+        orbit = np.mod(wp.apply_ops(rep), 1.0)
+        species += [site.element] * len(orbit)
+        coords.append(orbit)
+    params = symmetrize_lattice(crystal.spacegroup, crystal.lattice)
+    try:
+        lattice = Lattice.from_parameters(*params)
+    except Exception as exc:
+        raise BuildError(f"impossible lattice parameters {params}: {exc}") from exc
+    if not np.isfinite(lattice.volume) or lattice.volume <= 0:
+        raise BuildError(f"degenerate lattice {params}")
+    s = Structure(lattice, species, np.concatenate(coords))
+    if primitive and wyckoff_table().centering[crystal.spacegroup] > 1:
+        s = s.get_primitive_structure(tolerance=0.1)
+    return s

@@ -1,0 +1,179 @@
+"""The training corpus: MP-20 structures (+ insertion-electrode structures) as token sequences.
+
+Rows come from ``mp_20_cif_only`` (full MP-20 val + test, 11,249 train rows);
+properties are joined on ``material_id`` from ``mp_20_biternary`` and
+``mp_20_pilot``. Discharged insertion-electrode structures carry the average
+voltage of their pair. The split is by structure: a fixed set of MP-20 *test*
+structures (chosen by a hash of the material id, so it never changes) is held
+out for coverage / property metrics; everything else is training data, and
+novelty is judged against all of it. Parsing takes ~15 min on one core, so the
+result is cached under ``runs/materials/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from battgai import data
+from battgai.materials import tokenizer as tk
+from battgai.registry import REPO_ROOT
+
+CACHE = REPO_ROOT / "runs" / "materials" / "corpus_v1.npz"
+HELDOUT_FRACTION = 1 / 3  # of the MP-20 test split: ~3,000 structures
+WORKING_IONS = ("Li", "Na", "K", "Mg", "Zn")
+
+
+@dataclasses.dataclass
+class Corpus:
+    """Token sequences of all parsed crystals with ids, split and property values."""
+
+    ids: np.ndarray  # (N,) str material ids
+    formulas: np.ndarray  # (N,) str reduced formulas
+    split: np.ndarray  # (N,) str "train" | "heldout"
+    tokens: np.ndarray  # (N, SEQ_LEN) int16
+    props: np.ndarray  # (N, 4) float, NaN = unknown; order of tokenizer.PROPERTIES
+    n_failed: int  # crystals that could not be tokenized
+    failures: dict[str, int]  # reason -> count
+
+    def subset(self, split: str) -> Corpus:
+        m = self.split == split
+        return dataclasses.replace(self, ids=self.ids[m], formulas=self.formulas[m], split=self.split[m],
+                                   tokens=self.tokens[m], props=self.props[m])
+
+
+def is_heldout(material_id: str) -> bool:
+    """Deterministic held-out membership of an MP-20 test structure (by id hash)."""
+    h = int(hashlib.sha256(material_id.encode()).hexdigest()[:8], 16)
+    return h / 2**32 < HELDOUT_FRACTION
+
+
+@functools.cache
+def mp20_frame() -> pd.DataFrame:
+    """All MP-20 rows on hand: ``material_id, cif, mp20_split, formation_energy, band_gap, e_above_hull``."""
+    root = data.dataset_path("mp_20_cif_only")
+    frames = []
+    for split, fname in (("train", "train_subset"), ("val", "val"), ("test", "test")):
+        df = pd.read_csv(root / f"{fname}.csv.gz", usecols=["material_id", "output"])
+        frames.append(df.rename(columns={"output": "cif"}).assign(mp20_split=split))
+    df = pd.concat(frames, ignore_index=True).drop_duplicates("material_id")
+    props = []
+    for key, files in (("mp_20", ("val", "test")), ("mp_20_pilot", ("train", "val", "test"))):
+        try:
+            root = data.dataset_path(key)
+        except data.DataNotFound:
+            continue
+        for f in files:
+            props.append(pd.read_csv(root / f"{f}.csv.gz", usecols=[
+                "material_id", "formation_energy_per_atom", "band_gap", "e_above_hull"]))
+    if props:
+        p = pd.concat(props).drop_duplicates("material_id")
+        df = df.merge(p, on="material_id", how="left")
+    else:
+        df = df.assign(formation_energy_per_atom=np.nan, band_gap=np.nan, e_above_hull=np.nan)
+    return df.rename(columns={"formation_energy_per_atom": "formation_energy"})
+
+
+@functools.cache
+def electrode_pairs() -> pd.DataFrame:
+    """Insertion-electrode voltage pairs with the working ion and both CIFs (``high_cif``, ``low_cif``)."""
+    root = data.dataset_path("insertion_electrodes")
+    pairs = pd.read_csv(root / "electrodes.csv.gz", index_col=0)
+    pairs = pairs[~pairs.battery_id.str.startswith("cid-")].copy()
+    pairs["ion"] = pairs.battery_id.str.split("_").str[-1]
+    cifs = pd.read_csv(root / "electrode_structures.csv.gz").set_index("material_id")["cif"]
+    pairs["high_cif"] = pairs.high_mpid.map(cifs)
+    pairs["low_cif"] = pairs.low_mpid.map(cifs)
+    return pairs.dropna(subset=["high_cif", "low_cif"]).reset_index(drop=True)
+
+
+def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
+    """Parse and tokenize every structure (slow: ~30 ms each); see :func:`load_corpus`."""
+    from pymatgen.core import Structure
+
+    rows: list[tuple[str, str, dict, str]] = []  # id, split, props, cif
+    for r in mp20_frame().itertuples():
+        split = "heldout" if r.mp20_split == "test" and is_heldout(r.material_id) else "train"
+        props = {"formation_energy": r.formation_energy, "band_gap": r.band_gap,
+                 "e_above_hull": r.e_above_hull}
+        rows.append((r.material_id, split, props, r.cif))
+    seen = {r[0] for r in rows}
+    try:
+        pairs = electrode_pairs()
+    except data.DataNotFound:
+        pairs = pd.DataFrame(columns=["low_mpid", "low_cif", "average_voltage", "ion"])
+    for r in pairs[pairs.ion.isin(WORKING_IONS)].drop_duplicates("low_mpid").itertuples():
+        if r.low_mpid not in seen:
+            rows.append((r.low_mpid, "train", {"voltage": r.average_voltage}, r.low_cif))
+    ids, formulas, splits, toks, props, failures = [], [], [], [], [], {}
+    for i, (mid, split, p, cif) in enumerate(rows):
+        if progress:
+            progress(i, len(rows))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                s = Structure.from_str(cif, fmt="cif")
+            if len(s) > tk.MAX_ATOMS:
+                raise tk.TokenizeError(f"more than {tk.MAX_ATOMS} atoms")
+            toks.append(tk.encode(tk.from_structure(s), p))
+        except Exception as exc:
+            reason = str(exc).split(":")[0][:60]
+            failures[reason] = failures.get(reason, 0) + 1
+            continue
+        ids.append(mid)
+        formulas.append(s.composition.reduced_formula)
+        splits.append(split)
+        props.append([p.get(k, np.nan) for k in tk.PROPERTIES])
+    return Corpus(np.array(ids), np.array(formulas), np.array(splits), np.stack(toks),
+                  np.array(props, dtype=float), sum(failures.values()), failures)
+
+
+def load_corpus(cache: Path = CACHE, rebuild: bool = False) -> Corpus:
+    """The tokenized corpus, from the cache if present (built and cached otherwise)."""
+    if cache.exists() and not rebuild:
+        z = np.load(cache, allow_pickle=False)
+        reasons = [str(x) for x in z["fail_reasons"]]
+        return Corpus(z["ids"], z["formulas"], z["split"], z["tokens"], z["props"],
+                      int(z["fail_counts"].sum()), dict(zip(reasons, z["fail_counts"].tolist(), strict=True)))
+    t0 = time.time()
+
+    def report(i: int, n: int) -> None:
+        if i % 1000 == 0:
+            print(f"tokenized {i}/{n} ({time.time() - t0:.0f} s)", flush=True)
+
+    c = build_corpus(report)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, ids=c.ids, formulas=c.formulas, split=c.split, tokens=c.tokens, props=c.props,
+                        fail_reasons=np.array(list(c.failures), dtype=str),
+                        fail_counts=np.array(list(c.failures.values()), dtype=np.int64))
+    return c
+
+
+@functools.cache
+def training_cifs_by_formula() -> dict[str, list[str]]:
+    """CIF text of every training structure, bucketed by reduced formula (for novelty checks)."""
+    c = load_corpus()
+    train_ids = set(c.ids[c.split == "train"].tolist())
+    formula_of = dict(zip(c.ids.tolist(), c.formulas.tolist(), strict=True))
+    out: dict[str, list[str]] = {}
+    df = mp20_frame()
+    sources = [zip(df.material_id, df.cif, strict=True)]
+    try:
+        pairs = electrode_pairs()
+        sources.append(zip(pairs.low_mpid, pairs.low_cif, strict=True))
+    except data.DataNotFound:
+        pass
+    for src in sources:
+        for mid, cif in src:
+            if mid in train_ids:
+                out.setdefault(formula_of[mid], []).append(cif)
+                train_ids.discard(mid)
+    return out

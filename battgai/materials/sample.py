@@ -1,0 +1,367 @@
+"""Sample crystals from the bundled GPT under hard constraints (masks on the logits).
+
+Constraints are enforced while sampling, not by filtering afterwards:
+allowed elements mask element tokens; space groups mask the space-group token;
+the atom budget masks Wyckoff letters whose multiplicity would overshoot it; an
+occupied Wyckoff position without free parameters cannot be chosen again; the
+site list may only end once every required element is present and the atom
+count is the one asked. Property targets enter as condition tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+
+import numpy as np
+
+from battgai.materials import tokenizer as tk
+
+DEFAULT_MODEL = "materials_gpt"
+CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditions:
+    """What the researcher asks for. ``None`` / empty means "no constraint".
+
+    ``n_atoms`` counts atoms in the primitive cell (MP-20 has at most 20).
+    Property targets are values; the model is conditioned on their bin.
+    """
+
+    allowed_elements: tuple[str, ...] = ()
+    required_elements: tuple[str, ...] = ()
+    spacegroups: tuple[int, ...] = ()
+    n_atoms: int | None = None
+    formation_energy: float | None = None
+    band_gap: float | None = None
+    e_above_hull: float | None = None
+    voltage: float | None = None
+    working_ion: str | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def spacegroups_of_system(system: str) -> tuple[int, ...]:
+    """Space-group numbers of a crystal system (trigonal and hexagonal are told apart)."""
+    bounds = {"triclinic": (1, 2), "monoclinic": (3, 15), "orthorhombic": (16, 74), "tetragonal": (75, 142),
+              "trigonal": (143, 167), "hexagonal": (168, 194), "cubic": (195, 230)}
+    if system not in bounds:
+        raise ValueError(f"crystal system must be one of {CRYSTAL_SYSTEMS}, got {system!r}")
+    lo, hi = bounds[system]
+    return tuple(range(lo, hi + 1))
+
+
+def _sg_can_hold(sg: int, n_conv: int, n_sites_min: int) -> bool:
+    # Reachable (atom count, max distinct sites) by summing Wyckoff multiplicities; positions without
+    # free parameters can be used once, the others any number of times.
+    table = tk.wyckoff_table()
+    best = np.full(n_conv + 1, -1)
+    best[0] = 0
+    for j in np.flatnonzero(table.multiplicity[sg]):
+        m, reusable = int(table.multiplicity[sg, j]), table.dof[sg, j] > 0
+        prev = best.copy()
+        for total in range(m, n_conv + 1):
+            src = best[total - m] if reusable else prev[total - m]
+            if src >= 0:
+                best[total] = max(best[total], src + 1)
+    return best[n_conv] >= n_sites_min
+
+
+def check_conditions(c: Conditions) -> list[str]:
+    """Reasons why no crystal can satisfy ``c`` (empty when it is satisfiable as far as can be checked)."""
+    from pymatgen.core import Element
+
+    problems = []
+    for el in (*c.allowed_elements, *c.required_elements, *([c.working_ion] if c.working_ion else [])):
+        if not Element.is_valid_symbol(el) or Element(el).Z > tk.MAX_Z:
+            problems.append(f"{el!r} is not an element the model knows (H .. Lr).")
+    if problems:
+        return problems
+    required = set(c.required_elements) | ({c.working_ion} if c.working_ion else set())
+    if c.allowed_elements and not required <= set(c.allowed_elements):
+        problems.append("Required elements / working ion " + ", ".join(sorted(required - set(c.allowed_elements)))
+                        + " are not in the allowed set.")
+    if c.n_atoms is not None:
+        if not 1 <= c.n_atoms <= tk.MAX_ATOMS:
+            problems.append(f"Number of atoms must be 1..{tk.MAX_ATOMS} (the model was trained on MP-20).")
+        elif len(required) > c.n_atoms:
+            problems.append(f"{len(required)} required elements cannot fit in {c.n_atoms} atoms.")
+        elif c.spacegroups:
+            table = tk.wyckoff_table()
+            ok = [sg for sg in c.spacegroups
+                  if _sg_can_hold(sg, c.n_atoms * int(table.centering[sg]), max(1, len(required)))]
+            if not ok:
+                problems.append(f"No asked space group can hold {c.n_atoms} atoms per primitive cell "
+                                f"with {max(1, len(required))} distinct sites (Wyckoff multiplicities).")
+    if any(not 1 <= sg <= 230 for sg in c.spacegroups):
+        problems.append("Space-group numbers must be 1..230.")
+    if c.allowed_elements and not problems and not _charge_neutral_possible(c, required):
+        problems.append("No charge-neutral composition of the allowed elements (SMACT oxidation states, up to "
+                        f"6 atoms of each and {c.n_atoms or 12} in all) contains all required elements.")
+    return problems
+
+
+def _charge_neutral_possible(c: Conditions, required: set[str]) -> bool:
+    # Exhaustive only for small element sets; with many allowed elements a neutral mix is near certain.
+    from battgai.materials.validate import smact_valid
+
+    if len(c.allowed_elements) > 6:
+        return True
+    n_max = c.n_atoms or 12
+    others = [e for e in c.allowed_elements if e not in required]
+    for k in range(0, 4 - len(required) + 1 if len(required) <= 4 else 1):
+        for extra in itertools.combinations(others, k):
+            els = sorted(required) + list(extra)
+            if not els:
+                continue
+            for counts in itertools.product(range(1, 7), repeat=len(els)):
+                if sum(counts) <= n_max and smact_valid(dict(zip(els, counts, strict=True))):
+                    return True
+    return False
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """The GPT plus what provenance needs."""
+
+    model: object
+    name: str
+    sha256: str
+
+
+@functools.cache
+def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
+    """Rebuild the bundled model from its registry card and verified weights."""
+    import torch
+
+    from battgai import registry
+    from battgai.materials.model import GPT, GPTConfig
+
+    state, card = registry.load_tensors(name)
+    model = GPT(GPTConfig(**card.config))
+    state = dict(state)
+    state["lm_head.weight"] = state["wte.weight"]  # tied weights are stored once
+    model.load_state_dict(state)
+    model.eval()
+    torch.set_grad_enabled(False)
+    return LoadedModel(model, name, card.sha256)
+
+
+class _Masks:
+    """Per-sequence grammar state and the logit mask for the next token."""
+
+    def __init__(self, c: Conditions, n: int):
+        from pymatgen.core import Element
+
+        self.table = tk.wyckoff_table()
+        v = tk.VOCAB_SIZE
+        self.el_ok = np.zeros(v, bool)
+        s, size = tk.LAYOUT["el"]
+        if c.allowed_elements:
+            for el in c.allowed_elements:
+                self.el_ok[s + Element(el).Z - 1] = True
+        else:
+            self.el_ok[s: s + size] = True
+        self.required = {Element(e).Z for e in (*c.required_elements, *([c.working_ion] if c.working_ion else []))}
+        self.sg_ok = np.zeros(v, bool)
+        sgs = c.spacegroups or tuple(range(1, 231))
+        if c.n_atoms:
+            # Drop groups that cannot hold the atom count, so sampling never dead-ends on them.
+            sgs = tuple(sg for sg in sgs if _sg_can_hold(sg, c.n_atoms * int(self.table.centering[sg]),
+                                                         max(1, len(self.required))))
+        for sg in sgs:
+            self.sg_ok[tk.LAYOUT["sg"][0] + sg - 1] = True
+        self.n_atoms = c.n_atoms
+        self.group_masks = {g: self._range(g) for g in ("coord", "length", "angle")}
+        self.sg = np.zeros(n, int)
+        self.count = np.zeros(n, int)  # atoms in the conventional cell so far
+        self.used_fixed = [set() for _ in range(n)]
+        self.elements = [set() for _ in range(n)]
+        self.n_sites = np.zeros(n, int)
+        self.stuck = np.zeros(n, bool)
+
+    @staticmethod
+    def _range(group: str) -> np.ndarray:
+        m = np.zeros(tk.VOCAB_SIZE, bool)
+        s, size = tk.LAYOUT[group]
+        m[s: s + size] = True
+        return m
+
+    def mask(self, i: int, phase: int) -> np.ndarray:
+        """Allowed next tokens of sequence ``i``; ``phase`` is its position in the grammar."""
+        if phase == 0:
+            return self.sg_ok
+        if phase == 1:
+            return self._site_or_end(i)
+        if phase == 2:
+            return self._element(i)
+        if phase in (3, 4, 5):
+            return self.group_masks["coord"]
+        if phase in (6, 7, 8):
+            return self.group_masks["length"]
+        if phase in (9, 10, 11):
+            return self.group_masks["angle"]
+        m = np.zeros(tk.VOCAB_SIZE, bool)
+        m[tk.EOS] = True
+        return m
+
+    def _element(self, i: int) -> np.ndarray:
+        # The Wyckoff site just chosen is already counted; if the atom budget left cannot hold one more
+        # site per missing required element, this site must take one of them.
+        missing = self.required - self.elements[i]
+        if not missing:
+            return self.el_ok
+        sg = self.sg[i]
+        left = (self.n_atoms or tk.MAX_ATOMS) * int(self.table.centering[sg]) - self.count[i]
+        mult = self.table.multiplicity[sg]
+        smallest = int(mult[mult > 0].min())
+        if left // smallest >= len(missing) and self.n_sites[i] + len(missing) < tk.MAX_SITES:
+            return self.el_ok
+        m = np.zeros(tk.VOCAB_SIZE, bool)
+        for z in missing:
+            m[tk.LAYOUT["el"][0] + z - 1] = True
+        return m
+
+    def _site_or_end(self, i: int) -> np.ndarray:
+        sg = self.sg[i]
+        cent = int(self.table.centering[sg])
+        cap = (self.n_atoms or tk.MAX_ATOMS) * cent
+        m = np.zeros(tk.VOCAB_SIZE, bool)
+        if self.n_sites[i] < tk.MAX_SITES:
+            mult, _dof = self.table.multiplicity[sg], self.table.dof[sg]
+            ok = (mult > 0) & (self.count[i] + mult <= cap)
+            if self.n_atoms:
+                # Only letters after which the exact atom count stays reachable.
+                reach = _reachable(sg, cap)
+                ok &= reach[np.clip(cap - self.count[i] - mult, 0, cap)] & (cap - self.count[i] - mult >= 0)
+            for j in self.used_fixed[i]:
+                ok[j] = False
+            m[tk.LAYOUT["wy"][0]: tk.LAYOUT["wy"][0] + len(ok)] = ok
+        done = self.count[i] > 0 and self.required <= self.elements[i]
+        if self.n_atoms:
+            done = done and self.count[i] == cap
+        if done or not m.any():
+            m[tk.LATT] = True
+            self.stuck[i] |= not done
+        return m
+
+    def update(self, i: int, phase: int, tok: int) -> None:
+        if phase == 1 and tok != tk.LATT:
+            j = tok - tk.LAYOUT["wy"][0]
+            sg = self.sg[i]
+            self.count[i] += self.table.multiplicity[sg, j]
+            if self.table.dof[sg, j] == 0:
+                self.used_fixed[i].add(j)
+            self.n_sites[i] += 1
+        elif phase == 0:
+            self.sg[i] = tok - tk.LAYOUT["sg"][0] + 1
+        elif phase == 2:
+            self.elements[i].add(tok - tk.LAYOUT["el"][0] + 1)
+
+
+def condition_prefix(c: Conditions) -> list[int]:
+    """BOS + the four condition tokens of ``c``."""
+    values = {"formation_energy": c.formation_energy, "band_gap": c.band_gap, "e_above_hull": c.e_above_hull,
+              "voltage": c.voltage}
+    return [tk.BOS] + [tk.property_token(k, values[k]) for k in tk.PROPERTIES]
+
+
+def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0):
+    """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
+
+    ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
+    not be met with the required elements); callers drop or report them.
+    """
+    import torch
+
+    problems = check_conditions(c)
+    if problems:
+        raise ValueError(" ".join(problems))
+    gen = torch.Generator().manual_seed(seed)
+    masks = _Masks(c, n)
+    prefix = condition_prefix(c)
+    seq = np.full((n, tk.SEQ_LEN), tk.PAD, dtype=np.int64)
+    seq[:, : len(prefix)] = prefix
+    phase = np.zeros(n, int)  # 0 sg, 1 site-or-LATT, 2 el, 3-5 xyz, 6-11 lattice (after LATT), 12 EOS, 13 done
+    pos = len(prefix)
+    logits, past = lm.model(torch.from_numpy(seq[:, :pos]))
+    while pos < tk.SEQ_LEN and (phase < 13).any():
+        allowed = np.stack([masks.mask(i, phase[i]) if phase[i] < 13 else _pad_mask() for i in range(n)])
+        lg = logits[:, -1, :] / temperature
+        lg = lg.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+        tok = torch.multinomial(torch.softmax(lg, -1), 1, generator=gen).squeeze(1).numpy()
+        for i in range(n):
+            if phase[i] >= 13:
+                continue
+            masks.update(i, phase[i], int(tok[i]))
+            phase[i] = _next_phase(phase[i], int(tok[i]))
+        seq[:, pos] = tok
+        pos += 1
+        if pos < tk.SEQ_LEN:
+            logits, past = lm.model(torch.from_numpy(seq[:, pos - 1: pos]), past)
+    ok = (phase == 13) & ~masks.stuck
+    return seq, ok
+
+
+@functools.cache
+def _reachable(sg: int, cap: int) -> np.ndarray:
+    # Atom totals 0..cap reachable with the group's multiplicities (each letter any number of times).
+    mult = [int(m) for m in tk.wyckoff_table().multiplicity[sg] if m > 0]
+    reach = np.zeros(cap + 1, bool)
+    reach[0] = True
+    for total in range(1, cap + 1):
+        reach[total] = any(m <= total and reach[total - m] for m in mult)
+    return reach
+
+
+@functools.cache
+def _pad_mask() -> np.ndarray:
+    m = np.zeros(tk.VOCAB_SIZE, bool)
+    m[tk.PAD] = True
+    return m
+
+
+def _next_phase(phase: int, tok: int) -> int:
+    if phase == 1:
+        return 6 if tok == tk.LATT else 2
+    if phase == 5:
+        return 1  # after z, another site or the lattice
+    return phase + 1
+
+
+def parse_conditions(text: str) -> Conditions:
+    """Conditions from ``key=value`` pairs separated by ``;`` (the CLI's ``--conditions``).
+
+    Keys: ``allowed``, ``required`` (comma-separated elements), ``ion``, ``sg`` (comma-separated
+    numbers), ``system`` (crystal system), ``natoms``, ``formation_energy``, ``band_gap``,
+    ``e_above_hull``, ``voltage``.
+
+    Examples
+    --------
+    >>> parse_conditions("allowed=Li,Fe,P,O;ion=Li;natoms=14").n_atoms
+    14
+    """
+    kw: dict = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep:
+            raise ValueError(f"condition {part!r} is not key=value")
+        if key in ("allowed", "required"):
+            kw[f"{key}_elements"] = tuple(e.strip() for e in value.split(",") if e.strip())
+        elif key == "ion":
+            kw["working_ion"] = value
+        elif key == "sg":
+            kw["spacegroups"] = tuple(int(v) for v in value.split(","))
+        elif key == "system":
+            kw["spacegroups"] = spacegroups_of_system(value)
+        elif key == "natoms":
+            kw["n_atoms"] = int(value)
+        elif key in ("formation_energy", "band_gap", "e_above_hull", "voltage"):
+            kw[key] = float(value)
+        else:
+            raise ValueError(f"unknown condition {key!r}")
+    return Conditions(**kw)

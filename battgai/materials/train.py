@@ -1,0 +1,157 @@
+"""Train the crystal GPT on the tokenized MP-20 corpus: ``python -m battgai.train materials``.
+
+Runs on one CPU thread for a fixed wall-clock budget (default 18 min), keeps the
+weights with the lowest held-out loss and writes them with a model card through
+:func:`battgai.registry.save`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from battgai.materials import tokenizer as tk
+
+DEFAULT_NAME = "materials_gpt"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    minutes: float = 18.0
+    max_steps: int = 100_000
+    batch_size: int = 64
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup: int = 200
+    weight_decay: float = 0.05
+    cond_dropout: float = 0.5  # chance each known property is hidden, so unconditional sampling is learned
+    eval_every: int = 250
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    seed: int = 0
+
+
+def make_batch(tokens: np.ndarray, props_known: np.ndarray, rng: np.random.Generator, cond_dropout: float):
+    """Inputs and targets for next-token training; condition tokens are never targets.
+
+    ``props_known`` marks known properties; each is replaced by its "unknown"
+    token with probability ``cond_dropout``.
+    """
+    import torch
+
+    x = tokens.astype(np.int64).copy()
+    hide = (rng.random(props_known.shape) < cond_dropout) & props_known
+    for j, name in enumerate(tk.PROPERTIES):
+        start, size = tk.LAYOUT[name]
+        x[hide[:, j], 1 + j] = start + size - 1
+    y = np.full_like(x, -1)
+    y[:, :-1] = x[:, 1:]
+    y[y == tk.PAD] = -1
+    y[:, : tk.N_COND] = -1  # position i predicts token i+1: conditions are given, not generated
+    return torch.from_numpy(x[:, :-1]), torch.from_numpy(y[:, :-1])
+
+
+def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, heldout_tokens: np.ndarray,
+          log=print):
+    """Fit a :class:`~battgai.materials.model.GPT`; returns ``(model, best held-out loss, steps)``."""
+    import torch
+
+    from battgai.materials.model import GPT, GPTConfig
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, cfg.n_layer, cfg.n_head, cfg.n_embd))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    known = np.isfinite(train_props)
+    hx, hy = make_batch(heldout_tokens, np.zeros((len(heldout_tokens), tk.N_COND), bool), rng, 0.0)
+    budget = cfg.minutes * 60
+    t0 = time.time()
+    best, best_state, step = math.inf, None, 0
+
+    def evaluate() -> float:
+        model.eval()
+        with torch.no_grad():
+            losses = [model.loss(hx[i: i + 512], hy[i: i + 512]).item() * (hy[i: i + 512] >= 0).sum().item()
+                      for i in range(0, len(hx), 512)]
+        model.train()
+        return sum(losses) / (hy >= 0).sum().item()
+
+    while step < cfg.max_steps and time.time() - t0 < budget:
+        # Cosine decay over the wall-clock budget, since the number of steps is not known in advance.
+        frac = max((time.time() - t0) / budget, step / cfg.max_steps)
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        lr = cfg.min_lr + (lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = rng.integers(0, len(train_tokens), cfg.batch_size)
+        x, y = make_batch(train_tokens[idx], known[idx], rng, cfg.cond_dropout)
+        # Trim trailing padding shared by the whole batch: most crystals have few Wyckoff sites.
+        t = int((y >= 0).any(0).nonzero().max()) + 1
+        loss = model.loss(x[:, :t], y[:, :t])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            h = evaluate()
+            if h < best:
+                best, best_state = h, {k: v.clone() for k, v in model.state_dict().items()}
+            log(f"step {step} train {loss.item():.3f} heldout {h:.3f} lr {lr:.1e} {time.time() - t0:.0f} s")
+    if best_state is None:
+        best = evaluate()
+    else:
+        model.load_state_dict(best_state)
+    return model, best, step
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from battgai import registry
+    from battgai.materials.corpus import load_corpus
+
+    p = argparse.ArgumentParser(prog="python -m battgai.train materials", description=__doc__)
+    p.add_argument("--name", default=DEFAULT_NAME)
+    p.add_argument("--minutes", type=float, default=TrainConfig.minutes)
+    p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    cfg = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed)
+    corpus = load_corpus()
+    tr, ho = corpus.subset("train"), corpus.subset("heldout")
+    print(f"train {len(tr.ids)} crystals, held-out {len(ho.ids)}, tokenization failures {corpus.n_failed}")
+    model, best, steps = train(cfg, tr.tokens, tr.props, ho.tokens)
+    n_volt = int(np.isfinite(tr.props[:, list(tk.PROPERTIES).index("voltage")]).sum())
+    card = registry.ModelCard(
+        name=args.name, task="materials",
+        architecture="GPT decoder (nanoGPT-style) over symmetry-aware Wyckoff tokens (CrystalFormer-like)",
+        config=dataclasses.asdict(model.config), parameters=model.num_params(),
+        training_data=(
+            "MP-20 (CDVAE split) from shared data materials/mp_20_cif_only (val + test + 11,249 train rows; "
+            "properties joined from mp_20_biternary and mp_20_pilot) plus discharged insertion-electrode "
+            f"structures with <= 20 atoms (materials/insertion_electrodes_transformergnn, {n_volt} with voltage). "
+            f"{len(tr.ids)} training crystals; {corpus.n_failed} could not be tokenized."),
+        split=("by structure: MP-20 test structures whose sha256(material_id) falls in the first third are "
+               f"held out ({len(ho.ids)} crystals); everything else trains"),
+        metrics={"heldout_nll_per_token": round(best, 4), "train_steps": steps,
+                 "train_crystals": len(tr.ids), "heldout_crystals": len(ho.ids)},
+        metrics_command=f"python -m battgai.train materials --minutes {args.minutes:g} (held-out loss); "
+                        "python -m battgai.bench materials (generation metrics, docs/BENCHMARKS.md)",
+        retrain_command=f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}",
+        notes=("Tokens: BOS, 4 condition tokens (formation energy, band gap, E_hull, voltage bins; "
+               "'unknown' allowed), space group, (Wyckoff letter, element, x, y, z) per site, lattice "
+               f"a b c alpha beta gamma of the conventional cell. {tk.COORD_BINS} coordinate bins, "
+               f"{tk.LENGTH_BINS} log length bins, 1-degree angle bins. Condition dropout {cfg.cond_dropout}. "
+               f"Trained {cfg.minutes:g} min on 1 CPU thread."),
+    )
+    # lm_head shares the embedding's storage (weight tying); safetensors refuses shared tensors.
+    tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    card = registry.save(args.name, tensors, card)
+    print(f"saved weights/{args.name}.safetensors ({card.size_bytes / 1e6:.1f} MB), held-out NLL {best:.3f}")

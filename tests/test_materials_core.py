@@ -1,0 +1,209 @@
+"""Materials backend: tokenizer, builder, constrained sampler, checks, battery metrics, hull maths."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from battgai.demo import licoo2
+from battgai.materials import battery, build, validate
+from battgai.materials import tokenizer as tk
+from battgai.materials.sample import Conditions, check_conditions, parse_conditions
+
+
+def nacl() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """An untrained GPT: enough to test that masks enforce every constraint whatever the logits say."""
+    import torch
+
+    from battgai.materials.model import GPT, GPTConfig
+    from battgai.materials.sample import LoadedModel
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, n_layer=1, n_head=2, n_embd=32)).eval()
+    return LoadedModel(model, "untrained", "0" * 64)
+
+
+@pytest.mark.parametrize("make", [nacl, licoo2])
+def test_tokenize_roundtrip_matches(make):
+    s = make()
+    wc = tk.from_structure(s)
+    tokens = tk.encode(wc, {"band_gap": 1.5})
+    assert tokens.shape == (tk.SEQ_LEN,)
+    back = build.to_structure(tk.decode(tokens))
+    assert validate._fit(s, back)
+    assert validate.spacegroup_found(back) == validate.spacegroup_found(s)
+
+
+def test_nacl_is_one_token_site_each():
+    wc = tk.from_structure(nacl())
+    assert wc.spacegroup == 225
+    assert sorted(site.element for site in wc.sites) == ["Cl", "Na"]
+    assert wc.n_atoms == 2  # primitive cell
+
+
+def test_property_tokens_bin_and_unknown():
+    start, size = tk.LAYOUT["e_above_hull"]
+    assert tk.property_token("e_above_hull", 0.0) == start
+    assert tk.property_token("e_above_hull", 0.5) == start + len(tk.EH_EDGES)
+    assert tk.property_token("e_above_hull", None) == start + size - 1
+    assert tk.property_token("e_above_hull", math.nan) == start + size - 1
+
+
+def test_decode_rejects_garbage():
+    with pytest.raises(tk.TokenizeError):
+        tk.decode(np.zeros(tk.SEQ_LEN, dtype=int))
+
+
+def test_lattice_out_of_range_is_a_tokenize_error():
+    wc = tk.WyckoffCrystal(225, (200.0, 200.0, 200.0, 90, 90, 90), (tk.Site("a", "Na", (0, 0, 0)),))
+    with pytest.raises(tk.TokenizeError, match="lattice length"):
+        tk.encode(wc)
+
+
+def test_build_refuses_unknown_wyckoff_letter():
+    wc = tk.WyckoffCrystal(1, (3, 3, 3, 90, 90, 90), (tk.Site("z", "Na", (0, 0, 0)),))
+    with pytest.raises(build.BuildError):
+        build.to_structure(wc)
+
+
+def test_symmetrize_lattice_cubic_and_hexagonal():
+    assert build.symmetrize_lattice(225, (4.0, 4.2, 4.4, 80, 95, 100)) == (4.2, 4.2, 4.2, 90.0, 90.0, 90.0)
+    assert build.symmetrize_lattice(194, (3.0, 3.2, 5.0, 80, 95, 100))[3:] == (90.0, 90.0, 120.0)
+
+
+def test_parse_conditions_and_errors():
+    c = parse_conditions("allowed=Li,Fe,P,O;required=Li;sg=62,63;natoms=14;voltage=3.5")
+    assert c.allowed_elements == ("Li", "Fe", "P", "O") and c.spacegroups == (62, 63) and c.voltage == 3.5
+    assert len(parse_conditions("system=cubic").spacegroups) == 36
+    with pytest.raises(ValueError, match="unknown condition"):
+        parse_conditions("colour=blue")
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("allowed=Li,O;required=Fe", "not in the allowed set"),
+    ("allowed=Ne,F;required=Ne,F", "charge-neutral"),
+    ("required=Na;sg=229;natoms=2", "No asked space group"),
+    ("natoms=30", "1..20"),
+    ("allowed=Xx", "not an element"),
+    ("required=Li,Na,K;natoms=2", "cannot fit"),
+])
+def test_impossible_conditions_are_explained(text, fragment):
+    problems = check_conditions(parse_conditions(text))
+    assert any(fragment in p for p in problems), problems
+
+
+def test_possible_conditions_pass():
+    assert check_conditions(parse_conditions("allowed=Li,Co,O;required=Li;natoms=4")) == []
+    assert check_conditions(Conditions()) == []
+
+
+def test_masks_enforce_constraints_on_untrained_model(tiny_model):
+    from battgai.materials.sample import sample_tokens
+
+    c = Conditions(allowed_elements=("Li", "Fe", "P", "O"), required_elements=("Li", "O"), spacegroups=(62,),
+                   n_atoms=12)
+    tokens, ok = sample_tokens(tiny_model, c, 24, seed=1)
+    assert ok.mean() > 0.8
+    for t in tokens[ok]:
+        wc = tk.decode(t)
+        els = {s.element for s in wc.sites}
+        assert {"Li", "O"} <= els <= {"Li", "Fe", "P", "O"}
+        assert wc.spacegroup == 62
+        assert wc.n_atoms == 12
+
+
+def test_sampling_is_reproducible(tiny_model):
+    from battgai.materials.sample import sample_tokens
+
+    a, _ = sample_tokens(tiny_model, Conditions(), 4, seed=3)
+    b, _ = sample_tokens(tiny_model, Conditions(), 4, seed=3)
+    c, _ = sample_tokens(tiny_model, Conditions(), 4, seed=4)
+    assert (a == b).all() and not (a == c).all()
+
+
+def test_sample_refuses_impossible_conditions(tiny_model):
+    from battgai.materials.sample import sample_tokens
+
+    with pytest.raises(ValueError, match="allowed set"):
+        sample_tokens(tiny_model, parse_conditions("allowed=Li,O;required=Fe"), 2)
+
+
+def test_structural_validity():
+    assert validate.structural_valid(nacl())
+    bad = Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    assert validate.min_distance(bad) == pytest.approx(0.2)
+    assert not validate.structural_valid(bad)
+
+
+def test_smact_examples():
+    assert validate.smact_valid({"Li": 1, "Co": 1, "O": 2})
+    assert validate.smact_valid({"Na": 2, "Cl": 2})  # reduced to NaCl
+    assert not validate.smact_valid({"Na": 1, "F": 2})
+    assert validate.smact_valid({"Fe": 1, "Ni": 3})  # alloys pass, as in CDVAE
+
+
+def test_uniqueness_and_novelty():
+    a, b = nacl(), nacl()
+    b.perturb(0.01, 0.01)
+    other = Structure(Lattice.cubic(3.4), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert validate.unique_mask([a, b, other]) == [True, False, True]
+    known = {"NaCl": [nacl().to(fmt="cif")]}
+    assert not validate.is_novel(b, known)
+    assert validate.is_novel(other, known)
+    assert validate.nearest_known(b, known) is not None
+
+
+def test_capacity_and_voltage_formulas():
+    assert battery.capacity_grav("LiCoO2", "Li") == pytest.approx(273.8, abs=0.2)
+    assert battery.capacity_grav("CoO2", "Li") == 0.0
+    assert battery.capacity_grav("MgMo3S4", "Mg") == pytest.approx(2 * 96485.33 / 3.6 / 440.4, rel=1e-3)
+    # LiX at -5 eV/atom, X at -3 eV/atom, Li metal -2 eV/atom: dE = -10 - (-3) - (-2) = -5 eV -> 5 V.
+    v = battery.average_voltage("LiCoO2", -5.0 * 4 / 4, "CoO2", -3.0 * 3 / 3, "Li", -2.0)
+    assert v == pytest.approx(-(-5.0 * 4 - (-3.0 * 3) - (-2.0)))
+    with pytest.raises(ValueError, match="more Li"):
+        battery.average_voltage("CoO2", -3, "LiCoO2", -5, "Li", -2)
+    with pytest.raises(ValueError, match="working ion"):
+        battery.capacity_grav("LiCoO2", "Xe")
+
+
+def test_remove_ion_keeps_framework():
+    f = battery.remove_ion(licoo2(), "Li")
+    assert f.composition.reduced_formula == "CoO2"
+
+
+def test_hull_maths_with_given_energies(tmp_path):
+    from battgai.materials.stability import EnergyCache, ReferencePhases
+
+    cache = EnergyCache(tmp_path / "e.json")
+    cache.values = {"li": -1.9, "o": -4.9, "li2o": -4.8, "li2o2": -4.5}
+    refs = ReferencePhases(["li", "o", "li2o", "li2o2"], ["Li", "O2", "Li2O", "Li2O2"],
+                           cif_of=lambda i: pytest.fail("no CHGNet call expected"), cache=cache)
+    on = refs.hull("Li2O", -4.8)
+    assert on.e_above_hull == pytest.approx(0.0, abs=1e-6)
+    assert on.formation_energy == pytest.approx(-4.8 - (2 / 3 * -1.9 + 1 / 3 * -4.9))
+    above = refs.hull("Li2O", -4.6)
+    assert above.e_above_hull == pytest.approx(0.2, abs=1e-6)
+    missing = refs.hull("LiF", -4.0)
+    assert math.isnan(missing.e_above_hull) and "F" in missing.note
+
+
+def test_check_uploaded_structure():
+    from battgai.materials.pipeline import UniqueTracker, check
+
+    tracker = UniqueTracker()
+    c = check(licoo2(), Conditions(working_ion="Li"), {"LiCoO2": [licoo2()]}, source="uploaded", tracker=tracker)
+    assert c.valid_structure and c.valid_smact and c.obeys_elements and c.unique
+    assert c.novel is False
+    assert c.spacegroup_found == 166
+    assert c.capacity == pytest.approx(273.8, abs=0.2)
+    again = check(licoo2(), Conditions(), None, tracker=tracker)
+    assert not again.unique and again.novel is None
+    assert set(c.row()) >= {"formula", "e_above_hull", "voltage", "capacity_mAh_g"}
