@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from battgai.health.estimator import make_estimator, rmse_points
-from battgai.health.preprocess import CurveSet
+from battgai.health.preprocess import CurveSet, window
 
 ARMS = ("real only", "+ jitter", "+ mixup", "+ cVAE")
 
@@ -164,7 +164,8 @@ class QualityResult:
     tstr_rmse: float  # estimator trained on synthetic only, tested on the held-out real cell
     trtr_rmse: float  # same estimator trained on the real training cells
     full_aug_rmse: float  # real + synthetic training curves
-    discriminative_score: float  # |accuracy - 0.5| real vs synthetic, grouped by cell
+    discriminative_score: float  # |accuracy - 0.5| real vs synthetic whole curves, grouped by cell
+    discriminative_score_window: float  # the same on the 3.9 -> 3.5 V window the estimators see
     estimator: str
 
     @property
@@ -174,7 +175,8 @@ class QualityResult:
     def metrics(self) -> dict[str, float]:
         return {"tstr_rmse_soh_points": self.tstr_rmse, "trtr_rmse_soh_points": self.trtr_rmse,
                 "tstr_over_trtr": self.tstr_ratio, "full_data_real_plus_synthetic_rmse": self.full_aug_rmse,
-                "discriminative_score": self.discriminative_score}
+                "discriminative_score": self.discriminative_score,
+                "discriminative_score_window": self.discriminative_score_window}
 
 
 def discriminative_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
@@ -230,6 +232,9 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
         if progress is not None:
             progress((k + 1) / len(cells))
     y = np.concatenate(truth)
-    disc = discriminative_score(shape(cohort), fake_test, cohort.cell_id, seed)
+    real_shape = shape(cohort)
+    disc = discriminative_score(real_shape, fake_test, cohort.cell_id, seed)
+    disc_w = discriminative_score(window(real_shape, cohort.grid), window(fake_test, cohort.grid),
+                                  cohort.cell_id, seed)
     return QualityResult(rmse_points(y, np.concatenate(p_syn)), rmse_points(y, np.concatenate(p_real)),
-                         rmse_points(y, np.concatenate(p_aug)), disc, estimator)
+                         rmse_points(y, np.concatenate(p_aug)), disc, disc_w, estimator)

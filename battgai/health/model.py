@@ -2,8 +2,10 @@
 
 The model works on the curve's shape, ``Q(V) / capacity``: the decoder emits a softmax over the
 voltage grid and sums it, so every generated shape is monotone (charge never flows back) and
-ends at exactly 1 at 2.7 V. Multiplying by the SOH condition x nominal then gives a curve whose
-capacity is the one asked for; a prior draw cannot land on another cell's capacity. The latent space
+ends near 1 at 2.7 V (one extra output lets the end move by up to 2 %: coulomb counting and the
+capacity label differ slightly in real records, and an end of exactly 1 gives synthetic curves
+away). Multiplying by the SOH condition x nominal then gives a curve whose capacity is the one
+asked for; a prior draw cannot land on another cell's capacity. The latent space
 is 2D by default: SOH and the conditions carry most of a curve, the two latent axes hold what is
 left (cell-to-cell shape), and a 2D map of it is explorable on the page.
 
@@ -50,7 +52,7 @@ class CVAE(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = _mlp(config.n_grid + config.n_cond, config.hidden, 2 * config.latent)
-        self.decoder = _mlp(config.latent + config.n_cond, config.hidden, config.n_grid)
+        self.decoder = _mlp(config.latent + config.n_cond, config.hidden, config.n_grid + 1)
         self.register_buffer("cond_mean", torch.tensor(config.cond_mean, dtype=torch.float32))
         self.register_buffer("cond_std", torch.tensor(config.cond_std, dtype=torch.float32))
 
@@ -62,9 +64,10 @@ class CVAE(nn.Module):
         return mu, logvar.clamp(-10.0, 5.0)
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        # Softmax increments summed down the voltage grid: monotone, ending at 1 at the last voltage.
-        steps = F.softmax(self.decoder(torch.cat([z, self.scale(cond)], dim=1)), dim=1)
-        return torch.cumsum(steps, dim=1)
+        out = self.decoder(torch.cat([z, self.scale(cond)], dim=1))
+        # Softmax increments summed down the voltage grid: monotone, ending at 1 +- 2 %.
+        end = 1.0 + 0.02 * torch.tanh(out[:, -1:])
+        return torch.cumsum(F.softmax(out[:, :-1], dim=1), dim=1) * end
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x, cond)

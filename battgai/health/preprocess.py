@@ -13,8 +13,9 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from battgai.health.schema import CyclingData
+from battgai.health.schema import SCHEMA, CyclingData
 
 #: Voltages (V, descending) at which every discharge curve is sampled.
 VOLTAGE_GRID = np.round(np.linspace(4.2, 2.7, 61), 4)
@@ -148,6 +149,32 @@ def resample(data: CyclingData, grid: np.ndarray = VOLTAGE_GRID) -> CurveSet:
     return CurveSet(np.stack(rows), lab["soh"].to_numpy(float), lab["temperature_c"].to_numpy(float),
                     np.abs(lab["current_a"].to_numpy(float)), np.array([k[0] for k in keys]),
                     np.array([k[1] for k in keys]), np.array(v_start), data.nominal_ah, np.asarray(grid, float))
+
+
+def to_cycling(curves: CurveSet, source: str) -> CyclingData:
+    """Curves on the grid back in the cycling schema (constant-current records), e.g. for download.
+
+    Time is the charge over the discharge current; each curve becomes one cycle of a cell named
+    by its ``cell_id`` (synthetic curves: ``synthetic``), numbered in order.
+    """
+    frames, rows = [], []
+    for k in range(len(curves)):
+        q, cur = curves.q[k], max(float(curves.current_a[k]), 1e-3)
+        # Inside flat stretches samples carry no information; keep each stretch's two ends.
+        rising = np.diff(q) > 1e-9
+        keep = np.r_[True, rising] | np.r_[rising, True]
+        cell, cyc = str(curves.cell_id[k]), k + 1
+        # A load-on sample one grid step above the grid carries the charge delivered before grid[0].
+        top = 2 * curves.grid[0] - curves.grid[1]
+        frames.append(pd.DataFrame({
+            "cell_id": cell, "cycle": cyc, "time_s": np.r_[0.0, q[keep] / cur * 3600.0],
+            "voltage_v": np.r_[top, curves.grid[keep]], "current_a": -cur,
+            "temperature_c": curves.temperature_c[k], "capacity_ah": curves.soh[k] * curves.nominal_ah,
+        }))
+        rows.append({"cell_id": cell, "cycle": cyc, "capacity_ah": curves.soh[k] * curves.nominal_ah,
+                     "soh": curves.soh[k], "temperature_c": curves.temperature_c[k], "current_a": -cur})
+    return CyclingData(pd.concat(frames, ignore_index=True)[list(SCHEMA)], pd.DataFrame(rows),
+                       curves.nominal_ah, source)
 
 
 def nasa_curves(cache_dir: Path | None = None) -> CurveSet:

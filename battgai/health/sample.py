@@ -38,7 +38,8 @@ def load(name: str = DEFAULT_MODEL) -> Generator:
     return Generator(model, nominal, name, card.sha256, grid)
 
 
-def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray | None = None) -> CurveSet:
+def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray | None = None,
+           nominal_ah: float | None = None) -> CurveSet:
     """Generate one curve per row of ``conditions`` = (SOH, temperature C, current A).
 
     Parameters
@@ -49,6 +50,9 @@ def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray 
         Seeds the latent draws, so the same call gives the same curves.
     z : ndarray, shape (n, latent), optional
         Decode these latent points instead of drawing from the prior (latent-space exploration).
+    nominal_ah : float, optional
+        Nominal capacity of the curves to make (default: the training data's). The model works
+        on curve shapes, so SOH x nominal sets the capacity of each curve.
 
     Returns
     -------
@@ -63,6 +67,7 @@ def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray 
     if np.any(cond[:, 0] <= 0) or np.any(cond[:, 0] > 1.3):
         raise ValueError("SOH must lie in (0, 1.3] (a fraction of nominal capacity)")
     n = cond.shape[0]
+    nominal = gen.nominal_ah if nominal_ah is None else float(nominal_ah)
     if z is None:
         g = torch.Generator().manual_seed(int(seed))
         zt = torch.randn(n, gen.model.config.latent, generator=g)
@@ -72,9 +77,9 @@ def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray 
             raise ValueError(f"z must have shape {(n, gen.model.config.latent)}, got {tuple(zt.shape)}")
     with torch.no_grad():
         x = gen.model.decode(zt, torch.from_numpy(cond)).numpy().astype(float)
-    return CurveSet(x * (cond[:, :1] * gen.nominal_ah), cond[:, 0].astype(float), cond[:, 1].astype(float),
+    return CurveSet(x * (cond[:, :1] * nominal), cond[:, 0].astype(float), cond[:, 1].astype(float),
                     np.abs(cond[:, 2]).astype(float), np.array(["synthetic"] * n), np.arange(n),
-                    np.full(n, float(gen.grid[0])), gen.nominal_ah, gen.grid)
+                    np.full(n, float(gen.grid[0])), nominal, gen.grid)
 
 
 def shape(curves: CurveSet) -> np.ndarray:
@@ -90,3 +95,11 @@ def encode(gen: Generator, curves: CurveSet) -> np.ndarray:
         x = torch.tensor(shape(curves), dtype=torch.float32)
         c = torch.tensor(curves.conditions(), dtype=torch.float32)
         return gen.model.encode(x, c)[0].numpy().astype(float)
+
+
+def nearest(synthetic: CurveSet, real: CurveSet) -> np.ndarray:
+    """Index of the closest real curve (RMS over the grid, in Ah) for every synthetic curve."""
+    if len(real) == 0:
+        raise ValueError("no real curves to compare with")
+    d = ((synthetic.q[:, None, :] - real.q[None, :, :]) ** 2).mean(axis=2)
+    return d.argmin(axis=1)

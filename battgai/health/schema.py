@@ -334,7 +334,7 @@ def _ocv(soc: np.ndarray) -> np.ndarray:
     return 3.45 + 0.6 * soc - 0.6 * np.exp(-15.0 * soc) + 0.08 * np.tanh(10.0 * (soc - 0.9))
 
 
-def demo_data(n_cells: int = 3, n_cycles: int = 40, seed: int = 0) -> CyclingData:
+def demo_data(n_cells: int = 4, n_cycles: int = 40, seed: int = 0) -> CyclingData:
     """Small synthetic cells the project makes itself, for when no real data is present.
 
     Each cell fades linearly from ~98 % to ~75 % SOH with its own rate and temperature; the
@@ -346,7 +346,7 @@ def demo_data(n_cells: int = 3, n_cycles: int = 40, seed: int = 0) -> CyclingDat
     for k in range(n_cells):
         cell = f"DEMO{k + 1}"
         temp = float(rng.choice([10.0, 25.0, 40.0]))
-        current = float(rng.choice([1.0, 2.0, 4.0]))
+        current = float(rng.choice([1.0, 2.0]))
         fade = rng.uniform(0.18, 0.28)
         for cyc in range(1, n_cycles + 1):
             soh = 0.98 - fade * (cyc - 1) / max(n_cycles - 1, 1) + rng.normal(0, 0.004)

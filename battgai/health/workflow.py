@@ -1,0 +1,79 @@
+"""One call per page step: load curves, generate at target SOH, explore the latent space, export.
+
+The page only reads widgets, calls these functions and renders what they return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from battgai.health import sample as sampling
+from battgai.health.preprocess import CurveSet, resample, to_cycling
+from battgai.health.schema import CyclingData, demo_data, load_nasa
+from battgai.provenance import Provenance
+
+
+@dataclasses.dataclass
+class Loaded:
+    data: CyclingData
+    curves: CurveSet
+    is_demo: bool
+
+
+def load_curves(source: str, cells: list[str] | None = None) -> Loaded:
+    """``source="nasa"`` (``cells`` from the NASA set) or ``"demo"`` (synthetic cells made here).
+
+    Raises ``battgai.data.DataNotFound`` when NASA data is absent, so callers can fall back to demo.
+    """
+    if source == "nasa":
+        data = load_nasa(cells)
+    elif source == "demo":
+        data = demo_data()
+    else:
+        raise ValueError(f"source must be 'nasa' or 'demo', got {source!r}")
+    return Loaded(data, resample(data), source == "demo")
+
+
+def from_upload(data: CyclingData) -> Loaded:
+    return Loaded(data, resample(data), False)
+
+
+@dataclasses.dataclass
+class Generation:
+    """Synthetic curves, the nearest real curve of each, and how they were made."""
+
+    synthetic: CurveSet
+    nearest: np.ndarray
+    provenance: Provenance
+
+    def csv(self) -> bytes:
+        """The synthetic curves in the cycling schema (constant-current records)."""
+        return to_cycling(self.synthetic, self.provenance.model).to_csv()
+
+
+def target_conditions(soh_values: list[float], temperature_c: float, current_a: float, n: int) -> np.ndarray:
+    """``n`` rows per target SOH, all at one temperature and current."""
+    if not soh_values:
+        raise ValueError("give at least one target SOH")
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    soh = np.repeat(np.asarray(soh_values, float), n)
+    return np.column_stack([soh, np.full(soh.size, temperature_c), np.full(soh.size, abs(current_a))])
+
+
+def generate(gen: sampling.Generator, conditions: np.ndarray, real: CurveSet, seed: int = 0) -> Generation:
+    """Sample curves at ``conditions`` (in ``real``'s nominal capacity) and find their nearest real curves."""
+    syn = sampling.sample(gen, conditions, seed=seed, nominal_ah=real.nominal_ah)
+    prov = Provenance.now(gen.name, gen.sha256, {
+        "conditions (SOH, T C, |I| A)": np.round(conditions, 4).tolist(), "nominal_ah": real.nominal_ah,
+        "representation": "Q(V): Ah delivered before the loaded voltage reaches each voltage",
+    }, seed)
+    return Generation(syn, sampling.nearest(syn, real), prov)
+
+
+def latent_point(gen: sampling.Generator, z: tuple[float, float], condition: tuple[float, float, float],
+                 nominal_ah: float) -> CurveSet:
+    """Decode one latent point at one condition (SOH, T, |I|)."""
+    return sampling.sample(gen, np.array([condition]), z=np.array([z]), nominal_ah=nominal_ah)

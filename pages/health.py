@@ -1,0 +1,198 @@
+"""Battery health augmentation: real curves -> conditional generator -> does synthetic data help?"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from battgai.data import DataNotFound, nasa_cells
+from battgai.health import schema, workflow
+from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
+from battgai.registry import ChecksumError, ModelNotFound
+from battgai.uploads import UploadError
+from components.curve_plot import Curve, show_curves
+from components.download import download_bundle
+from components.health_charts import latent_figure, rmse_bar_figure
+
+V_TITLE, Q_TITLE = "voltage under load (V)", "charge delivered (Ah)"
+MAX_SHOWN = 60
+
+
+@st.cache_data(show_spinner="Reading and resampling discharge curves...")
+def _load(source: str, cells: tuple[str, ...]) -> workflow.Loaded:
+    return workflow.load_curves(source, list(cells))
+
+
+@st.cache_data(show_spinner="Mapping the uploaded file...")
+def _load_upload(data: bytes, mapping: tuple[tuple[str, str | None], ...], nominal: float, name: str):
+    return workflow.from_upload(schema.read_upload(data, dict(mapping), nominal, name))
+
+
+@st.cache_resource(show_spinner="Loading the bundled generator...")
+def _generator():
+    from battgai.health.sample import load
+
+    return load()
+
+
+def _curves_for_plot(c: CurveSet, dash: bool = False, prefix: str = "") -> list[Curve]:
+    idx = np.linspace(0, len(c) - 1, min(len(c), MAX_SHOWN)).round().astype(int)
+    return [Curve(c.q[k], c.grid, f"{prefix}{c.cell_id[k]} #{c.cycle[k]} SOH {c.soh[k]:.2f}",
+                  float(c.soh[k]), dash) for k in np.unique(idx)]
+
+
+st.title("Battery health augmentation")
+st.caption(
+    "Generate discharge curves at a chosen state of health (SOH = capacity / nominal) with a conditional "
+    f"VAE, then test whether they make an SOH estimator better on cells it has never seen. Estimators "
+    f"see only the {WINDOW_V[0]} -> {WINDOW_V[1]} V window of a discharge, as field data arrive."
+)
+
+# 1. Data ---------------------------------------------------------------------------------------
+source = st.radio("Data", ["NASA PCoE cells", "Upload a CSV", "Demo cells"], horizontal=True, key="source")
+loaded: workflow.Loaded | None = None
+if source == "NASA PCoE cells":
+    try:
+        available = nasa_cells()
+    except DataNotFound as exc:
+        st.info(f"NASA data not found ({exc}). Showing synthetic demo cells made by battgai instead.")
+        loaded = _load("demo", ())
+    else:
+        cells = st.multiselect("Cells", available, default=[c for c in ("B0005", "B0006", "B0007", "B0018")
+                                                            if c in available], key="cells")
+        if cells:
+            loaded = _load("nasa", tuple(cells))
+        else:
+            st.warning("Pick at least one cell.")
+elif source == "Upload a CSV":
+    st.download_button("Template CSV (the cycling schema)", schema.template_csv(), "battgai_cycling_template.csv",
+                       mime="text/csv", key="template")
+    up = st.file_uploader("Cycler export (CSV, one row per sample)", type=["csv", "txt"], key="upload")
+    nominal = st.number_input("Nominal capacity (Ah)", 0.01, 500.0, 2.0, 0.1, key="nominal")
+    if up is not None:
+        raw = up.getvalue()
+        try:
+            from battgai.uploads import read_csv
+
+            columns = list(read_csv(raw).columns)
+            guess = schema.guess_mapping(columns)
+            st.write("Column mapping (detected; correct it if needed). Units and the sign of the current are "
+                     "detected after mapping.")
+            cols = st.columns(len(schema.SCHEMA))
+            mapping = {}
+            for col, field in zip(cols, schema.SCHEMA, strict=True):
+                options = ["(none)", *columns]
+                pick = col.selectbox(field, options, index=options.index(guess[field]) if guess[field] else 0,
+                                     key=f"map_{field}")
+                mapping[field] = None if pick == "(none)" else pick
+            loaded = _load_upload(raw, tuple(mapping.items()), float(nominal), up.name)
+        except (UploadError, schema.MappingError) as exc:
+            st.error(str(exc))
+else:
+    loaded = _load("demo", ())
+
+if loaded is None:
+    st.stop()
+if loaded.is_demo:
+    st.info("These are synthetic demo cells made by battgai (a smooth open-circuit curve with ageing), "
+            "not measurements: use them to try the tool.")
+for note in loaded.data.notes:
+    st.caption(f"Conversion: {note}")
+real = loaded.curves
+st.subheader(f"Real discharge curves ({len(real)} cycles, {len(np.unique(real.cell_id))} cells)")
+show_curves(_curves_for_plot(real), Q_TITLE, V_TITLE)
+
+# 2. Generate -------------------------------------------------------------------------------------
+st.subheader("Generate curves at target SOH")
+gen = None
+try:
+    gen = _generator()
+except (ModelNotFound, ChecksumError) as exc:
+    st.warning(f"Bundled generator unavailable: {exc}")
+if loaded.data.source != "NASA PCoE" and gen is not None:
+    st.caption("The bundled generator learnt NASA 18650 cells; on other cells its curves show NASA-like shapes "
+               "scaled to your nominal capacity.")
+c1, c2, c3, c4 = st.columns(4)
+soh_text = c1.text_input("Target SOH values", "0.95, 0.85, 0.75", key="soh_targets")
+temp = c2.number_input("Temperature (C)", -20.0, 70.0, float(np.median(real.temperature_c)), key="temp")
+cur = c3.number_input("Discharge current (A)", 0.1, 20.0, float(np.median(real.current_a)), key="current")
+n = c4.number_input("Curves per SOH", 1, 50, 3, key="n")
+seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
+if st.button("Generate", key="generate", disabled=gen is None):
+    try:
+        targets = [float(s) for s in soh_text.replace(";", ",").split(",") if s.strip()]
+        with st.status("Generating...", expanded=False) as status:
+            cond = workflow.target_conditions(targets, temp, cur, int(n))
+            st.session_state["health_generation"] = workflow.generate(gen, cond, real, int(seed))
+            status.update(label=f"Generated {len(cond)} curves", state="complete")
+    except ValueError as exc:
+        st.error(f"Cannot generate: {exc}")
+
+result: workflow.Generation | None = st.session_state.get("health_generation")
+if result is not None and result.synthetic.nominal_ah == real.nominal_ah and result.nearest.max() < len(real):
+    syn = result.synthetic
+    near = real.subset(np.unique(result.nearest))
+    st.caption("Synthetic curves (dashed) over the nearest real curve of each (solid).")
+    show_curves(_curves_for_plot(near) + _curves_for_plot(syn, dash=True, prefix="synthetic "), Q_TITLE, V_TITLE)
+    download_bundle("Download synthetic curves (CSV in the cycling schema + provenance)",
+                    {"synthetic_curves.csv": result.csv()}, result.provenance, "battgai_synthetic_curves.zip",
+                    key="download")
+
+if gen is not None:
+    st.subheader("Latent space")
+    st.caption("Each dot is a real curve encoded by the generator. Click a dot (or set z below) to decode that "
+               "point at the conditions above and the SOH chosen here.")
+    from battgai.health.sample import encode
+
+    z = encode(gen, real)
+    l1, l2, l3 = st.columns(3)
+    z1 = l1.slider("z1", -3.0, 3.0, 0.0, 0.1, key="z1")
+    z2 = l2.slider("z2", -3.0, 3.0, 0.0, 0.1, key="z2")
+    soh_z = l3.slider("SOH", 0.5, 1.05, 0.85, 0.01, key="soh_z")
+    m1, m2 = st.columns(2)
+    with m1:
+        labels = [f"{a} #{b} SOH {s:.2f}" for a, b, s in zip(real.cell_id, real.cycle, real.soh, strict=True)]
+        event = st.plotly_chart(latent_figure(z, real.soh, labels, (z1, z2)), width="stretch",
+                                on_select="rerun", selection_mode="points", key="latent_map")
+    picked = None
+    points = event.selection.points if event and event.selection else []
+    if points:
+        picked = int(points[0]["customdata"]) if "customdata" in points[0] else int(points[0]["point_index"])
+    with m2:
+        if picked is not None:
+            point = workflow.latent_point(gen, tuple(z[picked]), tuple(real.conditions()[picked]), real.nominal_ah)
+            curves = [Curve(real.q[picked], real.grid, f"real {labels[picked]}", float(real.soh[picked])),
+                      Curve(point.q[0], point.grid, "decoded", float(point.soh[0]), True)]
+        else:
+            point = workflow.latent_point(gen, (z1, z2), (soh_z, temp, cur), real.nominal_ah)
+            curves = [Curve(point.q[0], point.grid, f"z=({z1:.1f}, {z2:.1f}) SOH {soh_z:.2f}", soh_z, True)]
+        show_curves(curves, Q_TITLE, V_TITLE)
+
+# 3. Experiment -----------------------------------------------------------------------------------
+st.subheader("Does synthetic data help? (leave-cells-out)")
+cohort = real.subset(window_observed(real))
+n_cells = len(np.unique(cohort.cell_id))
+st.caption(
+    "Train a ridge SOH estimator on 2 cells, test on all the others; compare real only with real + noise "
+    "jitter, real + mixup and real + cVAE curves (the generator retrained on the 2 training cells only). "
+    "This quick version runs 3 splits x 1 seed with a short generator training; the full run is "
+    "`python -m battgai.bench health` (docs/BENCHMARKS.md). Only curves whose loaded voltage starts at "
+    f"or above {WINDOW_V[0]} V are used ({len(cohort)} of {len(real)})."
+)
+if st.button("Run quick experiment", key="experiment", disabled=n_cells < 3):
+    from battgai.health.experiment import augmentation_experiment
+
+    bar = st.progress(0.0, text="Running splits...")
+    res = augmentation_experiment(cohort, n_splits=3, seeds=(0,), steps=300,
+                                  progress=lambda f: bar.progress(f, text=f"Running splits... {f:.0%}"))
+    bar.empty()
+    st.session_state["health_experiment"] = res
+if n_cells < 3:
+    st.caption(f"The experiment needs at least 3 cells with the window observed; this selection has {n_cells}.")
+res = st.session_state.get("health_experiment")
+if res is not None:
+    summary = res.summary("ridge")
+    st.plotly_chart(rmse_bar_figure(summary, "held-out SOH RMSE, mean +- std over runs"), width="stretch")
+    st.table({arm: {"RMSE mean": f"{m:.2f}", "std": f"{s:.2f}",
+                    "vs real only": f"{res.relative_change('ridge', arm):+.0%}"} for arm, (m, s) in summary.items()})
+    st.caption("Splits (training cells): " + "; ".join(", ".join(s) for s in res.splits))

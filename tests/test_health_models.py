@@ -1,0 +1,131 @@
+"""CVAE, sampling from the bundled weights, SOH estimators and the augmentation experiment (tiny runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from battgai.health import experiment, workflow
+from battgai.health.estimator import make_estimator, rmse_points, window_features
+from battgai.health.model import CVAE, CVAEConfig
+from battgai.health.preprocess import CurveSet, resample, to_cycling
+from battgai.health.sample import Generator, encode, load, nearest, sample
+from battgai.health.schema import demo_data
+from battgai.health.train import TrainConfig, train_cvae
+
+
+@pytest.fixture(scope="module")
+def demo() -> CurveSet:
+    torch.set_num_threads(1)
+    return resample(demo_data(n_cells=4, n_cycles=12))
+
+
+def test_decoder_curves_are_monotone_and_end_near_one():
+    torch.manual_seed(0)
+    model = CVAE(CVAEConfig())
+    x = model.decode(torch.randn(8, 2) * 3, torch.tensor([[0.8, 25.0, 2.0]] * 8))
+    assert torch.all(torch.diff(x, dim=1) >= 0)
+    assert torch.all((x[:, -1] > 0.97) & (x[:, -1] < 1.03))
+
+
+def test_training_lowers_the_loss(demo):
+    gen = train_cvae(demo, train=TrainConfig(steps=2, seed=0))
+    x = torch.tensor(demo.q / (demo.soh[:, None] * demo.nominal_ah), dtype=torch.float32)
+    c = torch.tensor(demo.conditions(), dtype=torch.float32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before = float(gen.model.loss(x, c)[0])
+    gen = train_cvae(demo, train=TrainConfig(steps=150, seed=0))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert float(gen.model.loss(x, c)[0]) < 0.5 * before
+
+
+def test_sample_is_seeded_and_hits_the_asked_capacity(demo):
+    gen = train_cvae(demo, train=TrainConfig(steps=20))
+    cond = np.array([[0.9, 25.0, 2.0], [0.7, 10.0, 1.0]])
+    a, b = sample(gen, cond, seed=3), sample(gen, cond, seed=3)
+    np.testing.assert_array_equal(a.q, b.q)
+    assert not np.allclose(a.q, sample(gen, cond, seed=4).q)
+    np.testing.assert_allclose(a.q[:, -1] / a.nominal_ah, cond[:, 0], rtol=0.025)
+    with pytest.raises(ValueError, match="SOH"):
+        sample(gen, np.array([[1.5, 25.0, 2.0]]))
+    with pytest.raises(ValueError, match="shape"):
+        sample(gen, cond, z=np.zeros((3, 2)))
+
+
+def test_bundled_generator_samples():
+    gen = load()
+    assert gen.sha256 and gen.name == "health_cvae"
+    cond = workflow.target_conditions([0.95, 0.75], 24.0, 2.0, 3)
+    syn = sample(gen, cond, seed=0)
+    assert syn.q.shape == (6, gen.grid.size)
+    assert np.all(np.diff(syn.q, axis=1) >= 0)
+    # higher SOH -> more charge in the 3.9 -> 3.5 V window, as in real cells
+    w = window_features(syn.q / syn.nominal_ah, syn.temperature_c, syn.current_a)[:, 0]
+    assert w[:3].mean() > w[3:].mean()
+    z = encode(gen, syn)
+    assert z.shape == (6, gen.model.config.latent) and np.isfinite(z).all()
+
+
+def test_bundled_soh_estimator_card_is_complete():
+    from battgai import registry
+
+    state, card = registry.load_tensors("health_soh_mlp")
+    assert card.task == "health" and card.metrics and "loco" in next(iter(card.metrics))
+    assert any(k.endswith("weight") for k in state)
+
+
+def test_generation_round_trips_through_the_schema(demo):
+    gen = train_cvae(demo, train=TrainConfig(steps=10))
+    res = workflow.generate(gen, workflow.target_conditions([0.9], 25.0, 2.0, 2), demo, seed=1)
+    assert res.nearest.shape == (2,) and res.nearest.max() < len(demo)
+    assert b"soh" in res.csv().splitlines()[0]
+    back = resample(to_cycling(res.synthetic, "x"))
+    np.testing.assert_allclose(back.q, res.synthetic.q, atol=1e-9)
+
+
+def test_nearest_finds_itself(demo):
+    np.testing.assert_array_equal(nearest(demo.subset(np.arange(5)), demo), np.arange(5))
+
+
+@pytest.mark.parametrize("kind", ["ridge", "gbm", "mlp"])
+def test_estimators_beat_predicting_the_mean(demo, kind):
+    train = demo.subset(demo.cell_id != "DEMO1")
+    test = demo.subset(demo.cell_id == "DEMO1")
+    pred = make_estimator(kind).fit(train).predict(test)
+    assert rmse_points(test.soh, pred) < rmse_points(test.soh, np.full(len(test), train.soh.mean()))
+
+
+def test_augmentations_keep_labels_consistent(demo):
+    rng = np.random.default_rng(0)
+    j = experiment.jitter(demo, 10, rng)
+    m = experiment.mixup(demo, 10, rng)
+    assert len(j) == len(m) == 10
+    assert np.all(np.diff(j.q, axis=1) >= 0) and np.all(np.diff(m.q, axis=1) >= -1e-12)
+    assert m.soh.min() >= demo.soh.min() - 1e-12 and m.soh.max() <= demo.soh.max() + 1e-12
+
+
+def test_tiny_augmentation_experiment(demo):
+    res = experiment.augmentation_experiment(demo, n_splits=2, seeds=(0,), steps=5)
+    assert len(res.splits) == 2 and all(len(s) == 2 for s in res.splits)
+    for arm in experiment.ARMS:
+        assert len(res.rmse["ridge"][arm]) == 2
+        assert np.isfinite(res.summary("ridge")[arm]).all()
+    assert res.relative_change("ridge", "real only") == 0.0
+
+
+def test_discriminative_score_separates_and_confuses():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(60, 5))
+    groups = np.repeat(np.arange(6), 10)
+    assert experiment.discriminative_score(real, real + 5.0, groups) > 0.4
+    assert experiment.discriminative_score(real, rng.normal(size=(60, 5)), groups) < 0.2
+
+
+def test_generator_needs_curves():
+    tiny = resample(demo_data(n_cells=1, n_cycles=3))
+    with pytest.raises(ValueError, match="at least 4"):
+        train_cvae(tiny)
+    assert isinstance(Generator(CVAE(CVAEConfig()), 2.0).grid, np.ndarray)
