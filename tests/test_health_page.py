@@ -1,0 +1,35 @@
+"""The health page end to end under AppTest: generate, latent map, download, with and without data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "health.py")
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_data(tmp_path, monkeypatch):
+    # The demo fallback keeps these tests fast and independent of the shared data.
+    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
+
+
+def test_fallback_generate_and_download():
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("demo" in i.value for i in at.info)  # says the curves are the project's own demo
+    at.text_input(key="soh_targets").set_value("0.9, 0.8").run()
+    at.button(key="generate").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["health_generation"].synthetic.q.shape[0] == 6
+    assert len(at.get("download_button")) >= 1
+
+
+def test_bad_target_soh_gives_an_error_not_a_crash():
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.text_input(key="soh_targets").set_value("0.9, abc").run()
+    at.button(key="generate").click().run()
+    assert not at.exception
+    assert at.error and "Cannot generate" in at.error[0].value
