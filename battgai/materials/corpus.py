@@ -62,9 +62,11 @@ def mp20_frame() -> pd.DataFrame:
     root = data.dataset_path("mp_20_cif_only")
     frames = []
     for split, fname in (("train", "train_subset"), ("val", "val"), ("test", "test")):
-        df = pd.read_csv(root / f"{fname}.csv.gz", usecols=["material_id", "output"])
+        df = pd.read_csv(root / f"{fname}.csv.gz", usecols=["material_id", "input", "output"])
         frames.append(df.rename(columns={"output": "cif"}).assign(mp20_split=split))
     df = pd.concat(frames, ignore_index=True).drop_duplicates("material_id")
+    # "Material composition is Rb2Hg7. It has ..." -> the formula, without parsing the CIF.
+    df["formula"] = df.pop("input").str.extract(r"composition is (\S+?)\.", expand=False)
     props = []
     for key, files in (("mp_20", ("val", "test")), ("mp_20_pilot", ("train", "val", "test"))):
         try:
@@ -159,21 +161,26 @@ def load_corpus(cache: Path = CACHE, rebuild: bool = False) -> Corpus:
 
 @functools.cache
 def training_cifs_by_formula() -> dict[str, list[str]]:
-    """CIF text of every training structure, bucketed by reduced formula (for novelty checks)."""
-    c = load_corpus()
-    train_ids = set(c.ids[c.split == "train"].tolist())
-    formula_of = dict(zip(c.ids.tolist(), c.formulas.tolist(), strict=True))
+    """CIF text of every training structure, bucketed by reduced formula (for novelty checks).
+
+    Built from the data files directly (formulas from the text, no CIF parsing),
+    so it needs no tokenized corpus. It holds every non-held-out MP-20 structure
+    and every discharged insertion-electrode structure of the working ions: a
+    slight superset of what the model saw (crystals that failed tokenization
+    are included), which makes novelty stricter, never looser.
+    """
+    from pymatgen.core import Composition
+
     out: dict[str, list[str]] = {}
     df = mp20_frame()
-    sources = [zip(df.material_id, df.cif, strict=True)]
+    for mid, split, formula, cif in zip(df.material_id, df.mp20_split, df.formula, df.cif, strict=True):
+        if not (split == "test" and is_heldout(mid)):
+            out.setdefault(Composition(formula).reduced_formula, []).append(cif)
     try:
         pairs = electrode_pairs()
-        sources.append(zip(pairs.low_mpid, pairs.low_cif, strict=True))
     except data.DataNotFound:
-        pass
-    for src in sources:
-        for mid, cif in src:
-            if mid in train_ids:
-                out.setdefault(formula_of[mid], []).append(cif)
-                train_ids.discard(mid)
+        return out
+    low = pairs[pairs.ion.isin(WORKING_IONS)].drop_duplicates("low_mpid")
+    for formula, cif in zip(low.low_formula, low.low_cif, strict=True):
+        out.setdefault(Composition(formula).reduced_formula, []).append(cif)
     return out

@@ -6,12 +6,14 @@ Every energy here is a CHGNet 0.3 prediction (weights bundled in the ``chgnet``
 wheel; trained on MPtrj, i.e. MP GGA/GGA+U total energies). Candidates and
 references are computed with the same potential: references are the MP-20
 structures (their DFT-relaxed geometry, *static* CHGNet energy, no relaxation)
-whose elements are a subset of the candidate's. Formation energies are per atom
+whose elements are a subset of the candidate's. Nine metals have no elemental
+MP-20 phase (Al, Cr, Lu, Mo, Os, Pt, Th, V, Zn); their textbook bcc / fcc / hcp
+structure, CHGNet-relaxed, stands in. Formation energies are per atom
 relative to the lowest-energy elemental MP-20 phase of each element, also with
 static CHGNet energies; no MP2020 anion / U corrections are applied to either
 side. E_hull is the distance to the lower hull of those references (pymatgen
-``PhaseDiagram``). An element without an elemental MP-20 phase has no reference,
-so E_hull is then reported as missing (NaN), not guessed.
+``PhaseDiagram``). An element with no elemental reference at all (e.g. noble
+gases, actinides beyond Th) makes E_hull missing (NaN), not guessed.
 
 References
 ----------
@@ -83,6 +85,24 @@ def relax(structure, steps: int = 200, fmax: float = 0.1):
     return final, float(r["trajectory"].energies[-1]) / len(final)
 
 
+#: Textbook ground-state structures of metals without an elemental MP-20 phase: (lattice, a[, c]) in A.
+ELEMENT_PROTOTYPES = {"Al": ("fcc", 4.05), "Cr": ("bcc", 2.91), "V": ("bcc", 3.03), "Mo": ("bcc", 3.15),
+                      "Pt": ("fcc", 3.92), "Th": ("fcc", 5.08), "Zn": ("hcp", 2.66, 4.95),
+                      "Lu": ("hcp", 3.50, 5.55), "Os": ("hcp", 2.73, 4.32)}
+
+
+@functools.cache
+def _element_prototype(el: str):
+    from pymatgen.core import Lattice, Structure
+
+    kind, a, *c = ELEMENT_PROTOTYPES[el]
+    if kind == "bcc":
+        return Structure(Lattice.cubic(a), [el] * 2, [[0, 0, 0], [0.5, 0.5, 0.5]])
+    if kind == "fcc":
+        return Structure(Lattice.cubic(a), [el] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return Structure(Lattice.hexagonal(a, c[0]), [el] * 2, [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
+
+
 class EnergyCache:
     """CHGNet static energies of reference structures keyed by material id, persisted as JSON."""
 
@@ -126,17 +146,36 @@ class ReferencePhases:
     @classmethod
     def from_mp20(cls) -> ReferencePhases:
         """All MP-20 structures on hand (train and held-out: they are all known phases)."""
-        from battgai.materials.corpus import load_corpus, mp20_frame
+        from battgai.materials.corpus import mp20_frame
 
-        c = load_corpus()
-        cifs = mp20_frame().set_index("material_id")["cif"]
-        keep = np.isin(c.ids, cifs.index)
-        return cls(c.ids[keep], c.formulas[keep], cifs.__getitem__)
+        df = mp20_frame()
+        cifs = df.set_index("material_id")["cif"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # noble gases have no electronegativity for formula sorting
+            return cls(df.material_id.tolist(), df.formula.tolist(), cifs.__getitem__)
 
     def _structure(self, mid: str):
         from battgai.materials.validate import _parse_cif
 
+        if mid.startswith("proto:"):
+            return _element_prototype(mid.split(":")[1])
         return _parse_cif(self.cif_of(mid))
+
+    def _add_missing_elements(self, elements: frozenset[str]) -> None:
+        # MP-20 lacks elemental phases of a few metals (Al, Cr, V, Zn, Mo, ...): use their textbook
+        # structure, CHGNet-relaxed, so those systems still get a hull.
+        from pymatgen.core import Composition
+
+        have = {next(iter(s)) for s in self.elsets if len(s) == 1}
+        for el in sorted(elements - have):
+            if el in ELEMENT_PROTOTYPES:
+                mid = f"proto:{el}"
+                if mid not in self.cache.values:
+                    with _lock:
+                        self.cache.values[mid] = relax(_element_prototype(el), steps=100)[1]
+                self.ids.append(mid)
+                self.comps.append(Composition(el))
+                self.elsets.append(frozenset([el]))
 
     def in_system(self, elements: frozenset[str], exclude: str | None = None) -> list[int]:
         return [i for i, s in enumerate(self.elsets) if s <= elements and self.ids[i] != exclude]
@@ -149,6 +188,7 @@ class ReferencePhases:
 
         comp = Composition(composition)
         elements = frozenset(el.symbol for el in comp.elements)
+        self._add_missing_elements(elements)
         idx = self.in_system(elements, exclude)
         energies = self.cache.get_many([self.ids[i] for i in idx], self._structure, progress)
         entries = [PDEntry(self.comps[i], energies[self.ids[i]] * self.comps[i].num_atoms) for i in idx]

@@ -254,3 +254,15 @@ def _default_hall(sg: int) -> int:
     from pyxtal.symmetry import Group
 
     return Group(sg).hall_number
+
+
+def bin_value(name: str, b: int) -> float:
+    """A value inside bin ``b`` of property ``name`` (the inverse of :func:`property_token` up to binning)."""
+    edges = PROPERTIES[name]
+    if not 0 <= b <= len(edges):
+        raise ValueError(f"{name} has bins 0..{len(edges)}, got {b}")
+    if b == 0:
+        return edges[0] - 0.5
+    if b == len(edges):
+        return edges[-1] + 0.5
+    return (edges[b - 1] + edges[b]) / 2

@@ -1,0 +1,206 @@
+"""Materials generation: constraints -> candidates -> checks -> 3D view -> download."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from battgai import data
+from battgai.materials import tokenizer as tk
+from battgai.materials.pipeline import Candidate, UniqueTracker, add_energies, check, generate
+from battgai.materials.sample import CRYSTAL_SYSTEMS, Conditions, check_conditions, spacegroups_of_system
+from battgai.materials.validate import nearest_known
+from battgai.provenance import Provenance
+from battgai.uploads import UploadError, read_cif
+from components.download import download_bundle
+from components.structure_viewer import STYLES, show_structure
+
+st.title("Materials generation")
+st.write(
+    "Ask for crystals under constraints; a small transformer trained here on MP-20 writes them as space group + "
+    "Wyckoff sites, so element, space-group and size constraints are obeyed by construction. Every candidate is "
+    "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry); CHGNet energy, "
+    "energy above hull, voltage and capacity are computed on request."
+)
+
+ION_CHOICES = ["none", "Li", "Na", "K", "Mg", "Zn"]
+PROPERTY_LABELS = {"formation_energy": "Formation energy (eV/atom)", "band_gap": "Band gap (eV)",
+                   "e_above_hull": "Energy above hull (eV/atom)", "voltage": "Average voltage (V)"}
+
+
+@st.cache_resource(show_spinner="Loading the generator...")
+def get_model():
+    from battgai.materials.sample import load_model
+
+    return load_model()
+
+
+@st.cache_resource(show_spinner="Indexing training structures for novelty...")
+def get_known():
+    from battgai.materials.corpus import training_cifs_by_formula
+
+    try:
+        return training_cifs_by_formula()
+    except data.DataNotFound:
+        return None
+
+
+@st.cache_resource(show_spinner="Indexing MP-20 reference phases...")
+def get_refs():
+    from battgai.materials.stability import ReferencePhases
+
+    try:
+        return ReferencePhases.from_mp20()
+    except data.DataNotFound:
+        return None
+
+
+def bin_choices(name: str) -> list[str]:
+    return ["any", *(tk.property_bin_label(name, b) for b in range(len(tk.PROPERTIES[name]) + 1))]
+
+
+def elements(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(e.strip() for e in text.replace(" ", ",").split(",") if e.strip()))
+
+
+with st.form("constraints"):
+    c1, c2, c3 = st.columns(3)
+    allowed = c1.text_input("Allowed elements (empty = any)", "", placeholder="Li, Fe, Mn, P, O")
+    required = c1.text_input("Required elements", "", placeholder="O")
+    ion = c1.selectbox("Working ion", ION_CHOICES, help="Required in every candidate; voltage and capacity use it.")
+    system = c2.selectbox("Crystal system", ["any", *CRYSTAL_SYSTEMS])
+    sg_text = c2.text_input("Space groups (numbers, overrides the crystal system)", "", placeholder="62, 166")
+    n_atoms = c2.number_input("Atoms per primitive cell (0 = any)", 0, tk.MAX_ATOMS, 0)
+    targets = {}
+    for name, label in PROPERTY_LABELS.items():
+        targets[name] = c3.selectbox(label, bin_choices(name), key=f"target_{name}")
+    n = st.slider("Candidates to sample", 10, 500, 50, step=10)
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0)
+    submitted = st.form_submit_button("Generate", type="primary")
+
+ion_value = None if ion == "none" else ion
+try:
+    spacegroups = tuple(int(v) for v in sg_text.replace(" ", ",").split(",") if v.strip())
+except ValueError:
+    spacegroups = None
+    st.error(f"Space groups must be numbers 1..230 separated by commas, not {sg_text!r}.")
+if spacegroups == () and system != "any":
+    spacegroups = spacegroups_of_system(system)
+property_values = {name: None if choice == "any" else tk.bin_value(name, bin_choices(name).index(choice) - 1)
+                   for name, choice in targets.items()}
+conditions = Conditions(allowed_elements=elements(allowed), required_elements=elements(required),
+                        spacegroups=spacegroups or (), n_atoms=int(n_atoms) or None, working_ion=ion_value,
+                        **property_values)
+problems = check_conditions(conditions) if spacegroups is not None else ["bad space groups"]
+
+if submitted and spacegroups is not None:
+    if problems:
+        st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
+    else:
+        lm = get_model()
+        known = get_known()
+        bar = st.progress(0.0, text="Sampling...")
+        cands, failed = generate(lm, conditions, n, int(seed), known=known,
+                                 progress=lambda i, t: bar.progress(i / t, text=f"Sampled and checked {i}/{t}"))
+        bar.empty()
+        st.session_state["mat_cands"] = cands
+        st.session_state["mat_failed"] = failed
+        st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {"conditions": conditions.as_dict(),
+                                                                          "n": n}, int(seed))
+        if known is None:
+            st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
+
+with st.expander("Check your own CIF"):
+    upload = st.file_uploader("CIF file", type=["cif"], key="mat_upload")
+    if upload is not None:
+        try:
+            structure = read_cif(upload.getvalue())
+        except UploadError as exc:
+            st.error(str(exc))
+        else:
+            cands = st.session_state.setdefault("mat_cands", [])
+            if not any(c.source == "uploaded" and c.structure == structure for c in cands):
+                tracker = UniqueTracker()
+                for c in cands:
+                    tracker.add(c.structure)
+                cands.append(check(structure, Conditions(working_ion=ion_value), get_known(),
+                                   source="uploaded", tracker=tracker))
+                st.session_state.setdefault("mat_prov", Provenance.now("upload", "", {"file": upload.name}))
+            st.success(f"{structure.composition.reduced_formula} ({len(structure)} atoms) added to the table.")
+
+cands: list[Candidate] = st.session_state.get("mat_cands", [])
+if not cands:
+    st.info("Set constraints and press **Generate**; or upload a CIF to check it.")
+    st.stop()
+
+failed = st.session_state.get("mat_failed", 0)
+if failed:
+    st.warning(f"{failed} sampled sequences hit a dead end or did not build into a crystal and were dropped.")
+
+with st.container(border=True):
+    e1, e2, e3 = st.columns([2, 1, 1])
+    n_valid = sum(c.valid_structure for c in cands)
+    max_e = e1.slider("CHGNet on the first valid candidates", 1, max(n_valid, 1), min(n_valid, 10) or 1,
+                      disabled=n_valid == 0)
+    do_relax = e2.checkbox("Relax first (~5 s each)", value=False)
+    if e3.button("Compute energies", disabled=n_valid == 0):
+        todo = [c for c in cands if c.valid_structure][:max_e]
+        refs = get_refs()
+        if refs is None:
+            st.info("Shared MP-20 data not found: energies only, no hull.")
+        bar = st.progress(0.0, text="CHGNet...")
+        add_energies(todo, refs, ion_value, relax=do_relax,
+                     progress=lambda i, t: bar.progress(i / t, text=f"CHGNet {i}/{t}"))
+        bar.empty()
+    st.caption("E_hull: CHGNet energy vs the lower hull of MP-20 phases of the same chemical system, all with "
+               "static CHGNet energies (elements referenced to their lowest-energy MP-20 phase; no MP2020 "
+               "corrections). Stable means E_hull < 0.1 eV/atom. Voltage: CHGNet energies of the candidate and of "
+               "the same cell with the working ion removed (unrelaxed), vs the CHGNet-relaxed metal.")
+
+table = pd.DataFrame([c.row() for c in cands])
+selection = st.dataframe(table, width="stretch", on_select="rerun", selection_mode="multi-row", key="mat_table")
+rows = list(selection.selection.rows) if selection else []
+
+plot = table.assign(index=range(len(table)), novel=table.novel.astype(str))
+has_hull = plot.e_above_hull.notna().any()
+x = "e_above_hull" if has_hull else "n_atoms"
+y = "voltage" if plot.voltage.notna().any() else ("capacity_mAh_g" if plot.capacity_mAh_g.notna().any()
+                                                  else "sg_found")
+fig = px.scatter(plot, x=x, y=y, color="novel", hover_name="formula", custom_data=["index"],
+                 title=f"Candidates: {y} vs {x} (choose a point to view it)")
+fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 40})
+picked = st.plotly_chart(fig, width="stretch", on_select="rerun", key="mat_scatter")
+points = picked.selection.points if picked else []
+default = int(points[0]["customdata"][0]) if points else (rows[0] if rows else 0)
+
+labels = [f"{i}: {c.formula} (SG {c.spacegroup_found}, {len(c.structure)} atoms)" for i, c in enumerate(cands)]
+chosen = st.selectbox("Candidate to view", range(len(cands)), index=default, format_func=labels.__getitem__)
+cand = cands[chosen]
+v1, v2, v3 = st.columns(3)
+sc = v1.slider("Supercell", 1, 3, 1)
+style = v2.selectbox("Style", STYLES)
+show_labels = v3.checkbox("Labels", value=False)
+left, right = st.columns(2)
+with left:
+    st.markdown(f"**{cand.formula}** ({cand.source}), space group found {cand.spacegroup_found}")
+    show_structure(cand.structure, supercell=(sc, sc, sc), style=style, labels=show_labels)
+with right:
+    known = get_known() if cand.novel is not None else None
+    near = nearest_known(cand.structure, known) if known else None
+    if near is None:
+        st.markdown("**Nearest known structure:** none of the same formula in the training set.")
+    else:
+        st.markdown(f"**Nearest known structure:** {near.composition.reduced_formula} "
+                    f"({'identical' if cand.novel is False else 'same formula, different structure'})")
+        show_structure(near, supercell=(sc, sc, sc), style=style, labels=show_labels)
+
+prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
+d1, d2 = st.columns(2)
+with d1:
+    download_bundle(f"Download {cand.formula} (CIF + provenance)", {f"{chosen}_{cand.formula}.cif":
+                    cand.structure.to(fmt="cif").encode()}, prov, f"{cand.formula}.zip", key="mat_dl_one")
+with d2:
+    chosen_rows = rows or [i for i, c in enumerate(cands) if c.valid_structure] or list(range(len(cands)))
+    files = {f"{i}_{cands[i].formula}.cif": cands[i].structure.to(fmt="cif").encode() for i in chosen_rows}
+    files["checks.csv"] = table.iloc[chosen_rows].to_csv(index=False).encode()
+    label = "selected rows" if rows else "all valid candidates"
+    download_bundle(f"Download {len(chosen_rows)} {label} (zip)", files, prov, "candidates.zip", key="mat_dl_all")
