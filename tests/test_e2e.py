@@ -100,11 +100,17 @@ def _open(browser, url: str, nav: str | None = None):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("response", lambda r: served.append((r.url, r.status)))
     page.on("response", lambda r: errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
+    # ERR_ABORTED is the browser cancelling the previous page's requests when we navigate away.
+    page.on(
+        "requestfailed",
+        lambda r: errors.append(f"request failed: {r.url} ({r.failure})") if "ERR_ABORTED" not in r.failure else None,
+    )
     t0 = time.perf_counter()
     page.goto(url)
     _wait_idle(page)
     if nav:
+        errors.clear()
+        served.clear()
         page.locator(f'[data-testid="stSidebarNav"] a[href$="/{nav}"]').click()
         page.wait_for_url(f"**/{nav}")
         page.wait_for_timeout(300)

@@ -25,9 +25,16 @@ def test_app_navigation_lists_every_page():
     assert at.title[0].value.startswith("battgai")  # home is the default page
 
 
+def run_page(page: str) -> AppTest:
+    """Run ``page`` the way a user reaches it: through app.py's navigation (page links need it)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at.switch_page(page).run()
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders(page):
-    at = AppTest.from_file(str(ROOT / page), default_timeout=60).run()
+    at = run_page(page)
     assert not at.exception, [e.value for e in at.exception]
     assert at.title, f"{page} has no title"
 
@@ -35,20 +42,20 @@ def test_page_renders(page):
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_without_shared_data(page, tmp_path, monkeypatch):
     monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "nothing-here"))
-    at = AppTest.from_file(str(ROOT / page), default_timeout=60).run()
+    at = run_page(page)
     assert not at.exception, [e.value for e in at.exception]
 
 
 def test_home_reports_missing_data(tmp_path, monkeypatch):
     monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path))
-    at = AppTest.from_file(str(ROOT / "pages/home.py"), default_timeout=60).run()
+    at = run_page("pages/home.py")
     assert any("No shared data found" in w.value for w in at.warning)
 
 
 def test_models_page_lists_bundled_cards():
     from battgai import registry
 
-    at = AppTest.from_file(str(ROOT / "pages/models.py"), default_timeout=60).run()
+    at = run_page("pages/models.py")
     cards = registry.list_cards()
     if cards:
         shown = at.dataframe[0].value["model"].tolist()
