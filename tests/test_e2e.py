@@ -118,6 +118,17 @@ def _open(browser, url: str, nav: str | None = None):
     return page, errors, served, time.perf_counter() - t0
 
 
+def _screenshot(page, name: str) -> None:
+    """Whole page: Streamlit scrolls inside its main container, so grow the viewport to fit it."""
+    height = page.evaluate(
+        "() => document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight ?? 1000"
+    )
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height), 8000))})
+    page.wait_for_timeout(500)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
 def _nonblank_fraction(png: bytes) -> float:
     import io
 
@@ -132,8 +143,7 @@ def test_page_in_browser(server, browser, name):
     page, errors, _, seconds = _open(browser, server, nav=None if name == "home" else name)
     try:
         page.wait_for_timeout(2500)  # let iframes and plotly draw
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        _screenshot(page, name)
         exceptions = page.locator('[data-testid="stException"]')
         assert exceptions.count() == 0, exceptions.first.inner_text()
         assert not errors, f"browser console errors on {name}: {errors}"
