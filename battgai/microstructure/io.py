@@ -1,0 +1,265 @@
+"""Samples, demo data, intensity scaling, label rendering and the train / test split.
+
+The shared data hold one raw grey-level X-ray slice and many segmented (label) images and volumes.
+Training pairs are made from two kinds of clean images: the raw slice itself and grey images
+*rendered* from segmented data (a grey level per phase, texture inside particles, partial-volume
+blur), as suggested in ``shared/DESIGN.md``.
+
+Split (fixed; training never reads a test pixel):
+
+- raw X-ray slice ``liu_nmc811_xray_nanotomo/example_xy.tif`` (655 x 2048): columns 0-1471 train,
+  columns 1536-2047 test (held-out *region*, 64 px gap so no training patch touches it);
+- TauFactor volume (256^3): slices z < 192 train; z >= 208 held out (region);
+- NREL MATBOX volume: slices z < 200 train;
+- ``tldr_inpainter_nmc2d/nmc.png``: train;
+- Dahari ``large_slice_nmc.tif`` and ``sem_image_half.tif``: test only (held-out *images*). The
+  Dahari crop facets and the SEM stack are never used for training: the stack tiles are cut from
+  ``sem_image_half`` and the facets may come from the same scan as the large slice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from battgai.data import DataNotFound, load_image
+
+RAW_SLICE = "liu_nmc811_xray_nanotomo/example_xy.tif"
+RAW_TRAIN_COLS = (0, 1472)
+RAW_TEST_COLS = (1536, 2048)
+TAUFACTOR_VOLUME = "taufactor_nmc_electrode/electrode.tiff"
+TAUFACTOR_TRAIN_Z = 192
+TAUFACTOR_TEST_Z = 208
+NREL_VOLUME = "nrel_matbox_nmc_generated_cbd/nmc-1-cal_generatedCBD_bridge.tif"
+NREL_TRAIN_Z = 200
+TLDR_IMAGE = "tldr_inpainter_nmc2d/nmc.png"
+DAHARI_SLICE = "dahari_superres_nmc/large_slice_nmc.tif"
+DAHARI_SEM = "dahari_superres_nmc/sem_image_half.tif"
+
+#: Grey level of pore, NMC and carbon-binder (CBD) phases when rendering labels (X-ray contrast:
+#: dense NMC bright, CBD dim, pore dark).
+PHASE_LEVELS = (0.15, 0.75, 0.40)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """A bundled sample from the shared data."""
+
+    name: str
+    relpath: str
+    kind: str  # "grey" (raw intensities) or "labels" (segmented phases)
+    description: str
+
+
+SAMPLES: dict[str, Sample] = {
+    s.name: s
+    for s in (
+        Sample("NMC811 X-ray nano-CT slice (raw grey)", RAW_SLICE, "grey",
+               "Li et al., Science 2022; 655 x 2048, uint8, raw reconstruction"),
+        Sample("NMC 3-phase slice (segmented)", DAHARI_SLICE, "labels",
+               "Dahari et al. 2023; 1024 x 1024, pore / NMC / CBD"),
+        Sample("NMC electrode volume (segmented, 256^3)", TAUFACTOR_VOLUME, "labels",
+               "TauFactor example electrode; pore / NMC / CBD"),
+        Sample("NMC SEM stack (segmented, 4 slices)", "dahari_superres_nmc/sem_image_stack.tif", "labels",
+               "Dahari et al. 2023; 4 x 427 x 427, pore / NMC / CBD"),
+    )
+}
+
+
+def load_sample(name: str) -> np.ndarray:
+    """Load a bundled sample as a 2D image or 3D stack (size-1 axes dropped).
+
+    Raises
+    ------
+    KeyError
+        Unknown sample name.
+    DataNotFound
+        The shared data are absent (callers fall back to :func:`demo_image`).
+    """
+    if name not in SAMPLES:
+        raise KeyError(f"unknown sample {name!r}; known: {sorted(SAMPLES)}")
+    return np.squeeze(load_image(SAMPLES[name].relpath))
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """Scale an image to float32 in [0, 1].
+
+    Integer images are divided by their dtype's maximum (so an 8-bit and a 16-bit scan of the
+    same object look alike); float images already in [0, 1] are kept, others are min-max scaled.
+
+    Raises
+    ------
+    ValueError
+        If the image has no pixels or contains NaN / inf.
+    """
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError("image has no pixels")
+    if image.dtype == bool:
+        return image.astype(np.float32)
+    if image.dtype.kind in "ui":
+        info = np.iinfo(image.dtype)
+        lo = 0 if info.min == 0 or image.min() >= 0 else info.min
+        return ((image.astype(np.float64) - lo) / (info.max - lo)).astype(np.float32)
+    out = image.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ValueError("image contains NaN or infinite values")
+    lo, hi = float(out.min()), float(out.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return out
+    return (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
+
+
+def phase_labels(labels: np.ndarray, max_phases: int = 8) -> np.ndarray:
+    """Map the distinct values of a segmented image to 0, 1, ... in increasing order.
+
+    The shared data encode phases as 0/1/2, 0/128/255 or 0/85/170; this gives one convention
+    (0 = pore, 1 = NMC, 2 = CBD for every bundled NMC dataset).
+
+    Raises
+    ------
+    ValueError
+        If the image has more than ``max_phases`` distinct values (it is not a label image).
+    """
+    values, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    if len(values) > max_phases:
+        raise ValueError(
+            f"expected a segmented image with at most {max_phases} phases, got {len(values)} distinct values"
+        )
+    return inverse.reshape(np.shape(labels)).astype(np.uint8)
+
+
+def render_grey(
+    labels: np.ndarray,
+    levels: tuple[float, ...] = PHASE_LEVELS,
+    texture: float = 0.05,
+    blur: float = 0.8,
+    seed: int = 0,
+) -> np.ndarray:
+    """Render a clean grey-level image from a 2D label image.
+
+    Each phase gets a grey level, a smooth random texture (grain contrast inside particles) and
+    the image is blurred by a Gaussian point-spread function (partial-volume effect).
+
+    Parameters
+    ----------
+    labels : ndarray of int, 2D
+        Phases numbered 0 .. len(levels) - 1 (see :func:`phase_labels`).
+    levels : tuple of float
+        Grey level of each phase, in [0, 1].
+    texture : float
+        Standard deviation of the smooth texture added inside phases.
+    blur : float
+        Sigma of the Gaussian point-spread function, in pixels.
+
+    Returns
+    -------
+    ndarray of float32 in [0, 1], same shape as ``labels``.
+    """
+    from scipy import ndimage as ndi
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"render_grey needs a 2D label image, got shape {labels.shape}")
+    if labels.max() >= len(levels):
+        raise ValueError(f"labels go up to {labels.max()} but only {len(levels)} grey levels were given")
+    rng = np.random.default_rng(seed)
+    grey = np.asarray(levels, dtype=np.float32)[labels]
+    field = ndi.gaussian_filter(rng.standard_normal(labels.shape).astype(np.float32), 4.0)
+    field *= texture / max(float(field.std()), 1e-8)
+    grey = grey + field
+    grey = ndi.gaussian_filter(grey, blur) if blur > 0 else grey
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
+
+
+def demo_labels(shape: tuple[int, ...] = (256, 256), porosity: float = 0.4, seed: int = 0) -> np.ndarray:
+    """A small synthetic 3-phase NMC-like label image or volume made without any data.
+
+    Particles are overlapping discs / spheres (NMC = 1); carbon-binder (2) is a thin shell in the
+    pore space next to particles. Used by the page and the tests when the shared data are absent.
+    """
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (2, 3) or min(shape) < 8:
+        raise ValueError(f"shape must be 2D or 3D with sides >= 8, got {shape}")
+    radius = max(3.0, min(shape) / 10)
+    solid = np.zeros(shape, bool)
+    grid = np.indices(shape, sparse=True)
+    target = 1.0 - porosity
+    # Add particles until the solid fraction (NMC + binder) reaches the target.
+    while solid.mean() < target * 0.8:
+        centre = [rng.uniform(0, s) for s in shape]
+        r = radius * rng.uniform(0.6, 1.3)
+        solid |= sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) < r * r
+    labels = solid.astype(np.uint8)
+    dist = ndi.distance_transform_edt(~solid)
+    labels[(dist > 0) & (dist <= 2) & (rng.random(shape) < 0.6)] = 2
+    return labels
+
+
+def demo_image(shape: tuple[int, int] = (256, 256), seed: int = 0) -> np.ndarray:
+    """A synthetic grey-level microstructure image (rendered :func:`demo_labels`), float32 in [0, 1]."""
+    return render_grey(demo_labels(shape, seed=seed), seed=seed)
+
+
+def _render_stack(vol: np.ndarray, z: range, seed: int) -> list[np.ndarray]:
+    lab = phase_labels(vol)
+    return [render_grey(lab[k], seed=seed + k) for k in z]
+
+
+def training_images() -> list[np.ndarray]:
+    """Clean float32 images of the training split (see the module docstring).
+
+    Raises
+    ------
+    DataNotFound
+        When the shared data are absent.
+    """
+    images = [to_float(load_image(RAW_SLICE))[:, RAW_TRAIN_COLS[0]:RAW_TRAIN_COLS[1]]]
+    images += _render_stack(load_image(TAUFACTOR_VOLUME), range(0, TAUFACTOR_TRAIN_Z, 6), seed=100)
+    images += _render_stack(load_image(NREL_VOLUME), range(0, NREL_TRAIN_Z, 10), seed=1000)
+    images.append(render_grey(phase_labels(load_image(TLDR_IMAGE)), seed=5000))
+    return images
+
+
+def heldout_images() -> dict[str, np.ndarray]:
+    """Clean float32 held-out images: a held-out region of the raw slice and two held-out images."""
+    raw = to_float(load_image(RAW_SLICE))[:, RAW_TEST_COLS[0]:RAW_TEST_COLS[1]]
+    dahari = phase_labels(np.squeeze(load_image(DAHARI_SLICE)))[256:768, 256:768]
+    sem = phase_labels(np.squeeze(load_image(DAHARI_SEM)))[:512, :512]
+    return {
+        "raw X-ray slice, held-out region (655x512)": raw,
+        "rendered NMC slice, held-out image (512x512)": render_grey(dahari, seed=7),
+        "rendered SEM image, held-out image (512x512)": render_grey(sem, seed=8),
+    }
+
+
+def real_volume(split: str) -> np.ndarray:
+    """Segmented TauFactor NMC volume (0 pore, 1 NMC, 2 CBD) for the generator.
+
+    ``split="train"`` gives z < 128, ``"test"`` gives z >= 128 (two disjoint 128 x 256 x 256
+    halves).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    lab = phase_labels(load_image(TAUFACTOR_VOLUME))
+    return lab[:128] if split == "train" else lab[128:]
+
+
+__all__ = [
+    "SAMPLES",
+    "DataNotFound",
+    "Sample",
+    "demo_image",
+    "demo_labels",
+    "heldout_images",
+    "load_sample",
+    "phase_labels",
+    "real_volume",
+    "render_grey",
+    "to_float",
+    "training_images",
+]

@@ -1,0 +1,212 @@
+"""One call per page task: enhance, segment + measure, generate. Results are small dataclasses.
+
+These functions hold no science of their own: they chain the modules of this package, check
+sizes before heavy work and return what the page renders and offers for download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io as _io
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from battgai.microstructure import metrics, segment
+from battgai.microstructure.io import to_float
+
+Progress = Callable[[int, int], None]
+
+#: Largest enhancement output, in pixels (x4 of a 2048 x 2048 image is 67 M).
+MAX_OUTPUT_PIXELS = 70_000_000
+TASKS = ("denoise", "sr_x2", "sr_x4")
+#: Volumes larger than this per side are centre-cropped before measuring (marching cubes, local
+#: thickness and S2 of 256^3 take tens of seconds).
+MAX_METRICS_SIDE = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class EnhanceResult:
+    before: np.ndarray  # float32 in [0, 1], 2D or 3D
+    after: np.ndarray
+    task: str
+    model: str
+    sha256: str
+    seconds: float
+    table: list[dict[str, object]]  # rows of the before / after metrics table
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentResult:
+    image: np.ndarray  # float32 in [0, 1]
+    labels: np.ndarray  # uint8, 0 = darkest phase
+    thresholds: tuple[float, ...]
+    phases: list[metrics.PhaseMetrics]
+    s2: dict[int, tuple[np.ndarray, np.ndarray]]  # phase -> (r, S2)
+    sizes: dict[int, tuple[np.ndarray, np.ndarray]]  # phase -> (radius, fraction)
+    notes: tuple[str, ...]  # crops applied, for the user
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateResult:
+    labels: np.ndarray
+    porosity: float
+    seed: int
+    model: str
+    sha256: str
+    seconds: float
+    phases: list[metrics.PhaseMetrics]
+
+
+def _scale_of(task: str) -> int:
+    return {"denoise": 1, "sr_x2": 2, "sr_x4": 4}[task]
+
+
+def image_summary(image: np.ndarray, pixel_scale: float = 1.0) -> dict[str, float]:
+    """Grey statistics and a 3-phase multi-Otsu split of an image, for before / after tables.
+
+    ``pixel_scale`` converts surface area to the *input* pixel size (the SR scale for outputs).
+    """
+    from skimage.restoration import estimate_sigma
+
+    img = to_float(image)
+    sl = img if img.ndim == 2 else img[img.shape[0] // 2]
+    out = {"mean": float(img.mean()), "std": float(img.std()),
+           "noise sigma (estimate)": float(estimate_sigma(sl))}
+    try:
+        labels = segment.segment(sl, 3)
+    except ValueError:
+        return out
+    for p, name in enumerate(("dark", "mid", "bright")):
+        out[f"{name} phase fraction"] = metrics.volume_fraction(labels, p)
+        out[f"{name} phase perimeter / area (1/input px)"] = metrics.specific_surface_area(labels, p) * pixel_scale
+    return out
+
+
+def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile: int = 256) -> EnhanceResult:
+    """Denoise (``task="denoise"``) or super-resolve (``"sr_x2"``, ``"sr_x4"``) a 2D image or stack.
+
+    Raises
+    ------
+    ValueError
+        Unknown task, or an output above :data:`MAX_OUTPUT_PIXELS` (the message names the limit).
+    """
+    from battgai.microstructure import enhance as enh
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    scale = _scale_of(task)
+    image = to_float(image)
+    out_pixels = image.size * scale * scale
+    if out_pixels > MAX_OUTPUT_PIXELS:
+        raise ValueError(
+            f"the result would have {out_pixels:,} pixels; the limit is {MAX_OUTPUT_PIXELS:,}. "
+            "Crop the image or process a single slice."
+        )
+    model, card = enh.load_model(enh.MODEL_NAMES["denoise" if scale == 1 else scale])
+    t0 = time.perf_counter()
+    after = enh.apply_model(image, model, tile=tile, progress=progress)
+    seconds = time.perf_counter() - t0
+    before_s, after_s = image_summary(image), image_summary(after, pixel_scale=scale)
+    table = [{"metric": k, "before": before_s[k], "after": after_s.get(k, float("nan"))} for k in before_s]
+    return EnhanceResult(image, after, task, card.name, card.sha256, seconds, table)
+
+
+def segment_and_measure(
+    image: np.ndarray, classes: int = 3, thresholds: list[float] | None = None, is_labels: bool = False,
+    with_tortuosity: bool = False, max_side: int = metrics.TORTUOSITY_MAX_SIDE, progress: Progress | None = None,
+) -> SegmentResult:
+    """Segment a grey image (multi-Otsu or given thresholds), or take labels as they are, and measure.
+
+    Parameters
+    ----------
+    is_labels : bool
+        The input is already segmented: phases are its distinct values, numbered in order.
+    with_tortuosity : bool
+        Also solve the tortuosity factor per phase and axis (slow; volumes cropped to ``max_side``).
+    """
+    from battgai.microstructure.io import phase_labels
+
+    if is_labels:
+        labels, used = phase_labels(image), ()
+        img = to_float(labels.astype(np.float32) / max(int(labels.max()), 1))
+    else:
+        img = to_float(image)
+        used = tuple(float(t) for t in (thresholds if thresholds is not None
+                                        else segment.multiotsu_thresholds(img, classes)))
+        labels = segment.apply_thresholds(img, used)
+    notes: list[str] = []
+    if labels.ndim == 3 and max(labels.shape) > MAX_METRICS_SIDE:
+        crop = tuple(slice((s - min(s, MAX_METRICS_SIDE)) // 2, (s - min(s, MAX_METRICS_SIDE)) // 2
+                           + min(s, MAX_METRICS_SIDE)) for s in labels.shape)
+        labels, img = labels[crop], img[crop]
+        notes.append(f"The volume was centre-cropped to {labels.shape} for the metrics (max side "
+                     f"{MAX_METRICS_SIDE}) to keep them interactive.")
+    phases = metrics.phase_metrics(labels, with_tortuosity=with_tortuosity, max_side=max_side, progress=progress)
+    r_max = max(1, min(min(labels.shape) // 4, 64))
+    present = [p.phase for p in phases]
+    s2 = {p: metrics.two_point_correlation(labels, p, r_max) for p in present}
+    sizes = {p: metrics.size_distribution(labels, p) for p in present}
+    if with_tortuosity and max(labels.shape) > max_side:
+        notes.append(f"Tortuosity was solved on a centre crop of at most {max_side} px per side "
+                     f"(the image is {labels.shape}).")
+    return SegmentResult(img, labels, used, phases, s2, sizes, tuple(notes))
+
+
+def generate(porosity: float, shape: tuple[int, ...], seed: int = 0) -> GenerateResult:
+    """Sample the bundled generator at ``porosity`` and measure the result (no tortuosity)."""
+    from battgai import registry
+    from battgai.microstructure import generator
+
+    model = generator.load()
+    card = registry.load_card(generator.MODEL_NAME)
+    t0 = time.perf_counter()
+    labels = generator.sample(model, porosity, shape, seed)
+    seconds = time.perf_counter() - t0
+    return GenerateResult(labels, porosity, seed, card.name, card.sha256, seconds, metrics.phase_metrics(labels))
+
+
+def phase_table(phases: list[metrics.PhaseMetrics], names: dict[int, str] | None = None) -> list[dict[str, object]]:
+    """Rows for a metrics table / CSV: one per phase."""
+    rows = []
+    for p in phases:
+        row: dict[str, object] = {
+            "phase": (names or {}).get(p.phase, str(p.phase)),
+            "volume fraction": round(p.volume_fraction, 4),
+            "specific surface area (1/px)": round(p.specific_surface_area, 4),
+            "mean size (px, local thickness)": round(p.mean_size, 2),
+        }
+        for ax, tau in enumerate(p.tortuosity):
+            row[f"tortuosity axis {ax}"] = round(tau, 3) if np.isfinite(tau) else "not connected"
+        rows.append(row)
+    return rows
+
+
+def to_tiff(array: np.ndarray) -> bytes:
+    """TIFF bytes of a 2D image or 3D stack (multi-page), keeping the dtype."""
+    import tifffile
+
+    buf = _io.BytesIO()
+    tifffile.imwrite(buf, np.asarray(array))
+    return buf.getvalue()
+
+
+def to_png(image: np.ndarray) -> bytes:
+    """8-bit PNG bytes of a 2D float image in [0, 1] or a label image (spread over 0-255)."""
+    from PIL import Image
+
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise ValueError(f"PNG export needs a 2D image, got shape {img.shape}")
+    if img.dtype.kind in "ui":
+        img = img.astype(np.float32) / max(int(img.max()), 1)
+    buf = _io.BytesIO()
+    Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def to_csv(rows: list[dict[str, object]]) -> bytes:
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_csv(index=False).encode()
