@@ -365,3 +365,19 @@ def parse_conditions(text: str) -> Conditions:
         else:
             raise ValueError(f"unknown condition {key!r}")
     return Conditions(**kw)
+
+
+def conditions_around(structure, working_ion: str | None = None) -> Conditions:
+    """Conditions that seed generation from a known structure: its elements, space group and size.
+
+    Elements become the allowed set (plus the working ion), the space group found
+    (spglib, symprec 0.1) is asked for, and the primitive-cell size is kept when it
+    is within the model's range.
+    """
+    from battgai.materials.validate import spacegroup_found
+
+    els = tuple(sorted(el.symbol for el in structure.composition.elements))
+    prim = structure.get_primitive_structure(tolerance=0.1)
+    return Conditions(allowed_elements=tuple(dict.fromkeys((*els, *([working_ion] if working_ion else [])))),
+                      spacegroups=(spacegroup_found(structure),),
+                      n_atoms=len(prim) if len(prim) <= tk.MAX_ATOMS else None, working_ion=working_ion)

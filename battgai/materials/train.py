@@ -115,6 +115,14 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
     return model, best, step
 
 
+def _failure_summary(failures: dict[str, int]) -> str:
+    grouped: dict[str, int] = {}
+    for reason, count in failures.items():
+        key = "lattice length outside the token range" if reason.startswith("lattice length") else reason
+        grouped[key] = grouped.get(key, 0) + count
+    return "; ".join(f"{v} {k}" for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])) or "none"
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             "MP-20 (CDVAE split) from shared data materials/mp_20_cif_only (val + test + 11,249 train rows; "
             "properties joined from mp_20_biternary and mp_20_pilot) plus discharged insertion-electrode "
             f"structures with <= 20 atoms (materials/insertion_electrodes_transformergnn, {n_volt} with voltage). "
-            f"{len(tr.ids)} training crystals; {corpus.n_failed} could not be tokenized."),
+            f"{len(tr.ids)} training crystals. Not tokenized: {_failure_summary(corpus.failures)}."),
         split=("by structure: MP-20 test structures whose sha256(material_id) falls in the first third are "
                f"held out ({len(ho.ids)} crystals); everything else trains"),
         metrics={"heldout_nll_per_token": round(best, 4), "train_steps": steps,
