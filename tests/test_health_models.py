@@ -55,9 +55,25 @@ def test_sample_is_seeded_and_hits_the_asked_capacity(demo):
         sample(gen, cond, z=np.zeros((3, 2)))
 
 
+def test_bank_sampling_uses_matching_conditions(demo):
+    gen = train_cvae(demo, train=TrainConfig(steps=20))
+    assert gen.bank_mu.shape == (len(demo), gen.model.config.latent)
+    cond = np.array([[0.8, demo.temperature_c[0], demo.current_a[0]]] * 4)
+    a, b = sample(gen, cond, seed=1), sample(gen, cond, seed=1)
+    np.testing.assert_array_equal(a.q, b.q)
+    prior = sample(gen, cond, seed=1, z_source="prior")
+    assert not np.allclose(a.q, prior.q)
+    with pytest.raises(ValueError, match="z_source"):
+        sample(gen, cond, z_source="other")
+    # the bank travels with the weights
+    tensors = gen.tensors()
+    assert {"bank.mu", "bank.logvar", "bank.cond"} <= set(tensors)
+
+
 def test_bundled_generator_samples():
     gen = load()
     assert gen.sha256 and gen.name == "health_cvae"
+    assert gen.bank_mu is not None and len(gen.bank_mu) == len(gen.bank_cond)
     cond = workflow.target_conditions([0.95, 0.75], 24.0, 2.0, 3)
     syn = sample(gen, cond, seed=0)
     assert syn.q.shape == (6, gen.grid.size)

@@ -47,18 +47,28 @@ class Estimator(Protocol):
 
 @dataclasses.dataclass
 class FeatureEstimator:
-    """Ridge or gradient boosting on :func:`window_features` (predicts SOH as a fraction)."""
+    """Ridge or gradient boosting on :func:`window_features` (predicts SOH as a fraction).
+
+    Ridge drops a condition column (temperature, current) whose spread over the training curves
+    is below ``min_spread`` (scaled units: 2 C, 0.2 A): a linear model cannot learn the effect of
+    a condition its training data hold constant, and with a tiny fitted spread the coefficient
+    would be arbitrary and blow up on cells run at other conditions.
+    """
 
     kind: str = "ridge"
     seed: int = 0
+    min_spread: float = 0.05
+    alpha: float = 0.1
 
     def __post_init__(self) -> None:
         from sklearn.ensemble import GradientBoostingRegressor
-        from sklearn.linear_model import RidgeCV
+        from sklearn.linear_model import Ridge
 
         if self.kind == "ridge":
-            # Features are already on comparable, fixed scales (see window_features).
-            self.model = RidgeCV(alphas=np.logspace(-5, 1, 13))
+            # Features are on fixed scales (see window_features), so one alpha fits every training set.
+            # Not tuned by leave-one-row-out CV: neighbouring cycles of one cell make that CV pick
+            # almost no shrinkage, which then transfers badly to other cells.
+            self.model = Ridge(alpha=self.alpha)
         elif self.kind == "gbm":
             self.model = GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.05,
                                                    subsample=0.8, random_state=self.seed)
@@ -66,10 +76,15 @@ class FeatureEstimator:
             raise ValueError(f"kind must be 'ridge' or 'gbm', got {self.kind!r}")
 
     def _x(self, c: CurveSet) -> np.ndarray:
-        return window_features(c.q / c.nominal_ah, c.temperature_c, c.current_a, c.grid)
+        x = window_features(c.q / c.nominal_ah, c.temperature_c, c.current_a, c.grid)
+        return x[:, self.columns_] if hasattr(self, "columns_") else x
 
     def fit(self, curves: CurveSet) -> FeatureEstimator:
-        self.model.fit(self._x(curves), curves.soh)
+        x = window_features(curves.q / curves.nominal_ah, curves.temperature_c, curves.current_a, curves.grid)
+        self.columns_ = np.ones(x.shape[1], bool)
+        if self.kind == "ridge":
+            self.columns_[-2:] = np.ptp(x[:, -2:], axis=0) >= self.min_spread
+        self.model.fit(x[:, self.columns_], curves.soh)
         return self
 
     def predict(self, curves: CurveSet) -> np.ndarray:

@@ -166,6 +166,7 @@ class QualityResult:
     full_aug_rmse: float  # real + synthetic training curves
     discriminative_score: float  # |accuracy - 0.5| real vs synthetic whole curves, grouped by cell
     discriminative_score_window: float  # the same on the 3.9 -> 3.5 V window the estimators see
+    discriminative_score_prior: float  # whole curve, latent drawn from the N(0, I) prior instead of the bank
     estimator: str
 
     @property
@@ -176,7 +177,8 @@ class QualityResult:
         return {"tstr_rmse_soh_points": self.tstr_rmse, "trtr_rmse_soh_points": self.trtr_rmse,
                 "tstr_over_trtr": self.tstr_ratio, "full_data_real_plus_synthetic_rmse": self.full_aug_rmse,
                 "discriminative_score": self.discriminative_score,
-                "discriminative_score_window": self.discriminative_score_window}
+                "discriminative_score_window": self.discriminative_score_window,
+                "discriminative_score_prior_sampling": self.discriminative_score_prior}
 
 
 def discriminative_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
@@ -210,7 +212,8 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
 
     For each held-out cohort cell the generator is retrained on ``all_curves`` without that cell;
     it then makes one synthetic curve at the conditions of every real training curve (for TSTR)
-    and of every held-out curve (for the discriminative score).
+    and of every held-out curve (for the discriminative score; its latent bank holds only the
+    training cells, so no held-out curve is copied).
     """
     from battgai.health.sample import sample, shape
     from battgai.health.train import TrainConfig, train_cvae
@@ -218,7 +221,7 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
     tc = train_config or TrainConfig(seed=seed)
     cells = np.unique(cohort.cell_id)
     truth, p_real, p_syn, p_aug = [], [], [], []
-    fake_test = np.zeros_like(cohort.q)
+    fake_test, fake_prior = np.zeros_like(cohort.q), np.zeros_like(cohort.q)
     for k, cell in enumerate(cells):
         te = cohort.cell_id == cell
         train, test = cohort.subset(~te), cohort.subset(te)
@@ -229,6 +232,7 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
         p_syn.append(make_estimator(estimator, seed).fit(syn).predict(test))
         p_aug.append(make_estimator(estimator, seed).fit(CurveSet.concat([train, syn])).predict(test))
         fake_test[te] = shape(sample(gen, test.conditions(), seed=seed + 1000 + k))
+        fake_prior[te] = shape(sample(gen, test.conditions(), seed=seed + 1000 + k, z_source="prior"))
         if progress is not None:
             progress((k + 1) / len(cells))
     y = np.concatenate(truth)
@@ -236,5 +240,6 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
     disc = discriminative_score(real_shape, fake_test, cohort.cell_id, seed)
     disc_w = discriminative_score(window(real_shape, cohort.grid), window(fake_test, cohort.grid),
                                   cohort.cell_id, seed)
+    disc_p = discriminative_score(real_shape, fake_prior, cohort.cell_id, seed)
     return QualityResult(rmse_points(y, np.concatenate(p_syn)), rmse_points(y, np.concatenate(p_real)),
-                         rmse_points(y, np.concatenate(p_aug)), disc, disc_w, estimator)
+                         rmse_points(y, np.concatenate(p_aug)), disc, disc_w, disc_p, estimator)

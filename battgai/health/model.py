@@ -38,6 +38,9 @@ class CVAEConfig:
     #: card so the model rebuilds with the scaling it was trained with.
     cond_mean: tuple[float, ...] = (0.8, 25.0, 2.0)
     cond_std: tuple[float, ...] = (0.1, 10.0, 1.0)
+    #: True: the monotone curve-shape decoder below; False: a plain Gaussian decoder over
+    #: standardised vectors (per-cycle feature rows, see :mod:`battgai.health.trajectory`).
+    monotone: bool = True
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -52,7 +55,7 @@ class CVAE(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = _mlp(config.n_grid + config.n_cond, config.hidden, 2 * config.latent)
-        self.decoder = _mlp(config.latent + config.n_cond, config.hidden, config.n_grid + 1)
+        self.decoder = _mlp(config.latent + config.n_cond, config.hidden, config.n_grid + int(config.monotone))
         self.register_buffer("cond_mean", torch.tensor(config.cond_mean, dtype=torch.float32))
         self.register_buffer("cond_std", torch.tensor(config.cond_std, dtype=torch.float32))
 
@@ -65,6 +68,8 @@ class CVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         out = self.decoder(torch.cat([z, self.scale(cond)], dim=1))
+        if not self.config.monotone:
+            return out
         # Softmax increments summed down the voltage grid: monotone, ending at 1 +- 2 %.
         end = 1.0 + 0.02 * torch.tanh(out[:, -1:])
         return torch.cumsum(F.softmax(out[:, :-1], dim=1), dim=1) * end

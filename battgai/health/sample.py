@@ -1,4 +1,15 @@
-"""Load a bundled curve generator and sample discharge curves at chosen SOH and conditions."""
+"""Load a bundled curve generator and sample discharge curves at chosen SOH and conditions.
+
+Latent points come from one of two sources:
+
+- ``"bank"`` (default when the generator has one): the posterior of a random training curve run
+  at the nearest operating conditions (temperature, current), i.e. the aggregate posterior
+  restricted to those conditions. SOH stays the requested one, so the curve is that cell's
+  "style" at a new state of health. A VAE's prior covers regions the encoder never used, and
+  its draws blend cells into shapes no real cell has; drawing from the aggregate posterior
+  avoids those holes (Ghosh et al., "From Variational to Deterministic Autoencoders", ICLR 2020).
+- ``"prior"``: a standard normal draw.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +21,33 @@ from battgai.health.model import CVAE, CVAEConfig
 from battgai.health.preprocess import VOLTAGE_GRID, CurveSet
 
 DEFAULT_MODEL = "health_cvae"
+#: Operating conditions are compared on these scales (C, A) when picking bank entries.
+COND_SCALE = np.array([20.0, 4.0])
 
 
 @dataclasses.dataclass
 class Generator:
-    """A trained CVAE with what it needs to produce curves in Ah (nominal, grid, name, sha256)."""
+    """A trained CVAE with what it needs to produce curves in Ah (nominal, grid, latent bank, name)."""
 
     model: CVAE
     nominal_ah: float
     name: str = "untrained"
     sha256: str = ""
     grid: np.ndarray = dataclasses.field(default_factory=lambda: VOLTAGE_GRID.copy())
+    #: Posterior mean / log-variance of each training curve and its (SOH, T, |I|).
+    bank_mu: np.ndarray | None = None
+    bank_logvar: np.ndarray | None = None
+    bank_cond: np.ndarray | None = None
+
+    def tensors(self) -> dict:
+        """Weights plus the latent bank, for :func:`battgai.registry.save`."""
+        import torch
+
+        out = dict(self.model.state_dict())
+        if self.bank_mu is not None:
+            for key in ("mu", "logvar", "cond"):
+                out[f"bank.{key}"] = torch.tensor(getattr(self, f"bank_{key}"), dtype=torch.float32)
+        return out
 
 
 def load(name: str = DEFAULT_MODEL) -> Generator:
@@ -33,13 +60,36 @@ def load(name: str = DEFAULT_MODEL) -> Generator:
     grid = np.asarray(cfg.pop("grid"), float)
     config = CVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
     model = CVAE(config)
+    bank = {k.split(".", 1)[1]: state.pop(k).numpy().astype(float) for k in list(state) if k.startswith("bank.")}
     model.load_state_dict(state)
     model.eval()
-    return Generator(model, nominal, name, card.sha256, grid)
+    return Generator(model, nominal, name, card.sha256, grid, bank.get("mu"), bank.get("logvar"), bank.get("cond"))
+
+
+def with_bank(gen: Generator, curves: CurveSet) -> Generator:
+    """``gen`` with a latent bank built from ``curves`` (normally its training curves)."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.tensor(shape(curves), dtype=torch.float32)
+        c = torch.tensor(curves.conditions(), dtype=torch.float32)
+        mu, logvar = gen.model.encode(x, c)
+    return dataclasses.replace(gen, bank_mu=mu.numpy().astype(float), bank_logvar=logvar.numpy().astype(float),
+                               bank_cond=curves.conditions())
+
+
+def _bank_draw(gen: Generator, cond: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    ops = gen.bank_cond[:, 1:] / COND_SCALE
+    z = np.empty((len(cond), gen.bank_mu.shape[1]))
+    for k, c in enumerate(cond[:, 1:] / COND_SCALE):
+        d = ((ops - c) ** 2).sum(axis=1)
+        j = rng.choice(np.flatnonzero(d <= d.min() + 1e-9))
+        z[k] = gen.bank_mu[j] + np.exp(0.5 * gen.bank_logvar[j]) * rng.standard_normal(z.shape[1])
+    return z
 
 
 def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray | None = None,
-           nominal_ah: float | None = None) -> CurveSet:
+           nominal_ah: float | None = None, z_source: str = "bank") -> CurveSet:
     """Generate one curve per row of ``conditions`` = (SOH, temperature C, current A).
 
     Parameters
@@ -49,10 +99,13 @@ def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray 
     seed : int
         Seeds the latent draws, so the same call gives the same curves.
     z : ndarray, shape (n, latent), optional
-        Decode these latent points instead of drawing from the prior (latent-space exploration).
+        Decode these latent points instead of drawing them (latent-space exploration).
     nominal_ah : float, optional
         Nominal capacity of the curves to make (default: the training data's). The model works
         on curve shapes, so SOH x nominal sets the capacity of each curve.
+    z_source : {"bank", "prior"}
+        Where latent points come from (see the module docstring); "bank" falls back to "prior"
+        when the generator has no bank.
 
     Returns
     -------
@@ -66,19 +119,24 @@ def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray 
         raise ValueError(f"conditions must be finite (n, 3) rows of (SOH, T, |I|), got shape {cond.shape}")
     if np.any(cond[:, 0] <= 0) or np.any(cond[:, 0] > 1.3):
         raise ValueError("SOH must lie in (0, 1.3] (a fraction of nominal capacity)")
+    if z_source not in ("bank", "prior"):
+        raise ValueError(f"z_source must be 'bank' or 'prior', got {z_source!r}")
+    cond[:, 2] = np.abs(cond[:, 2])
     n = cond.shape[0]
     nominal = gen.nominal_ah if nominal_ah is None else float(nominal_ah)
-    if z is None:
-        g = torch.Generator().manual_seed(int(seed))
-        zt = torch.randn(n, gen.model.config.latent, generator=g)
+    latent = gen.model.config.latent
+    if z is not None:
+        zn = np.atleast_2d(np.asarray(z, dtype=float))
+        if zn.shape != (n, latent):
+            raise ValueError(f"z must have shape {(n, latent)}, got {zn.shape}")
+    elif z_source == "bank" and gen.bank_mu is not None:
+        zn = _bank_draw(gen, cond.astype(float), np.random.default_rng(seed))
     else:
-        zt = torch.as_tensor(np.atleast_2d(z), dtype=torch.float32)
-        if zt.shape != (n, gen.model.config.latent):
-            raise ValueError(f"z must have shape {(n, gen.model.config.latent)}, got {tuple(zt.shape)}")
+        zn = np.random.default_rng(seed).standard_normal((n, latent))
     with torch.no_grad():
-        x = gen.model.decode(zt, torch.from_numpy(cond)).numpy().astype(float)
+        x = gen.model.decode(torch.tensor(zn, dtype=torch.float32), torch.from_numpy(cond)).numpy().astype(float)
     return CurveSet(x * (cond[:, :1] * nominal), cond[:, 0].astype(float), cond[:, 1].astype(float),
-                    np.abs(cond[:, 2]).astype(float), np.array(["synthetic"] * n), np.arange(n),
+                    cond[:, 2].astype(float), np.array(["synthetic"] * n), np.arange(n),
                     np.full(n, float(gen.grid[0])), nominal, gen.grid)
 
 
