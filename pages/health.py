@@ -114,8 +114,10 @@ if loaded.data.source != "NASA PCoE" and gen is not None:
                "scaled to your nominal capacity.")
 c1, c2, c3, c4 = st.columns(4)
 soh_text = c1.text_input("Target SOH values", "0.95, 0.85, 0.75", key="soh_targets")
-temp = c2.number_input("Temperature (C)", -20.0, 70.0, float(np.median(real.temperature_c)), key="temp")
-cur = c3.number_input("Discharge current (A)", 0.1, 20.0, float(np.median(real.current_a)), key="current")
+temp = c2.number_input("Temperature (C)", -20.0, 70.0, float(np.clip(np.median(real.temperature_c), -20, 70)),
+                       key="temp")
+cur = c3.number_input("Discharge current (A)", 0.01, 50.0, float(np.clip(np.median(real.current_a), 0.01, 50)),
+                      key="current")
 n = c4.number_input("Curves per SOH", 1, 50, 3, key="n")
 seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
 if st.button("Generate", key="generate", disabled=gen is None):

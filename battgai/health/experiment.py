@@ -167,6 +167,7 @@ class QualityResult:
     discriminative_score: float  # |accuracy - 0.5| real vs synthetic whole curves, grouped by cell
     discriminative_score_window: float  # the same on the 3.9 -> 3.5 V window the estimators see
     discriminative_score_prior: float  # whole curve, latent drawn from the N(0, I) prior instead of the bank
+    discriminative_score_loaded: float  # grid voltages below every cohort curve's first loaded sample
     estimator: str
 
     @property
@@ -178,7 +179,8 @@ class QualityResult:
                 "tstr_over_trtr": self.tstr_ratio, "full_data_real_plus_synthetic_rmse": self.full_aug_rmse,
                 "discriminative_score": self.discriminative_score,
                 "discriminative_score_window": self.discriminative_score_window,
-                "discriminative_score_prior_sampling": self.discriminative_score_prior}
+                "discriminative_score_prior_sampling": self.discriminative_score_prior,
+                "discriminative_score_loaded_part": self.discriminative_score_loaded}
 
 
 def discriminative_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
@@ -241,5 +243,9 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
     disc_w = discriminative_score(window(real_shape, cohort.grid), window(fake_test, cohort.grid),
                                   cohort.cell_id, seed)
     disc_p = discriminative_score(real_shape, fake_prior, cohort.cell_id, seed)
+    # Above a curve's first loaded sample, Q(V) is the charge of that first sampling interval (a
+    # property of the cycler's clock, not of the cell); score the loaded part alone as well.
+    loaded = cohort.grid < cohort.v_start.min()
+    disc_l = discriminative_score(real_shape[:, loaded], fake_test[:, loaded], cohort.cell_id, seed)
     return QualityResult(rmse_points(y, np.concatenate(p_syn)), rmse_points(y, np.concatenate(p_real)),
-                         rmse_points(y, np.concatenate(p_aug)), disc, disc_w, disc_p, estimator)
+                         rmse_points(y, np.concatenate(p_aug)), disc, disc_w, disc_p, disc_l, estimator)

@@ -81,10 +81,12 @@ def with_bank(gen: Generator, curves: CurveSet) -> Generator:
 def _bank_draw(gen: Generator, cond: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ops = gen.bank_cond[:, 1:] / COND_SCALE
     z = np.empty((len(cond), gen.bank_mu.shape[1]))
-    for k, c in enumerate(cond[:, 1:] / COND_SCALE):
+    wanted, which = np.unique(cond[:, 1:] / COND_SCALE, axis=0, return_inverse=True)
+    for u, c in enumerate(wanted):
+        rows = np.flatnonzero(which.ravel() == u)
         d = ((ops - c) ** 2).sum(axis=1)
-        j = rng.choice(np.flatnonzero(d <= d.min() + 1e-9))
-        z[k] = gen.bank_mu[j] + np.exp(0.5 * gen.bank_logvar[j]) * rng.standard_normal(z.shape[1])
+        j = rng.choice(np.flatnonzero(d <= d.min() + 1e-9), size=rows.size)
+        z[rows] = gen.bank_mu[j] + np.exp(0.5 * gen.bank_logvar[j]) * rng.standard_normal((rows.size, z.shape[1]))
     return z
 
 
