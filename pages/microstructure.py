@@ -159,8 +159,9 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str) -> None:
         show_curves([Curve(r, f, (names or {}).get(p, f"phase {p}")) for p, (r, f) in res.sizes.items()],
                     "local thickness radius (px)", "volume fraction")
     if res.labels.ndim == 3:
-        st.plotly_chart(volume_figure(res.labels, names, phases=(1,) if res.labels.max() >= 1 else None),
-                        width="stretch")
+        # NMC is phase 1 in segmented NMC data; after thresholding a CT image it is the brightest phase.
+        shown = (1,) if names else (int(res.labels.max()),)
+        st.plotly_chart(volume_figure(res.labels, names, phases=shown), width="stretch")
     prov = Provenance.now("multi-Otsu" if not is_labels else "given labels", "",
                           {"input": desc, "thresholds": list(res.thresholds), "tortuosity": tort})
     download_bundle("Download labels (TIFF + PNG) + metrics CSV + provenance",
@@ -184,6 +185,8 @@ def run_generate() -> None:
                    "(see its model card); porespy blobs is the benchmark baseline.")
         return
     st.caption(f"{res.model} · {res.seconds:.2f} s · shape {res.labels.shape} · seed {res.seed}")
+    for note in res.notes:
+        st.info(note)
     k = show_stack_slice(res.labels, "slice_gen")
     lab_k = res.labels[k] if res.labels.ndim == 3 else res.labels
     st.plotly_chart(labels_figure(lab_k, NMC_NAMES), width="stretch")

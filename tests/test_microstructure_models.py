@@ -150,3 +150,15 @@ def test_generate_result_carries_provenance_fields():
     res = pipeline.generate(0.4, (32, 32, 32), seed=2)
     assert res.sha256 and res.model == generator.MODEL_NAME
     assert res.phases[0].volume_fraction == pytest.approx(0.4, abs=1e-3)
+
+
+# --- bench helpers ------------------------------------------------------------------------------
+
+def test_bench_helpers(clean):
+    lr, hr = bench.lowres_pair(clean, 4)
+    assert lr.shape == (24, 32) and hr.shape == (96, 128)
+    assert bench.skimage_upscale(lr, 4).shape == hr.shape
+    with pytest.raises(ValueError, match="same shape"):
+        bench.psnr_ssim(hr, lr)
+    rows = [("a", "m1", 30.0, 0.9), ("b", "m1", 32.0, 0.7), ("a", "m2", 20.0, 0.5)]
+    assert bench._means(rows, (1,)) == {("m1",): (31.0, 0.8), ("m2",): (20.0, 0.5)}

@@ -141,10 +141,11 @@ def denoise_rows(images: dict[str, np.ndarray], model) -> list[tuple[str, str, s
     return rows
 
 
-def _mean_by(rows: list[tuple], key_cols: int) -> dict[tuple, tuple[float, float]]:
+def _means(rows: list[tuple], key: tuple[int, ...]) -> dict[tuple, tuple[float, float]]:
+    """Mean (PSNR, SSIM) -- the last two columns -- of ``rows`` grouped by the columns ``key``."""
     groups: dict[tuple, list[tuple[float, float]]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[i] for i in range(key_cols) if i != key_cols - 2), []).append(r[-2:])
+        groups.setdefault(tuple(r[i] for i in key), []).append(r[-2:])
     return {k: (float(np.mean([v[0] for v in vs])), float(np.mean([v[1] for v in vs]))) for k, vs in groups.items()}
 
 
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         lines += [f"### Super-resolution x{scale} (blur sigma {SR_BLUR} LR px + {scale}x{scale} binning)", "",
                   "| held-out image | method | PSNR dB | SSIM |", "|---|---|---|---|"]
         lines += [f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.4f} |" for r in rows]
-        means = _mean_by([(r[1], r[2], r[3]) for r in rows], 2)
+        means = _means(rows, (1,))
         bic, net = means[("bicubic",)], means[(f"battgai SR x{scale} (net)",)]
         lines += [f"| **mean** | bicubic | {bic[0]:.2f} | {bic[1]:.4f} |",
                   f"| **mean** | skimage | {means[('skimage rescale(order=3) + unsharp_mask',)][0]:.2f} | "
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = denoise_rows(images, models["denoise"])
     lines += ["### Denoising", "", "| noise | held-out image | method | PSNR dB | SSIM |", "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.4f} |" for r in rows]
-    means = _mean_by([(r[0], r[2], r[3], r[4]) for r in rows], 3)
+    means = _means(rows, (0, 2))
     for case in NOISE_CASES:
         nlm, tvm, net = (means[(case, m)] for m in ("skimage denoise_nl_means", "skimage denoise_tv_chambolle",
                                                     "battgai denoiser (net)"))

@@ -57,6 +57,20 @@ class GenerateResult:
     sha256: str
     seconds: float
     phases: list[metrics.PhaseMetrics]
+    notes: tuple[str, ...]
+
+
+def _metrics_crop(shape: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """Centre crop of a volume to :data:`MAX_METRICS_SIDE` per side, or None when it fits."""
+    if len(shape) != 3 or max(shape) <= MAX_METRICS_SIDE:
+        return None
+    return tuple(slice((s - min(s, MAX_METRICS_SIDE)) // 2, (s - min(s, MAX_METRICS_SIDE)) // 2
+                       + min(s, MAX_METRICS_SIDE)) for s in shape)
+
+
+def _crop_note(shape: tuple[int, ...]) -> str:
+    return (f"The volume was centre-cropped to {shape} for the metrics (max side {MAX_METRICS_SIDE}) "
+            "to keep them interactive.")
 
 
 def _scale_of(task: str) -> int:
@@ -137,12 +151,10 @@ def segment_and_measure(
                                         else segment.multiotsu_thresholds(img, classes)))
         labels = segment.apply_thresholds(img, used)
     notes: list[str] = []
-    if labels.ndim == 3 and max(labels.shape) > MAX_METRICS_SIDE:
-        crop = tuple(slice((s - min(s, MAX_METRICS_SIDE)) // 2, (s - min(s, MAX_METRICS_SIDE)) // 2
-                           + min(s, MAX_METRICS_SIDE)) for s in labels.shape)
+    crop = _metrics_crop(labels.shape)
+    if crop is not None:
         labels, img = labels[crop], img[crop]
-        notes.append(f"The volume was centre-cropped to {labels.shape} for the metrics (max side "
-                     f"{MAX_METRICS_SIDE}) to keep them interactive.")
+        notes.append(_crop_note(labels.shape))
     phases = metrics.phase_metrics(labels, with_tortuosity=with_tortuosity, max_side=max_side, progress=progress)
     r_max = max(1, min(min(labels.shape) // 4, 64))
     present = [p.phase for p in phases]
@@ -155,7 +167,10 @@ def segment_and_measure(
 
 
 def generate(porosity: float, shape: tuple[int, ...], seed: int = 0) -> GenerateResult:
-    """Sample the bundled generator at ``porosity`` and measure the result (no tortuosity)."""
+    """Sample the bundled generator at ``porosity`` and measure the result (no tortuosity).
+
+    Volumes above :data:`MAX_METRICS_SIDE` per side are measured on a centre crop (see ``notes``).
+    """
     from battgai import registry
     from battgai.microstructure import generator
 
@@ -164,7 +179,11 @@ def generate(porosity: float, shape: tuple[int, ...], seed: int = 0) -> Generate
     t0 = time.perf_counter()
     labels = generator.sample(model, porosity, shape, seed)
     seconds = time.perf_counter() - t0
-    return GenerateResult(labels, porosity, seed, card.name, card.sha256, seconds, metrics.phase_metrics(labels))
+    crop = _metrics_crop(labels.shape)
+    measured = labels if crop is None else labels[crop]
+    notes = () if crop is None else (_crop_note(measured.shape),)
+    return GenerateResult(labels, porosity, seed, card.name, card.sha256, seconds,
+                          metrics.phase_metrics(measured), notes)
 
 
 def phase_table(phases: list[metrics.PhaseMetrics], names: dict[int, str] | None = None) -> list[dict[str, object]]:
