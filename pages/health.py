@@ -163,11 +163,11 @@ if gen is not None:
     with m2:
         if picked is not None:
             point = workflow.latent_point(gen, tuple(z[picked]), tuple(real.conditions()[picked]), real.nominal_ah)
-            curves = [Curve(real.q[picked], real.grid, f"real {labels[picked]}", float(real.soh[picked])),
-                      Curve(point.q[0], point.grid, "decoded", float(point.soh[0]), True)]
+            curves = [Curve(real.q[picked], real.grid, f"real {labels[picked]}"),
+                      Curve(point.q[0], point.grid, "decoded at its z and conditions", dash=True)]
         else:
             point = workflow.latent_point(gen, (z1, z2), (soh_z, temp, cur), real.nominal_ah)
-            curves = [Curve(point.q[0], point.grid, f"z=({z1:.1f}, {z2:.1f}) SOH {soh_z:.2f}", soh_z, True)]
+            curves = [Curve(point.q[0], point.grid, f"z=({z1:.1f}, {z2:.1f}) SOH {soh_z:.2f}", dash=True)]
         show_curves(curves, Q_TITLE, V_TITLE)
 
 # 3. Experiment -----------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ st.caption(
     "jitter, real + mixup and real + cVAE curves (the generator retrained on the 2 training cells only). "
     "This quick version runs 3 splits x 1 seed with a short generator training; the full run is "
     "`python -m battgai.bench health` (docs/BENCHMARKS.md). Only curves whose loaded voltage starts at "
-    f"or above {WINDOW_V[0]} V are used ({len(cohort)} of {len(real)})."
+    f"or above {WINDOW_V[0] - 0.02:.2f} V are used ({len(cohort)} of {len(real)})."
 )
 if st.button("Run quick experiment", key="experiment", disabled=n_cells < 3):
     from battgai.health.experiment import augmentation_experiment
