@@ -38,9 +38,15 @@ def compare_figure(
                        hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>"),
             row=1, col=col,
         )
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", matches="y")
-    fig.update_xaxes(matches="x", constrain="domain")
-    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    h, w = after.shape
+    # Fixed ranges + constrain="domain": keep the aspect ratio by shrinking the plot area, not by
+    # padding the axes with empty space (wide CT slices would otherwise float in white).
+    fig.update_xaxes(range=[0, w], matches="x", constrain="domain")
+    fig.update_yaxes(range=[h, 0], scaleanchor="x", matches="y", constrain="domain")
+    fig.update_yaxes(showticklabels=False, row=1, col=2)  # shared with the left panel
+    panel_px = 560  # about half of a wide-layout page
+    height = int(np.clip(panel_px * h / w + 60, 260, 760))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
 
 

@@ -53,6 +53,7 @@ def test_image_compare_links_zoom_and_scales_sr():
     fig = compare_figure(lo, hi)
     assert fig.data[0].dx == 4 and fig.data[1].dx == 1  # low-res shown in high-res pixel units
     assert fig.layout.xaxis2.matches == "x"
+    assert tuple(fig.layout.yaxis.range) == (64, 0) and tuple(fig.layout.xaxis.range) == (0, 64)
     assert display_stride((4096, 4096)) == 4
     with pytest.raises(ValueError, match="2D"):
         compare_figure(np.zeros((2, 8, 8)), hi)
