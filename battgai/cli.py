@@ -59,15 +59,21 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
     except data.DataNotFound as exc:
         sys.stderr.write(f"{exc}\nnovelty and E_hull are left empty\n")
     tracker, start, rows = UniqueTracker(), 0, []
+    # Unique structures are also kept as pymatgen JSON: CIF does not round-trip overlapping atoms,
+    # and resuming must judge uniqueness exactly as an uninterrupted run would.
+    seen_path = out / "unique_structures.jsonl"
     if csv_path.exists():
         from pymatgen.core import Structure
 
         with open(csv_path) as f:
             rows = list(csv.DictReader(f))
-        for r in rows:
-            if r["unique"] == "True":
-                tracker.add(Structure.from_file(out / "cifs" / f"{r['id']}.cif"))
         start = max(int(r["batch"]) for r in rows) + 1 if rows else 0
+        if seen_path.exists():
+            for line in seen_path.read_text().splitlines():
+                batch, d = json.loads(line)
+                if batch < start:
+                    tracker.buckets.setdefault(Structure.from_dict(d).composition.reduced_formula, []).append(
+                        Structure.from_dict(d))
     written, t0 = len(rows), time.time()
     for b, cands, _failed in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start):
         if energies:
@@ -77,6 +83,10 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
             cid = f"{b:05d}_{k:04d}"
             c.structure.to(filename=str(out / "cifs" / f"{cid}.cif"))
             new_rows.append({"id": cid, "batch": b, **c.row()})
+        with open(seen_path, "a") as f:
+            for c in cands:
+                if c.unique:
+                    f.write(json.dumps([b, c.structure.as_dict()]) + "\n")
         if new_rows:
             new_file = not csv_path.exists()
             with open(csv_path, "a", newline="") as f:
