@@ -185,3 +185,84 @@ def test_models_page_plots_bundled_models(server, browser):
         assert page.locator(".js-plotly-plot .bars path").count() >= len(registry.list_cards())
     finally:
         page.close()
+
+
+# --- task flows: what a researcher does first on each page, including a bad upload ---------------
+
+
+def _click_and_wait(page, locator) -> None:
+    locator.click()
+    page.wait_for_timeout(800)  # let the rerun start before waiting for it to end
+    _wait_idle(page)
+
+
+def _assert_clean(page, errors: list[str], name: str) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+    assert not errors, f"browser console errors on {name}: {errors}"
+
+
+def _upload(page, label_text: str, file_name: str, payload: bytes, mime: str) -> None:
+    uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text=label_text)
+    uploader.locator('input[type="file"]').set_input_files(
+        files=[{"name": file_name, "mimeType": mime, "buffer": payload}]
+    )
+    page.wait_for_timeout(1000)
+    _wait_idle(page)
+
+
+def _alerts(page) -> str:
+    return " | ".join(page.locator('[data-testid="stAlert"]').all_inner_texts())
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pages" / "materials.py").exists() or not list((ROOT / "weights").glob("materials_*.json")),
+    reason="no materials page or no bundled materials model",
+)
+def test_materials_generate_then_view_in_3d(server, browser):
+    page, errors, _, _ = _open(browser, server, nav="materials")
+    try:
+        _click_and_wait(page, page.get_by_role("button", name="Generate", exact=True))
+        _assert_clean(page, errors, "materials")
+        assert page.locator('[data-testid="stDataFrame"]').count() > 0, "no candidate table after Generate"
+        frame_el = page.locator("iframe").first
+        frame_el.scroll_into_view_if_needed()
+        frame_el.content_frame.locator("canvas").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)
+        assert _nonblank_fraction(frame_el.screenshot()) > 0.02, "candidate 3D view is blank"
+        _screenshot(page, "materials_generated")
+    finally:
+        page.close()
+
+
+@pytest.mark.skipif(not (ROOT / "pages" / "microstructure.py").exists(), reason="no microstructure page")
+def test_microstructure_denoise_and_bad_upload(server, browser):
+    page, errors, _, _ = _open(browser, server, nav="microstructure")
+    try:
+        _click_and_wait(page, page.get_by_role("button", name="Run", exact=True))
+        _assert_clean(page, errors, "microstructure")
+        assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() > 0
+        _screenshot(page, "microstructure_denoised")
+        _click_and_wait(page, page.locator('[data-testid="stRadio"]').get_by_text("Upload", exact=True))
+        _upload(page, "PNG or TIFF", "not-really.png", b"this is a text file, not an image", "image/png")
+        _assert_clean(page, errors, "microstructure (bad upload)")
+        assert "not an image" in _alerts(page).lower(), _alerts(page)
+        _screenshot(page, "microstructure_bad_upload")
+    finally:
+        page.close()
+
+
+@pytest.mark.skipif(not (ROOT / "pages" / "health.py").exists(), reason="no health page")
+def test_health_generate_and_bad_csv(server, browser):
+    page, errors, _, _ = _open(browser, server, nav="health")
+    try:
+        _click_and_wait(page, page.get_by_role("button", name="Generate", exact=True))
+        _assert_clean(page, errors, "health")
+        _screenshot(page, "health_generated")
+        _click_and_wait(page, page.locator('[data-testid="stRadio"]').get_by_text("Upload a CSV", exact=True))
+        _upload(page, "Cycler export", "cells.csv", b"foo,bar\n1,2\n3,4\n", "text/csv")
+        _assert_clean(page, errors, "health (bad csv)")
+        assert _alerts(page), "a CSV with unknown columns gave no message"
+        _screenshot(page, "health_bad_csv")
+    finally:
+        page.close()
