@@ -109,7 +109,9 @@ def test_generator_checks_arguments():
 
 def test_fit_reproduces_two_point_correlation_of_its_data():
     real = msio.demo_labels((48, 48, 48), porosity=0.45, seed=0)
-    model = generator.fit(real, r_max=12, smooth_grid=(0.0,), log=lambda _: None)
+    model = generator.fit(real, r_max=12, smooth_grid=(0.5, 1.0), pore_grid=(0.0,), bias_grid=(0.0, -1.0),
+                          probe_side=32, tau_probes=0, log=lambda _: None)
+    assert model.config.smooth_nmc in (0.5, 1.0) and model.config.pore_bias in (0.0, -1.0)
     gen = generator.sample(model, float((real == 0).mean()), (48, 48, 48), seed=1)
     gaps = generator.compare_pore_metrics([real], [gen], r_max=12)
     assert gaps["porosity_abs_error"] < 1e-3
