@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
                "'unknown' allowed), space group, (Wyckoff letter, element, x, y, z) per site, lattice "
                f"a b c alpha beta gamma of the conventional cell. {tk.COORD_BINS} coordinate bins, "
                f"{tk.LENGTH_BINS} log length bins, 1-degree angle bins. Condition dropout {cfg.cond_dropout}. "
-               f"Trained {cfg.minutes:g} min on 1 CPU thread."),
+               f"Trained {cfg.minutes:g} min on 1 CPU thread. The held-out loss also picked the best checkpoint "
+               f"(evaluated every {cfg.eval_every} steps), so it is a validation, not a test, number; generation "
+               "metrics are in docs/BENCHMARKS.md."),
     )
     # lm_head shares the embedding's storage (weight tying); safetensors refuses shared tensors.
     tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
