@@ -145,3 +145,14 @@ def test_generator_needs_curves():
     with pytest.raises(ValueError, match="at least 4"):
         train_cvae(tiny)
     assert isinstance(Generator(CVAE(CVAEConfig()), 2.0).grid, np.ndarray)
+
+
+def test_bench_report_runs_on_demo_cells(demo):
+    from battgai.health.bench import cohort_report, targets_table
+
+    lines, numbers = cohort_report("demo", demo, demo, n_splits=1, seeds=1, steps=5, quality_steps=5)
+    text = "\n".join(lines)
+    assert "Low data (a)" in text and "Low data (b)" in text and "TSTR / TRTR" in text
+    rows = [r for r in targets_table(numbers, numbers) if r.startswith("| (") or "<=" in r or "TSTR" in r]
+    assert len(rows) == 11  # 8 low-data rows (2 regimes x 2 estimators x 2 targets) + 3 quality targets
+    assert all(r.count("hit") + r.count("**missed**") == 2 for r in rows)

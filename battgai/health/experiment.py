@@ -75,24 +75,37 @@ def mixup(train: CurveSet, n: int, rng: np.random.Generator, alpha: float = 0.4)
     return mix
 
 
-def synthetic_conditions(train: CurveSet, n: int, rng: np.random.Generator, extend: float = 0.05) -> np.ndarray:
+def synthetic_conditions(train: CurveSet, n: int, rng: np.random.Generator, extend: float = 0.05,
+                         soh_min: float | None = None) -> np.ndarray:
     """Conditions for synthetic curves: SOH uniform over the training range widened by ``extend``
-    (clipped to 0.5..1.05), with the temperature and current of a random training curve."""
-    lo, hi = max(0.5, train.soh.min() - extend), min(1.05, train.soh.max() + extend)
+    (clipped to 0.5..1.05; ``soh_min`` replaces the lower end), with the temperature and current
+    of a random training curve."""
+    lo = max(0.5, train.soh.min() - extend) if soh_min is None else soh_min
+    hi = min(1.05, train.soh.max() + extend)
     idx = rng.integers(0, len(train), n)
     return np.column_stack([rng.uniform(lo, hi, n), train.temperature_c[idx], train.current_a[idx]])
 
 
-def cvae_augment(train: CurveSet, n: int, seed: int, steps: int = 1000,
-                 generator_data: CurveSet | None = None) -> CurveSet:
-    """Synthetic curves from a CVAE trained on ``generator_data`` (default: ``train``) only."""
+def cvae_augment(train: CurveSet, n: int, seed: int, steps: int = 1000, soh_min: float | None = None) -> CurveSet:
+    """Synthetic curves from a CVAE trained on ``train`` only (see :func:`synthetic_conditions`)."""
     from battgai.health.sample import sample
     from battgai.health.train import TrainConfig, train_cvae
 
-    gen = train_cvae(generator_data if generator_data is not None else train,
-                     train=TrainConfig(steps=steps, seed=seed))
+    gen = train_cvae(train, train=TrainConfig(steps=steps, seed=seed))
     rng = np.random.default_rng(seed + 7919)
-    return sample(gen, synthetic_conditions(train, n, rng), seed=seed)
+    return sample(gen, synthetic_conditions(train, n, rng, soh_min=soh_min), seed=seed)
+
+
+def _arms(train: CurveSet, seed: int, ratio: float, steps: int, soh_min: float | None = None) -> dict[str, CurveSet]:
+    """The four training sets of one run: real only and real + each augmentation (same size)."""
+    n = max(1, round(ratio * len(train)))
+    rng = np.random.default_rng(seed)
+    return {
+        "real only": train,
+        "+ jitter": CurveSet.concat([train, jitter(train, n, rng)]),
+        "+ mixup": CurveSet.concat([train, mixup(train, n, rng)]),
+        "+ cVAE": CurveSet.concat([train, cvae_augment(train, n, seed, steps, soh_min)]),
+    }
 
 
 @dataclasses.dataclass
@@ -113,6 +126,10 @@ class AugmentationResult:
         """Mean relative change of RMSE against "real only" (negative = better), paired by run."""
         base = np.asarray(self.rmse[estimator]["real only"])
         return float(np.mean(np.asarray(self.rmse[estimator][arm]) / base - 1.0))
+
+    def change_of_means(self, estimator: str, arm: str) -> float:
+        """Mean RMSE of ``arm`` over mean RMSE of "real only", minus 1 (negative = better)."""
+        return float(np.mean(self.rmse[estimator][arm]) / np.mean(self.rmse[estimator]["real only"]) - 1.0)
 
 
 def augmentation_experiment(curves: CurveSet, n_train_cells: int = 2, n_splits: int = 8,
@@ -141,20 +158,48 @@ def augmentation_experiment(curves: CurveSet, n_train_cells: int = 2, n_splits: 
     for r, (split, seed) in enumerate((s, sd) for s in splits for sd in seeds):
         tr_mask = np.isin(curves.cell_id, split)
         train, test = curves.subset(tr_mask), curves.subset(~tr_mask)
-        n = max(1, round(ratio * len(train)))
-        arng = np.random.default_rng(seed)
-        sets = {
-            "real only": train,
-            "+ jitter": CurveSet.concat([train, jitter(train, n, arng)]),
-            "+ mixup": CurveSet.concat([train, mixup(train, n, arng)]),
-            "+ cVAE": CurveSet.concat([train, cvae_augment(train, n, seed, steps)]),
-        }
+        sets = _arms(train, seed, ratio, steps)
         for e in estimators:
             for arm, data in sets.items():
                 rmse[e][arm].append(rmse_points(test.soh, make_estimator(e, seed).fit(data).predict(test)))
         if progress is not None:
             progress((r + 1) / total)
     return AugmentationResult(rmse, splits, tuple(seeds), n_train_cells, ratio)
+
+
+def early_life_experiment(curves: CurveSet, frac: float = 0.3, soh_min: float = 0.6,
+                          seeds: tuple[int, ...] = (0,), estimators: tuple[str, ...] = ("ridge",),
+                          ratio: float = 1.0, steps: int = 1000,
+                          progress: Callable[[float], None] | None = None) -> AugmentationResult:
+    """Low data by age: train on the first ``frac`` of every other cell's cycles, test on a held-out cell's whole life.
+
+    Leave-one-cell-out. The estimator never sees a curve older than ``frac`` of a cell's life, so
+    it must extrapolate to low SOH; the CVAE (trained on the same early-life curves) is asked for
+    SOH uniform from ``soh_min`` (the end-of-life range a user wants covered, chosen without
+    looking at any test label) to the training maximum. Jitter and mixup cannot leave the
+    training range. ``splits`` of the result name the held-out cell of each run.
+    """
+    if not 0 < frac < 1:
+        raise ValueError(f"frac must lie in (0, 1), got {frac}")
+    cells = np.unique(curves.cell_id)
+    if len(cells) < 2:
+        raise ValueError("need at least 2 cells")
+    rank = np.zeros(len(curves))
+    for cell in cells:
+        m = curves.cell_id == cell
+        rank[m] = np.argsort(np.argsort(curves.cycle[m])) / m.sum()
+    early = rank < frac
+    rmse = {e: {arm: [] for arm in ARMS} for e in estimators}
+    runs = [(cell, seed) for cell in cells for seed in seeds]
+    for r, (cell, seed) in enumerate(runs):
+        test = curves.subset(curves.cell_id == cell)
+        train = curves.subset((curves.cell_id != cell) & early)
+        for e in estimators:
+            for arm, data in _arms(train, seed, ratio, steps, soh_min).items():
+                rmse[e][arm].append(rmse_points(test.soh, make_estimator(e, seed).fit(data).predict(test)))
+        if progress is not None:
+            progress((r + 1) / len(runs))
+    return AugmentationResult(rmse, [(str(c),) for c in cells], tuple(seeds), len(cells) - 1, ratio)
 
 
 @dataclasses.dataclass
