@@ -34,8 +34,12 @@ def volume_figure(labels: np.ndarray, names: dict[int, str] | None = None, phase
     return fig
 
 
-def histogram_figure(images: dict[str, np.ndarray], bins: int = 128, max_values: int = 200_000) -> go.Figure:
-    """Overlaid grey-level histograms (values in [0, 1]) of several images, subsampled for speed."""
+def histogram_figure(images: dict[str, np.ndarray], bins: int = 128, max_values: int = 200_000,
+                     thresholds: tuple[float, ...] = ()) -> go.Figure:
+    """Overlaid grey-level histograms (values in [0, 1]) of several images, subsampled for speed.
+
+    ``thresholds`` are drawn as dashed vertical lines (segmentation thresholds).
+    """
     fig = go.Figure()
     for name, img in images.items():
         values = np.asarray(img, dtype=np.float32).ravel()
@@ -43,6 +47,8 @@ def histogram_figure(images: dict[str, np.ndarray], bins: int = 128, max_values:
         hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0), density=True)
         fig.add_trace(go.Scatter(x=0.5 * (edges[1:] + edges[:-1]), y=hist, mode="lines", name=name,
                                  line={"shape": "hvh"}))
+    for t in thresholds:
+        fig.add_vline(x=t, line_dash="dash", line_color="#e45756")
     fig.update_layout(xaxis_title="grey level", yaxis_title="density", height=320, template="plotly_white",
                       margin={"l": 50, "r": 20, "t": 30, "b": 45})
     return fig
@@ -64,4 +70,17 @@ def labels_figure(labels: np.ndarray, names: dict[int, str] | None = None) -> go
                                          "ticktext": [(names or {}).get(p, str(p)) for p in range(n)]}))
     fig.update_yaxes(autorange="reversed", scaleanchor="x")
     fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def image_figure(image: np.ndarray, title: str = "input", max_side: int = 1024) -> go.Figure:
+    """One grey image (a single slice), strided to at most ``max_side`` pixels per side for display."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"image_figure needs a 2D image, got shape {image.shape}")
+    k = max(1, int(np.ceil(max(image.shape) / max_side)))
+    fig = go.Figure(go.Heatmap(z=image[::k, ::k], dx=k, dy=k, colorscale="gray", showscale=False,
+                               hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.4g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=title)
     return fig

@@ -13,7 +13,7 @@ from battgai.uploads import UploadError, read_image
 from components.curve_plot import Curve, show_curves
 from components.download import download_bundle
 from components.image_compare import compare_figure
-from components.volume_view import histogram_figure, labels_figure, volume_figure
+from components.volume_view import histogram_figure, image_figure, labels_figure, volume_figure
 
 TASKS = {
     "Denoise": "denoise",
@@ -120,6 +120,8 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str) -> None:
         if len(set(thresholds)) < len(thresholds):
             st.error("Thresholds must be distinct.")
             return
+        st.plotly_chart(histogram_figure({"input": msio.to_float(image)}, thresholds=tuple(thresholds)),
+                        width="stretch")
     else:
         st.caption("The input is already segmented: its distinct values are taken as phases.")
     tort = st.checkbox("Tortuosity factor per axis (slow: TauFactor, ~20 s per phase and axis at 64^3)",
@@ -146,9 +148,8 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str) -> None:
     k = show_stack_slice(res.labels, "slice_seg")
     img_k = res.image[k] if res.image.ndim == 3 else res.image
     lab_k = res.labels[k] if res.labels.ndim == 3 else res.labels
-    left, right = st.columns(2)
-    left.plotly_chart(compare_figure(img_k, img_k, ("input", "input (zoom linked)")), width="stretch")
-    right.plotly_chart(labels_figure(lab_k, names), width="stretch")
+    st.plotly_chart(compare_figure(img_k, lab_k.astype(np.float32), ("input", "phases (zoom linked)")),
+                    width="stretch")
     table = pipeline.phase_table(res.phases, names)
     st.dataframe(table, hide_index=True)
     c1, c2 = st.columns(2)
@@ -221,7 +222,7 @@ else:
             stored = st.session_state.get("enhance")
             if stored is None or stored[0].task != task or stored[1] != desc:
                 shown = msio.to_float(image[k] if image.ndim == 3 else image)
-                st.plotly_chart(compare_figure(shown, shown, ("input", "input")), width="stretch")
+                st.plotly_chart(image_figure(shown), width="stretch")
             run_enhance(image, task, desc)
         else:
             run_segment(image, is_labels, desc)

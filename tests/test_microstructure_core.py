@@ -153,3 +153,21 @@ def test_metrics_check_inputs():
         metrics.volume_fraction(np.zeros(4, np.uint8), 0)
     with pytest.raises(ValueError, match="absent"):
         metrics.size_distribution(np.zeros((8, 8), np.uint8), 1)
+
+
+# --- components/volume_view ----------------------------------------------------------------------
+
+def test_volume_view_figures():
+    from components import volume_view
+
+    vol = msio.demo_labels((40, 40, 40), seed=0)
+    fig = volume_view.volume_figure(vol, {1: "NMC"}, phases=(1,), max_side=20)
+    assert len(fig.data) == 1 and fig.data[0].name == "NMC" and len(fig.data[0].x) == 20**3
+    hist = volume_view.histogram_figure({"a": np.linspace(0, 1, 1000)}, thresholds=(0.3, 0.6))
+    assert len(hist.data) == 1 and len(hist.layout.shapes) == 2
+    assert volume_view.labels_figure(vol[0]).data[0].z.shape == (40, 40)
+    assert volume_view.image_figure(np.zeros((3000, 10))).data[0].z.shape == (1000, 4)
+    with pytest.raises(ValueError, match="3D"):
+        volume_view.volume_figure(vol[0])
+    with pytest.raises(ValueError, match="2D"):
+        volume_view.image_figure(vol)
