@@ -104,3 +104,12 @@ def test_page_generates_in_demo_mode(tmp_path, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert at.dataframe and len(at.dataframe[0].value) >= 8
     assert at.dataframe[0].value.n_atoms.max() <= tk.MAX_ATOMS
+
+
+def test_sampling_leaves_autograd_on_for_chgnet():
+    import torch
+
+    from battgai.materials.sample import sample_tokens
+
+    sample_tokens(load_model(), Conditions(), 2, seed=0)
+    assert torch.is_grad_enabled()  # CHGNet relaxation in the same process needs gradients

@@ -135,7 +135,6 @@ class LoadedModel:
 @functools.cache
 def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
     """Rebuild the bundled model from its registry card and verified weights."""
-    import torch
 
     from battgai import registry
     from battgai.materials.model import GPT, GPTConfig
@@ -146,7 +145,6 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
     state["lm_head.weight"] = state["wte.weight"]  # tied weights are stored once
     model.load_state_dict(state)
     model.eval()
-    torch.set_grad_enabled(False)
     return LoadedModel(model, name, card.sha256)
 
 
@@ -275,6 +273,14 @@ def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, tempera
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
     not be met with the required elements); callers drop or report them.
     """
+    import torch
+
+    # Local no_grad: CHGNet in the same process needs autograd for forces.
+    with torch.no_grad():
+        return _sample_tokens(lm, c, n, seed, temperature)
+
+
+def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float):
     import torch
 
     problems = check_conditions(c)
