@@ -8,10 +8,11 @@ import streamlit as st
 from battgai.data import DataNotFound
 from battgai.microstructure import io as msio
 from battgai.microstructure import pipeline
+from battgai.microstructure.segment import multiotsu_thresholds
 from battgai.provenance import Provenance
 from battgai.uploads import UploadError, read_image
 from components.curve_plot import Curve, show_curves
-from components.download import download_bundle
+from components.download import bundle
 from components.image_compare import compare_figure
 from components.volume_view import histogram_figure, image_figure, labels_figure, volume_figure
 
@@ -71,47 +72,80 @@ def pick_input() -> tuple[np.ndarray, str, bool] | None:
     return demo("volume"), "synthetic demo volume (made by battgai, not real data)", True
 
 
+def remember(key: str, desc: str, result, files: dict[str, bytes], prov: Provenance) -> None:
+    """Keep a result with its download zip, built once here rather than on every rerun."""
+    st.session_state[key] = {"desc": desc, "result": result, "zip": bundle(files, prov)}
+
+
+def recall(key: str, desc: str):
+    """The stored result of ``key`` if it was made from the input described by ``desc``."""
+    stored = st.session_state.get(key)
+    return stored if stored is not None and stored["desc"] == desc else None
+
+
+def middle(array: np.ndarray) -> np.ndarray:
+    return array[array.shape[0] // 2] if array.ndim == 3 else array
+
+
+def download(label: str, stored: dict, file_name: str, key: str) -> None:
+    st.download_button(label, data=stored["zip"], file_name=file_name, mime="application/zip", key=key)
+
+
 def show_stack_slice(image: np.ndarray, key: str) -> int:
     if image.ndim == 3:
         return st.slider("Slice", 0, image.shape[0] - 1, image.shape[0] // 2, key=key)
     return 0
 
 
-def run_enhance(image: np.ndarray, task: str, desc: str) -> None:
+def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
     whole = True
     if image.ndim == 3:
         whole = st.toggle(f"Process the whole stack ({image.shape[0]} slices)", value=False, key="whole_stack")
+    desc = f"{task} of {desc}" + ("" if whole else f", slice {k}")
     if st.button("Run", type="primary", key="run_enhance"):
-        chosen = image if whole or image.ndim == 2 else image[st.session_state.get("slice_in", 0)][None]
+        chosen = image if whole else image[k][None]
         bar, cb = progress_bar("Processing slice")
         try:
-            st.session_state["enhance"] = (pipeline.enhance(chosen, task, progress=cb), desc)
+            res = pipeline.enhance(chosen, task, progress=cb)
         except ValueError as exc:
             st.error(str(exc))
+        else:
+            prov = Provenance.now(res.model, res.sha256, {"task": task, "input": desc,
+                                                          "shape": list(res.before.shape)})
+            remember("enhance", desc, res, {"result.tif": pipeline.to_tiff(res.after),
+                                            "result_middle_slice.png": pipeline.to_png(middle(res.after)),
+                                            "metrics.csv": pipeline.to_csv(res.table)}, prov)
         bar.empty()
-    stored = st.session_state.get("enhance")
-    if stored is None or stored[0].task != task or stored[1] != desc:
+    stored = recall("enhance", desc)
+    if stored is None:
+        st.plotly_chart(image_figure(msio.to_float(image[k] if image.ndim == 3 else image)), width="stretch")
         return
-    res = stored[0]
-    k = show_stack_slice(res.after, "slice_out")
-    before = res.before[k] if res.before.ndim == 3 else res.before
-    after = res.after[k] if res.after.ndim == 3 else res.after
+    res = stored["result"]
+    j = show_stack_slice(res.after, "slice_out")
+    before = res.before[j] if res.before.ndim == 3 else res.before
+    after = res.after[j] if res.after.ndim == 3 else res.after
     st.caption(f"{res.model} · {res.seconds:.2f} s · {before.shape} -> {after.shape}")
     st.plotly_chart(compare_figure(before, after, ("input", "result")), width="stretch")
     st.plotly_chart(histogram_figure({"input": before, "result": after}), width="stretch")
+    st.caption("Table: central slice, central crop of at most 512 input pixels; the input's multi-Otsu "
+               "thresholds are applied to both images.")
     st.dataframe(res.table, hide_index=True)
-    prov = Provenance.now(res.model, res.sha256, {"task": task, "input": desc, "shape": list(res.before.shape)})
-    download_bundle("Download result (TIFF + PNG + metrics CSV + provenance)",
-                    {"result.tif": pipeline.to_tiff(res.after), "result_slice.png": pipeline.to_png(after),
-                     "metrics.csv": pipeline.to_csv(res.table)}, prov, f"battgai_{task}.zip", key="dl_enhance")
+    download("Download result (TIFF + PNG + metrics CSV + provenance)", stored, f"battgai_{task}.zip",
+             "dl_enhance")
 
 
-def run_segment(image: np.ndarray, is_labels: bool, desc: str) -> None:
+def run_segment(image: np.ndarray, is_labels: bool, desc: str, k: int) -> None:
+    as_volume = True
+    if image.ndim == 3:
+        as_volume = st.checkbox("Measure the stack as one 3D volume (off: the current slice only)",
+                                value=image.shape[0] >= 16, key=f"as_volume_{desc}")
+        image = image if as_volume else image[k]
+    desc = f"{desc}" + ("" if as_volume else f", slice {k}")
     thresholds = None
     if not is_labels:
         classes = st.slider("Phases", 2, 4, 3, key="classes")
         try:
-            auto = pipeline.segment.multiotsu_thresholds(image, classes)
+            auto = multiotsu_thresholds(image, classes)
         except ValueError as exc:
             st.error(str(exc))
             return
@@ -124,33 +158,42 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str) -> None:
                         width="stretch")
     else:
         st.caption("The input is already segmented: its distinct values are taken as phases.")
-    tort = st.checkbox("Tortuosity factor per axis (slow: TauFactor, ~20 s per phase and axis at 64^3)",
+    tort = st.checkbox("Tortuosity factor per axis (slow: TauFactor, seconds to minutes per phase and axis)",
                        value=False, key="tort")
     max_side = 48
     if tort:
         max_side = st.select_slider("Tortuosity crop (max side)", [32, 48, 64, 96, 128], 48, key="tort_side")
+    # Bundled and demo label data are pore / NMC / CBD; an upload's phases stay numbered.
+    names = NMC_NAMES if is_labels and not desc.startswith("upload") else None
     if st.button("Segment and measure", type="primary", key="run_segment"):
         bar, cb = progress_bar("Measuring phase")
         try:
-            st.session_state["segment"] = (pipeline.segment_and_measure(
+            res = pipeline.segment_and_measure(
                 image, classes=len(thresholds) + 1 if thresholds else 3, thresholds=list(thresholds or []) or None,
-                is_labels=is_labels, with_tortuosity=tort, max_side=max_side, progress=cb), desc)
+                is_labels=is_labels, with_tortuosity=tort, max_side=max_side, progress=cb)
         except ValueError as exc:
             st.error(str(exc))
+        else:
+            table = pipeline.phase_table(res.phases, names)
+            prov = Provenance.now("multi-Otsu" if not is_labels else "given labels", "",
+                                  {"input": desc, "thresholds": list(res.thresholds), "tortuosity": tort,
+                                   "tortuosity_max_side": max_side, "notes": list(res.notes)})
+            remember("segment", desc, (res, table), {
+                "labels.tif": pipeline.to_tiff(res.labels),
+                "labels_middle_slice.png": pipeline.to_png(middle(res.labels)),
+                "metrics.csv": pipeline.to_csv(table)}, prov)
         bar.empty()
-    stored = st.session_state.get("segment")
-    if stored is None or stored[1] != desc:
+    stored = recall("segment", desc)
+    if stored is None:
         return
-    res = stored[0]
-    names = NMC_NAMES if is_labels and int(res.labels.max()) <= 2 else None
+    res, table = stored["result"]
     for note in res.notes:
         st.warning(note)
-    k = show_stack_slice(res.labels, "slice_seg")
-    img_k = res.image[k] if res.image.ndim == 3 else res.image
-    lab_k = res.labels[k] if res.labels.ndim == 3 else res.labels
-    st.plotly_chart(compare_figure(img_k, lab_k.astype(np.float32), ("input", "phases (zoom linked)")),
+    j = show_stack_slice(res.labels, "slice_seg")
+    img_j = res.image[j] if res.image.ndim == 3 else res.image
+    lab_j = res.labels[j] if res.labels.ndim == 3 else res.labels
+    st.plotly_chart(compare_figure(img_j, lab_j.astype(np.float32), ("input", "phases (zoom linked)")),
                     width="stretch")
-    table = pipeline.phase_table(res.phases, names)
     st.dataframe(table, hide_index=True)
     c1, c2 = st.columns(2)
     with c1:
@@ -163,11 +206,7 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str) -> None:
         # NMC is phase 1 in segmented NMC data; after thresholding a CT image it is the brightest phase.
         shown = (1,) if names else (int(res.labels.max()),)
         st.plotly_chart(volume_figure(res.labels, names, phases=shown), width="stretch")
-    prov = Provenance.now("multi-Otsu" if not is_labels else "given labels", "",
-                          {"input": desc, "thresholds": list(res.thresholds), "tortuosity": tort})
-    download_bundle("Download labels (TIFF + PNG) + metrics CSV + provenance",
-                    {"labels.tif": pipeline.to_tiff(res.labels), "labels_slice.png": pipeline.to_png(lab_k),
-                     "metrics.csv": pipeline.to_csv(table)}, prov, "battgai_segmentation.zip", key="dl_seg")
+    download("Download labels (TIFF + PNG) + metrics CSV + provenance", stored, "battgai_segmentation.zip", "dl_seg")
 
 
 def run_generate() -> None:
@@ -179,27 +218,29 @@ def run_generate() -> None:
     if st.button("Generate", type="primary", key="run_generate"):
         with st.spinner("Sampling..."):
             shape = (side,) * (3 if dims == "3D" else 2)
-            st.session_state["generate"] = pipeline.generate(porosity, shape, int(seed))
-    res = st.session_state.get("generate")
-    if res is None:
+            res = pipeline.generate(porosity, shape, int(seed))
+            table = pipeline.phase_table(res.phases, NMC_NAMES)
+            prov = Provenance.now(res.model, res.sha256, {"porosity": res.porosity, "shape": list(shape)},
+                                  seed=res.seed)
+            remember("generate", "generator", (res, table), {
+                "generated_labels.tif": pipeline.to_tiff(res.labels),
+                "middle_slice.png": pipeline.to_png(middle(res.labels)), "metrics.csv": pipeline.to_csv(table)}, prov)
+    stored = recall("generate", "generator")
+    if stored is None:
         st.caption("Generator: a Gaussian level-cut model fitted to the real TauFactor NMC volume "
                    "(see its model card); porespy blobs is the benchmark baseline.")
         return
+    res, table = stored["result"]
     st.caption(f"{res.model} · {res.seconds:.2f} s · shape {res.labels.shape} · seed {res.seed}")
     for note in res.notes:
         st.info(note)
-    k = show_stack_slice(res.labels, "slice_gen")
-    lab_k = res.labels[k] if res.labels.ndim == 3 else res.labels
-    st.plotly_chart(labels_figure(lab_k, NMC_NAMES), width="stretch")
-    table = pipeline.phase_table(res.phases, NMC_NAMES)
+    j = show_stack_slice(res.labels, "slice_gen")
+    st.plotly_chart(labels_figure(res.labels[j] if res.labels.ndim == 3 else res.labels, NMC_NAMES),
+                    width="stretch")
     st.dataframe(table, hide_index=True)
     if res.labels.ndim == 3:
         st.plotly_chart(volume_figure(res.labels, NMC_NAMES, phases=(1,)), width="stretch")
-    prov = Provenance.now(res.model, res.sha256, {"porosity": res.porosity, "shape": list(res.labels.shape)},
-                          seed=res.seed)
-    download_bundle("Download volume (TIFF) + metrics CSV + provenance",
-                    {"generated_labels.tif": pipeline.to_tiff(res.labels), "slice.png": pipeline.to_png(lab_k),
-                     "metrics.csv": pipeline.to_csv(table)}, prov, "battgai_generated.zip", key="dl_gen")
+    download("Download volume (TIFF + PNG) + metrics CSV + provenance", stored, "battgai_generated.zip", "dl_gen")
 
 
 st.title("Microstructure enhancement and synthesis")
@@ -214,15 +255,11 @@ else:
     if picked is not None:
         image, desc, is_labels = picked
         st.caption(f"{desc} · shape {image.shape} · {image.dtype} · range {image.min():.4g} to {image.max():.4g}")
+        k = show_stack_slice(image, "slice_in")
         if task in ("denoise", "sr_x2", "sr_x4"):
             if is_labels:
                 st.warning("This input looks segmented (few distinct values): enhancement nets are meant for "
                            "grey-level images.")
-            k = show_stack_slice(image, "slice_in")
-            stored = st.session_state.get("enhance")
-            if stored is None or stored[0].task != task or stored[1] != desc:
-                shown = msio.to_float(image[k] if image.ndim == 3 else image)
-                st.plotly_chart(image_figure(shown), width="stretch")
-            run_enhance(image, task, desc)
+            run_enhance(image, task, desc, k)
         else:
-            run_segment(image, is_labels, desc)
+            run_segment(image, is_labels, desc, k)

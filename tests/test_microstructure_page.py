@@ -37,15 +37,15 @@ def test_demo_denoise_then_sr_then_segment(no_data):
     assert any("not present" in i.value for i in at.info)  # says it fell back to the demo
     at.button(key="run_enhance").click().run()
     assert not at.exception and not at.error
-    assert at.session_state["enhance"][0].task == "denoise"
+    assert at.session_state["enhance"]["result"].task == "denoise"
     assert len(at.dataframe) == 1
     at.radio(key="task").set_value("Super-resolution x2").run()
     at.button(key="run_enhance").click().run()
-    assert not at.exception and at.session_state["enhance"][0].after.shape == (512, 512)
+    assert not at.exception and at.session_state["enhance"]["result"].after.shape == (512, 512)
     at.radio(key="task").set_value("Segment + measure").run()
     at.button(key="run_segment").click().run()
     assert not at.exception and not at.error
-    assert at.session_state["segment"][0].labels.max() == 2
+    assert at.session_state["segment"]["result"][0].labels.max() == 2
 
 
 def test_demo_volume_segment_and_generate(no_data):
@@ -55,7 +55,10 @@ def test_demo_volume_segment_and_generate(no_data):
     at.button(key="run_segment").click().run()
     assert not at.exception and not at.error
     assert at.slider(key="slice_seg")  # slice browser for the stack
+    assert at.checkbox(key="as_volume_synthetic demo volume (made by battgai, not real data)").value
+    assert at.session_state["segment"]["result"][0].labels.shape == (64, 64, 64)
+    assert at.session_state["segment"]["zip"][:2] == b"PK"  # download bundle built once, with the result
     at.radio(key="task").set_value("Generate a microstructure").run()
     at.button(key="run_generate").click().run()
     assert not at.exception
-    assert at.session_state["generate"].labels.shape == (64, 64, 64)
+    assert at.session_state["generate"]["result"][0].labels.shape == (64, 64, 64)

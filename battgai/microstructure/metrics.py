@@ -231,12 +231,19 @@ def size_distribution(labels: np.ndarray, phase: int, bins: int = 20) -> tuple[n
 
 @dataclasses.dataclass(frozen=True)
 class PhaseMetrics:
-    """Summary metrics of one phase (lengths in pixels)."""
+    """Summary metrics of one phase (lengths in pixels).
+
+    ``size_radius`` / ``size_fraction`` are the :func:`size_distribution`; ``mean_diameter`` is
+    twice its volume-weighted mean radius; ``tortuosity`` has one value per axis when it was
+    computed (``inf``: the phase does not connect the faces).
+    """
 
     phase: int
     volume_fraction: float
     specific_surface_area: float
-    mean_size: float
+    mean_diameter: float
+    size_radius: np.ndarray
+    size_fraction: np.ndarray
     tortuosity: tuple[float, ...] = ()
 
 
@@ -258,7 +265,7 @@ def phase_metrics(labels: np.ndarray, with_tortuosity: bool = False, max_side: i
         if with_tortuosity:
             taus = tuple(tortuosity(labels, p, ax, max_side=max_side).tau for ax in range(labels.ndim))
         out.append(PhaseMetrics(p, volume_fraction(labels, p), specific_surface_area(labels, p),
-                                float(2 * np.sum(radius * frac)), taus))
+                                float(2 * np.sum(radius * frac)), radius, frac, taus))
         if progress is not None:
             progress(i + 1, len(phases))
     return out

@@ -24,6 +24,8 @@ TASKS = ("denoise", "sr_x2", "sr_x4")
 #: Volumes larger than this per side are centre-cropped before measuring (marching cubes, local
 #: thickness and S2 of 256^3 take tens of seconds).
 MAX_METRICS_SIDE = 128
+#: Side of the central crop the before / after table is measured on.
+SUMMARY_SIDE = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,25 +79,40 @@ def _scale_of(task: str) -> int:
     return {"denoise": 1, "sr_x2": 2, "sr_x4": 4}[task]
 
 
-def image_summary(image: np.ndarray, pixel_scale: float = 1.0) -> dict[str, float]:
-    """Grey statistics and a 3-phase multi-Otsu split of an image, for before / after tables.
-
-    ``pixel_scale`` converts surface area to the *input* pixel size (the SR scale for outputs).
-    """
+def _summary(image: np.ndarray, thresholds: np.ndarray | None, pixel_scale: float) -> dict[str, float]:
     from skimage.restoration import estimate_sigma
 
-    img = to_float(image)
-    sl = img if img.ndim == 2 else img[img.shape[0] // 2]
-    out = {"mean": float(img.mean()), "std": float(img.std()),
-           "noise sigma (estimate)": float(estimate_sigma(sl))}
-    try:
-        labels = segment.segment(sl, 3)
-    except ValueError:
-        return out
-    for p, name in enumerate(("dark", "mid", "bright")):
-        out[f"{name} phase fraction"] = metrics.volume_fraction(labels, p)
-        out[f"{name} phase perimeter / area (1/input px)"] = metrics.specific_surface_area(labels, p) * pixel_scale
+    out = {"mean": float(image.mean()), "std": float(image.std()),
+           "noise sigma (estimate)": float(estimate_sigma(image))}
+    if thresholds is not None:
+        labels = segment.apply_thresholds(image, thresholds)
+        for p, name in enumerate(("dark", "mid", "bright")):
+            out[f"{name} phase fraction"] = metrics.volume_fraction(labels, p)
+            out[f"{name} phase perimeter / area (1/input px)"] = (
+                metrics.specific_surface_area(labels, p) * pixel_scale)
     return out
+
+
+def compare_table(before: np.ndarray, after: np.ndarray, scale: int = 1) -> list[dict[str, object]]:
+    """Before / after rows: grey statistics, noise estimate and a 3-phase split with *shared* thresholds.
+
+    Measured on the central slice and a central crop of at most :data:`SUMMARY_SIDE` input pixels
+    (the matching ``scale`` times larger crop of ``after``), so the table stays fast for big
+    results. The multi-Otsu thresholds of the input are applied to both images, so phase
+    fractions and perimeters change only because the image changed.
+    """
+    b = before if before.ndim == 2 else before[before.shape[0] // 2]
+    a = after if after.ndim == 2 else after[after.shape[0] // 2]
+    h, w = min(b.shape[0], SUMMARY_SIDE), min(b.shape[1], SUMMARY_SIDE)
+    y0, x0 = (b.shape[0] - h) // 2, (b.shape[1] - w) // 2
+    b = b[y0:y0 + h, x0:x0 + w]
+    a = a[y0 * scale:(y0 + h) * scale, x0 * scale:(x0 + w) * scale]
+    try:
+        thresholds = segment.multiotsu_thresholds(b, 3)
+    except ValueError:  # too few grey levels for three phases: statistics only
+        thresholds = None
+    before_s, after_s = _summary(b, thresholds, 1.0), _summary(a, thresholds, float(scale))
+    return [{"metric": k, "before": before_s[k], "after": after_s[k]} for k in before_s]
 
 
 def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile: int = 256) -> EnhanceResult:
@@ -122,9 +139,7 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
     t0 = time.perf_counter()
     after = enh.apply_model(image, model, tile=tile, progress=progress)
     seconds = time.perf_counter() - t0
-    before_s, after_s = image_summary(image), image_summary(after, pixel_scale=scale)
-    table = [{"metric": k, "before": before_s[k], "after": after_s.get(k, float("nan"))} for k in before_s]
-    return EnhanceResult(image, after, task, card.name, card.sha256, seconds, table)
+    return EnhanceResult(image, after, task, card.name, card.sha256, seconds, compare_table(image, after, scale))
 
 
 def segment_and_measure(
@@ -159,7 +174,7 @@ def segment_and_measure(
     r_max = max(1, min(min(labels.shape) // 4, 64))
     present = [p.phase for p in phases]
     s2 = {p: metrics.two_point_correlation(labels, p, r_max) for p in present}
-    sizes = {p: metrics.size_distribution(labels, p) for p in present}
+    sizes = {p.phase: (p.size_radius, p.size_fraction) for p in phases}
     if with_tortuosity and max(labels.shape) > max_side:
         notes.append(f"Tortuosity was solved on a centre crop of at most {max_side} px per side "
                      f"(the image is {labels.shape}).")
@@ -194,7 +209,7 @@ def phase_table(phases: list[metrics.PhaseMetrics], names: dict[int, str] | None
             "phase": (names or {}).get(p.phase, str(p.phase)),
             "volume fraction": round(p.volume_fraction, 4),
             "specific surface area (1/px)": round(p.specific_surface_area, 4),
-            "mean size (px, local thickness)": round(p.mean_size, 2),
+            "mean diameter (px, local thickness)": round(p.mean_diameter, 2),
         }
         for ax, tau in enumerate(p.tortuosity):
             row[f"tortuosity axis {ax}"] = round(tau, 3) if np.isfinite(tau) else "not connected"
