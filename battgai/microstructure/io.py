@@ -8,8 +8,9 @@ blur), as suggested in ``shared/DESIGN.md``.
 Split (fixed; training never reads a test pixel):
 
 - raw X-ray slice ``liu_nmc811_xray_nanotomo/example_xy.tif`` (655 x 2048): columns 0-1471 train,
-  columns 1536-2047 test (held-out *region*, 64 px gap so no training patch touches it);
-- TauFactor volume (256^3): slices z < 192 train; z >= 208 held out (region);
+  columns 1536-2047 test (held-out *region*, a 64 px gap from the training columns);
+- TauFactor volume (256^3): every 6th slice of z < 192 trains the nets (the generator has its own
+  split: :func:`real_volume`);
 - NREL MATBOX volume: slices z < 200 train;
 - ``tldr_inpainter_nmc2d/nmc.png``: train;
 - Dahari ``large_slice_nmc.tif`` and ``sem_image_half.tif``: test only (held-out *images*). The
@@ -30,7 +31,6 @@ RAW_TRAIN_COLS = (0, 1472)
 RAW_TEST_COLS = (1536, 2048)
 TAUFACTOR_VOLUME = "taufactor_nmc_electrode/electrode.tiff"
 TAUFACTOR_TRAIN_Z = 192
-TAUFACTOR_TEST_Z = 208
 NREL_VOLUME = "nrel_matbox_nmc_generated_cbd/nmc-1-cal_generatedCBD_bridge.tif"
 NREL_TRAIN_Z = 200
 TLDR_IMAGE = "tldr_inpainter_nmc2d/nmc.png"
