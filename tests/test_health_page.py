@@ -33,3 +33,13 @@ def test_bad_target_soh_gives_an_error_not_a_crash():
     at.button(key="generate").click().run()
     assert not at.exception
     assert at.error and "Cannot generate" in at.error[0].value
+
+
+def test_quick_early_life_experiment_renders_bars():
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.radio(key="regime").set_value("first 30 % of each cell's life").run()
+    at.button(key="experiment").click().run()
+    assert not at.exception
+    regime, est, res = at.session_state["health_experiment"]
+    assert regime == "early" and est == "ridge" and len(res.rmse["ridge"]["+ cVAE"]) == 4  # 4 demo cells
+    assert len(at.table) == 1

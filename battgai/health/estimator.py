@@ -123,6 +123,8 @@ class MLPEstimator:
     def fit(self, curves: CurveSet) -> MLPEstimator:
         import torch
 
+        from battgai.health.model import single_thread
+
         torch.manual_seed(self.seed)
         x = torch.tensor(mlp_inputs(curves), dtype=torch.float32)
         y = torch.tensor(curves.soh, dtype=torch.float32)[:, None]
@@ -130,11 +132,12 @@ class MLPEstimator:
         self.net = build_mlp(self.config)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.config.lr,
                                 weight_decay=self.config.weight_decay)
-        for _ in range(self.config.epochs):
-            opt.zero_grad()
-            loss = torch.mean((self.net(x) - y) ** 2)
-            loss.backward()
-            opt.step()
+        with single_thread():
+            for _ in range(self.config.epochs):
+                opt.zero_grad()
+                loss = torch.mean((self.net(x) - y) ** 2)
+                loss.backward()
+                opt.step()
         return self
 
     def predict(self, curves: CurveSet) -> np.ndarray:

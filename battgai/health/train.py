@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from battgai.health.model import CVAE, CVAEConfig
+from battgai.health.model import CVAE, CVAEConfig, single_thread
 from battgai.health.preprocess import CurveSet
 from battgai.health.sample import Generator, shape, with_bank
 
@@ -55,16 +55,17 @@ def fit_cvae(x: np.ndarray, cond: np.ndarray, config: CVAEConfig, train: TrainCo
     opt = torch.optim.Adam(model.parameters(), lr=train.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, train.steps)
     g = torch.Generator().manual_seed(train.seed)
-    for step in range(train.steps):
-        idx = torch.randint(0, len(xt), (min(train.batch, len(xt)),), generator=g)
-        beta = train.beta * min(1.0, 3.0 * step / train.steps)
-        loss, _ = model.loss(xt[idx], c[idx], beta)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress is not None and step % 100 == 0:
-            progress(step / train.steps)
+    with single_thread():
+        for step in range(train.steps):
+            idx = torch.randint(0, len(xt), (min(train.batch, len(xt)),), generator=g)
+            beta = train.beta * min(1.0, 3.0 * step / train.steps)
+            loss, _ = model.loss(xt[idx], c[idx], beta)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            if progress is not None and step % 100 == 0:
+                progress(step / train.steps)
     model.eval()
     return model
 
