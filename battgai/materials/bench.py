@@ -157,7 +157,7 @@ def sun(structures, idx, uniq_of, novel_of, refs, progress=None) -> dict[str, fl
     sun_mask = [bool(stable[k] and uniq_of.get(i, False) and novel_of.get(i, False)) for k, i in enumerate(idx)]
     return {"stable": float(stable.mean()), "sun": float(np.mean(sun_mask)),
             "ehull_median": float(np.nanmedian(ehull)) if np.isfinite(ehull).any() else math.nan,
-            "no_reference": float(np.mean(~np.isfinite(ehull))), "_eform": eform.tolist(),
+            "no_reference": float(np.mean(~np.isfinite(ehull))), "_eform": eform.tolist(),  # incl. invalid
             "_ehull": ehull.tolist()}
 
 
@@ -305,7 +305,8 @@ def markdown(r: dict, command: str) -> str:
     ratio = s[g]["sun"] / max(s[names[1]]["sun"], 1e-9)
     lines += ["", f"S.U.N. ratio generator / pyxtal random: {ratio:.2f}x; "
               f"generator / substitution: {s[g]['sun'] / max(s[names[2]]['sun'], 1e-9):.2f}x. "
-              f"Subsample without elemental MP-20 references (E_hull unknown, counted unstable): "
+              f"Subsample without an E_hull (structurally invalid, or an element without any reference; "
+              "counted unstable): "
               + ", ".join(f"{k.split(' ')[0]} {pct(s[k]['no_reference'])}" for k in names) + "."]
     if "conditioned" in r:
         c = r["conditioned"]
