@@ -7,7 +7,13 @@ import streamlit as st
 from battgai import data
 from battgai.materials import tokenizer as tk
 from battgai.materials.pipeline import Candidate, UniqueTracker, add_energies, check, generate
-from battgai.materials.sample import CRYSTAL_SYSTEMS, Conditions, check_conditions, spacegroups_of_system
+from battgai.materials.sample import (
+    CRYSTAL_SYSTEMS,
+    Conditions,
+    check_conditions,
+    conditions_around,
+    spacegroups_of_system,
+)
 from battgai.materials.validate import nearest_known
 from battgai.provenance import Provenance
 from battgai.uploads import UploadError, read_cif
@@ -126,6 +132,18 @@ with st.expander("Check your own CIF"):
                                    source="uploaded", tracker=tracker))
                 st.session_state.setdefault("mat_prov", Provenance.now("upload", "", {"file": upload.name}))
             st.success(f"{structure.composition.reduced_formula} ({len(structure)} atoms) added to the table.")
+            seeded = conditions_around(structure, ion_value)
+            seed_problems = check_conditions(seeded)
+            if st.button("Generate around it (same elements, space group and size)", disabled=bool(seed_problems)):
+                lm = get_model()
+                with st.spinner("Sampling around the uploaded structure..."):
+                    found, failed = generate(lm, seeded, n, int(seed), known=get_known())
+                st.session_state["mat_cands"] = [*cands, *found]
+                st.session_state["mat_failed"] = failed
+                st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
+                    "conditions": seeded.as_dict(), "n": n, "seeded_from": upload.name}, int(seed))
+            for p in seed_problems:
+                st.warning(f"Cannot generate around it: {p}")
 
 cands: list[Candidate] = st.session_state.get("mat_cands", [])
 if not cands:

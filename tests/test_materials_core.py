@@ -232,3 +232,12 @@ def test_training_loop_fits_two_crystals():
     _model, best, steps = train(cfg, tokens, props, tokens, log=lambda *_: None)
     assert steps == 30
     assert best < 3.0  # nats per token; an untrained model starts near ln(vocab) ~ 6.8
+
+
+def test_conditions_around_uploaded_structure():
+    from battgai.materials.sample import conditions_around
+
+    c = conditions_around(licoo2(), "Li")
+    assert set(c.allowed_elements) == {"Li", "Co", "O"}
+    assert c.spacegroups == (166,) and c.n_atoms == 4 and c.working_ion == "Li"
+    assert check_conditions(c) == []
