@@ -241,3 +241,23 @@ def test_conditions_around_uploaded_structure():
     assert set(c.allowed_elements) == {"Li", "Co", "O"}
     assert c.spacegroups == (166,) and c.n_atoms == 4 and c.working_ion == "Li"
     assert check_conditions(c) == []
+
+
+def test_coverage_counts_both_cutoffs():
+    from battgai.materials.bench import coverage
+
+    ref = (np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0.0], [1.0]]))
+    gen = (np.array([[0.0, 0.1], [5.0, 5.0]]), np.array([[0.0], [0.0]]))
+    cov = coverage(gen, ref)
+    # Only reference 0 has a generated structure within 0.4 (structure) and 10 (composition).
+    assert cov == {"cov_r": 0.5, "cov_p": 0.5}
+
+
+def test_score_counts_missing_structures_as_misses():
+    from battgai.materials.bench import score
+
+    r = score([nacl(), None, nacl()], {"NaCl": []})
+    assert r["produced"] == pytest.approx(2 / 3)
+    assert r["valid"] == pytest.approx(2 / 3)
+    assert r["unique"] == pytest.approx(1 / 3)  # the second NaCl duplicates the first
+    assert r["novel"] == pytest.approx(2 / 3)

@@ -448,3 +448,27 @@ def main(argv: list[str] | None = None) -> None:
     print(md)
     if not args.no_write:
         bench_mod.write_section("materials", md)
+        record_in_card(r)
+
+
+def record_in_card(r: dict) -> None:
+    """Copy the generator's headline numbers into its model card (the card names this command)."""
+    from battgai import registry
+
+    card = registry.load_card(r["model"])
+    if card.sha256 != r["sha256"]:
+        return  # the weights changed since this run; its numbers do not describe them
+    g = next(iter(r["methods"]))
+    m, sun_ = r["methods"][g], r["sun"]
+    card.metrics.update({
+        "bench_structural_validity": round(m["valid"], 3), "bench_smact": round(m["smact"], 3),
+        "bench_uniqueness": round(m["unique"], 3), "bench_novelty": round(m["novel"], 3),
+        f"bench_sun_chgnet_static_{r['sun_n']}": round(sun_[g]["sun"], 3),
+        f"bench_sun_pyxtal_baseline_{r['sun_n']}": round(sun_[list(sun_)[1]]["sun"], 3),
+        "bench_spacegroup_hit": round(r["conditioned"]["spacegroup_hit"], 3),
+    })
+    if "coverage" in r:
+        card.metrics[f"bench_cov_r_{r['cov_n']}"] = round(r["coverage"][g]["cov_r"], 3)
+        card.metrics[f"bench_cov_p_{r['cov_n']}"] = round(r["coverage"][g]["cov_p"], 3)
+    path = registry.weights_dir() / f"{card.name}.json"
+    path.write_text(json.dumps(card.as_dict(), indent=2) + "\n")

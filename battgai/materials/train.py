@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> None:
                f"held out ({len(ho.ids)} crystals); everything else trains"),
         metrics={"heldout_nll_per_token": round(best, 4), "train_steps": steps,
                  "train_crystals": len(tr.ids), "heldout_crystals": len(ho.ids)},
-        metrics_command=f"python -m battgai.train materials --minutes {args.minutes:g} (held-out loss); "
-                        "python -m battgai.bench materials (generation metrics, docs/BENCHMARKS.md)",
+        metrics_command=f"python -m battgai.train materials --minutes {args.minutes:g} (heldout_nll_per_token); "
+                        "python -m battgai.bench materials (bench_* metrics: N=1000 unconditional, S.U.N. on a "
+                        "subsample with static CHGNet; docs/BENCHMARKS.md)",
         retrain_command=f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}",
         notes=("Tokens: BOS, 4 condition tokens (formation energy, band gap, E_hull, voltage bins; "
                "'unknown' allowed), space group, (Wyckoff letter, element, x, y, z) per site, lattice "
