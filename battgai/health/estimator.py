@@ -148,6 +148,18 @@ class MLPEstimator:
             return self.net(x)[:, 0].numpy().astype(float)
 
 
+def load_mlp(name: str = "health_soh_mlp") -> MLPEstimator:
+    """The bundled MLP SOH estimator, rebuilt from its card's config and verified weights."""
+    from battgai import registry
+
+    state, card = registry.load_tensors(name)
+    est = MLPEstimator(MLPConfig(**card.config))
+    est.net = build_mlp(est.config)
+    est.net.load_state_dict(state)
+    est.net.eval()
+    return est
+
+
 def make_estimator(kind: str, seed: int = 0) -> Estimator:
     """``"ridge"``, ``"gbm"`` or ``"mlp"``."""
     if kind == "mlp":
