@@ -21,6 +21,7 @@ from battgai.health.schema import SCHEMA, CyclingData
 VOLTAGE_GRID = np.round(np.linspace(4.2, 2.7, 61), 4)
 #: The partial window estimators see (DESIGN.md): charge delivered between these voltages.
 WINDOW_V = (3.9, 3.5)
+CACHE_VERSION = 1
 
 
 def discharge_capacity_curve(time_s: np.ndarray, voltage_v: np.ndarray, current_a: np.ndarray,
@@ -178,11 +179,12 @@ def to_cycling(curves: CurveSet, source: str) -> CyclingData:
 
 
 def nasa_curves(cache_dir: Path | None = None) -> CurveSet:
-    """All NASA cells resampled, cached as ``runs/cache/nasa_curves.npz`` (read once, ~20 s)."""
+    """All NASA cells resampled, cached under ``runs/cache/`` (read once, a few seconds)."""
     from battgai.health.schema import load_nasa
     from battgai.registry import REPO_ROOT
 
-    path = (cache_dir or REPO_ROOT / "runs" / "cache") / "nasa_curves.npz"
+    # The name carries a version: bump CACHE_VERSION whenever resampling or labels change.
+    path = (cache_dir or REPO_ROOT / "runs" / "cache") / f"nasa_curves_v{CACHE_VERSION}.npz"
     if path.exists():
         return CurveSet.load(path)
     curves = resample(load_nasa())
