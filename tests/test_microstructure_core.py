@@ -7,6 +7,7 @@ import pytest
 
 from battgai.microstructure import degrade, metrics, segment
 from battgai.microstructure import io as msio
+from tests.conftest import requires_data
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -171,3 +172,17 @@ def test_volume_view_figures():
         volume_view.volume_figure(vol[0])
     with pytest.raises(ValueError, match="2D"):
         volume_view.image_figure(vol)
+
+
+# --- the split on the real data -----------------------------------------------------------------
+
+@requires_data("microstructure")
+def test_split_keeps_held_out_pixels_out_of_training():
+    assert msio.RAW_TRAIN_COLS[1] < msio.RAW_TEST_COLS[0]
+    held = msio.heldout_images()
+    labels = msio.heldout_labels()
+    assert set(labels) < set(held)
+    for name, lab in labels.items():
+        assert lab.shape == held[name].shape and set(np.unique(lab)) == {0, 1, 2}
+    train, test = msio.real_volume("train"), msio.real_volume("test")
+    assert train.shape == test.shape == (128, 256, 256)

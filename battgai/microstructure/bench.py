@@ -141,6 +141,38 @@ def denoise_rows(images: dict[str, np.ndarray], model) -> list[tuple[str, str, s
     return rows
 
 
+def label_sr_rows(scale: int, model) -> list[tuple[str, str, float, float, float]]:
+    """Upscaled *label maps*: (image, method, mean IoU, max |volume fraction error|, mean |SSA rel. error|).
+
+    The rendered held-out images are degraded and upscaled as in :func:`sr_rows`, then segmented
+    with fixed thresholds half-way between the rendering grey levels and compared phase by phase
+    with the true high-resolution labels (PSNR means little for label maps, ``shared/DESIGN.md``).
+    The clean high-resolution render, segmented the same way, is the ceiling.
+    """
+    from battgai.microstructure import io, metrics, segment
+    from battgai.microstructure.enhance import apply_model, bicubic
+
+    levels = np.asarray(io.PHASE_LEVELS)
+    order = np.argsort(levels)  # phase ids from darkest to brightest
+    thresholds = 0.5 * (np.sort(levels)[1:] + np.sort(levels)[:-1])
+    images = io.heldout_images()
+    rows = []
+    for name, labels in io.heldout_labels().items():
+        lr, hr = lowres_pair(images[name], scale)
+        truth = degrade.crop_to_multiple(labels, scale)
+        for method, grey in (("bicubic", bicubic(lr, scale)), (f"battgai SR x{scale} (net)", apply_model(lr, model)),
+                             ("clean high-res render (ceiling)", hr)):
+            seg = order[segment.apply_thresholds(grey, thresholds)].astype(np.uint8)
+            phases = range(len(levels))
+            iou = np.mean([np.sum((seg == p) & (truth == p)) / max(np.sum((seg == p) | (truth == p)), 1)
+                           for p in phases])
+            vf = max(abs(metrics.volume_fraction(seg, p) - metrics.volume_fraction(truth, p)) for p in phases)
+            ssa = np.mean([abs(metrics.specific_surface_area(seg, p) / metrics.specific_surface_area(truth, p) - 1)
+                           for p in phases])
+            rows.append((name, method, float(iou), float(vf), float(ssa)))
+    return rows
+
+
 def _means(rows: list[tuple], key: tuple[int, ...]) -> dict[tuple, tuple[float, float]]:
     """Mean (PSNR, SSIM) -- the last two columns -- of ``rows`` grouped by the columns ``key``."""
     groups: dict[tuple, list[tuple[float, float]]] = {}
@@ -270,6 +302,14 @@ def main(argv: list[str] | None = None) -> None:
                            f"({_check(net[1] > bic[1])})")
         else:
             summary.append(f"SR x2 PSNR gain over bicubic {net[0] - bic[0]:+.2f} dB, SSIM {net[1]:.4f} vs {bic[1]:.4f}")
+    lines += ["### Upscaled label maps (x4, rendered held-out images, segmented at fixed thresholds)", "",
+              "| held-out image | method | mean IoU | max abs VF error | mean SSA rel. error |",
+              "|---|---|---|---|---|"]
+    label_rows = label_sr_rows(4, models[4])
+    lines += [f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.4f} | {r[4]:.3f} |" for r in label_rows]
+    lines.append("")
+    iou = {m: float(np.mean([r[2] for r in label_rows if r[1] == m])) for m in ("bicubic", "battgai SR x4 (net)")}
+    summary.append(f"x4 label maps: mean IoU {iou['battgai SR x4 (net)']:.3f} (net) vs {iou['bicubic']:.3f} (bicubic)")
     rows = denoise_rows(images, models["denoise"])
     lines += ["### Denoising", "", "| noise | held-out image | method | PSNR dB | SSIM |", "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]:.4f} |" for r in rows]

@@ -225,16 +225,24 @@ def training_images() -> list[np.ndarray]:
     return images
 
 
-def heldout_images() -> dict[str, np.ndarray]:
-    """Clean float32 held-out images: a held-out region of the raw slice and two held-out images."""
-    raw = to_float(load_image(RAW_SLICE))[:, RAW_TEST_COLS[0]:RAW_TEST_COLS[1]]
-    dahari = phase_labels(np.squeeze(load_image(DAHARI_SLICE)))[256:768, 256:768]
-    sem = phase_labels(np.squeeze(load_image(DAHARI_SEM)))[:512, :512]
+def heldout_labels() -> dict[str, np.ndarray]:
+    """Label images (0 pore, 1 NMC, 2 CBD) behind the two rendered held-out images."""
     return {
-        "raw X-ray slice, held-out region (655x512)": raw,
-        "rendered NMC slice, held-out image (512x512)": render_grey(dahari, seed=7),
-        "rendered SEM image, held-out image (512x512)": render_grey(sem, seed=8),
+        "rendered NMC slice, held-out image (512x512)":
+            phase_labels(np.squeeze(load_image(DAHARI_SLICE)))[256:768, 256:768],
+        "rendered SEM image, held-out image (512x512)": phase_labels(np.squeeze(load_image(DAHARI_SEM)))[:512, :512],
     }
+
+
+def heldout_images() -> dict[str, np.ndarray]:
+    """Clean float32 held-out images: a held-out region of the raw slice and two held-out images.
+
+    The last two are :func:`heldout_labels` rendered with :func:`render_grey` (seeds 7 and 8).
+    """
+    raw = to_float(load_image(RAW_SLICE))[:, RAW_TEST_COLS[0]:RAW_TEST_COLS[1]]
+    rendered = {name: render_grey(lab, seed=seed) for (name, lab), seed in zip(heldout_labels().items(), (7, 8),
+                                                                             strict=True)}
+    return {"raw X-ray slice, held-out region (655x512)": raw, **rendered}
 
 
 def real_volume(split: str) -> np.ndarray:
@@ -256,6 +264,7 @@ __all__ = [
     "demo_image",
     "demo_labels",
     "heldout_images",
+    "heldout_labels",
     "load_sample",
     "phase_labels",
     "real_volume",
