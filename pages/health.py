@@ -28,6 +28,13 @@ def _load_upload(data: bytes, mapping: tuple[tuple[str, str | None], ...], nomin
     return workflow.from_upload(schema.read_upload(data, dict(mapping), nominal, name))
 
 
+@st.cache_resource(show_spinner="Loading the bundled SOH estimator...")
+def _estimator():
+    from battgai.health.estimator import load_mlp
+
+    return load_mlp()
+
+
 @st.cache_resource(show_spinner="Loading the bundled generator...")
 def _generator():
     from battgai.health.sample import load
@@ -101,6 +108,23 @@ for note in loaded.data.notes:
 real = loaded.curves
 st.subheader(f"Real discharge curves ({len(real)} cycles, {len(np.unique(real.cell_id))} cells)")
 show_curves(_curves_for_plot(real), Q_TITLE, V_TITLE)
+
+with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled MLP, health_soh_mlp)"):
+    if st.button("Estimate", key="estimate"):
+        try:
+            est = workflow.estimate_soh(real, _estimator(), "health_soh_mlp")
+        except (ModelNotFound, ChecksumError, ValueError) as exc:
+            st.error(f"Cannot estimate: {exc}")
+        else:
+            st.write(f"RMSE against the labelled SOH: {est.rmse:.2f} points over {len(est.curves)} curves "
+                     "(in-sample for NASA cells: the bundled model was trained on them; see the model card for "
+                     "held-out numbers).")
+            lines = []
+            for cell in np.unique(est.curves.cell_id):
+                m = est.curves.cell_id == cell
+                lines += [Curve(est.curves.cycle[m], est.curves.soh[m] * 100, f"{cell} labelled"),
+                          Curve(est.curves.cycle[m], est.predicted[m] * 100, f"{cell} estimated", dash=True)]
+            show_curves(lines, "cycle", "SOH (%)")
 
 # 2. Generate -------------------------------------------------------------------------------------
 st.subheader("Generate curves at target SOH")

@@ -163,3 +163,14 @@ def test_bench_report_runs_on_demo_cells(demo):
     rows = [r for r in targets_table(numbers, numbers) if r.startswith("| (") or "<=" in r or "TSTR" in r]
     assert len(rows) == 11  # 8 low-data rows (2 regimes x 2 estimators x 2 targets) + 3 quality targets
     assert all(r.count("hit") + r.count("**missed**") == 2 for r in rows)
+
+
+def test_estimate_soh_needs_an_observed_window(demo):
+    from battgai.health.estimator import load_mlp
+
+    est = workflow.estimate_soh(demo, load_mlp(), "health_soh_mlp")
+    assert len(est.predicted) == len(est.curves) and est.rmse >= 0
+    cut = demo.subset(np.arange(len(demo)))
+    cut.v_start = np.full(len(cut), 3.6)  # load-on below 3.9 V: the window was never seen
+    with pytest.raises(ValueError, match="never observed"):
+        workflow.estimate_soh(cut, load_mlp(), "health_soh_mlp")

@@ -43,3 +43,10 @@ def test_quick_early_life_experiment_renders_bars():
     regime, est, res = at.session_state["health_experiment"]
     assert regime == "early" and est == "ridge" and len(res.rmse["ridge"]["+ cVAE"]) == 4  # 4 demo cells
     assert len(at.table) == 1
+
+
+def test_estimate_soh_with_the_bundled_mlp():
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.button(key="estimate").click().run()
+    assert not at.exception and not at.error
+    assert any("RMSE against the labelled SOH" in m.value for m in at.markdown)

@@ -77,3 +77,28 @@ def latent_point(gen: sampling.Generator, z: tuple[float, float], condition: tup
                  nominal_ah: float) -> CurveSet:
     """Decode one latent point at one condition (SOH, T, |I|)."""
     return sampling.sample(gen, np.array([condition]), z=np.array([z]), nominal_ah=nominal_ah)
+
+
+@dataclasses.dataclass
+class Estimate:
+    """SOH predicted from the 3.9 -> 3.5 V window of each curve, beside the labelled SOH."""
+
+    curves: CurveSet
+    predicted: np.ndarray
+    model: str
+
+    @property
+    def rmse(self) -> float:
+        from battgai.health.estimator import rmse_points
+
+        return rmse_points(self.curves.soh, self.predicted)
+
+
+def estimate_soh(curves: CurveSet, estimator, name: str) -> Estimate:
+    """Predict SOH of ``curves`` whose window is observed (others are dropped: their window is cut)."""
+    from battgai.health.preprocess import window_observed
+
+    seen = curves.subset(window_observed(curves))
+    if len(seen) == 0:
+        raise ValueError("no curve starts above 3.88 V under load, so the 3.9 -> 3.5 V window is never observed")
+    return Estimate(seen, np.asarray(estimator.predict(seen), float), name)
