@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from battgai.data import DataNotFound, load_image
+from battgai.data import load_image
 
 RAW_SLICE = "liu_nmc811_xray_nanotomo/example_xy.tif"
 RAW_TRAIN_COLS = (0, 1472)
@@ -259,7 +259,6 @@ def real_volume(split: str) -> np.ndarray:
 
 __all__ = [
     "SAMPLES",
-    "DataNotFound",
     "Sample",
     "demo_image",
     "demo_labels",
