@@ -89,8 +89,8 @@ def _cvae_card(gen: Generator, curves: CurveSet, train: TrainConfig, metrics: di
     cfg = dataclasses.asdict(gen.model.config) | {"nominal_ah": gen.nominal_ah,
                                                    "grid": [float(v) for v in gen.grid]}
     return ModelCard(
-        name="health_cvae", task="health", architecture="conditional VAE (MLP encoder/decoder, monotone "
-        "softplus-cumsum decoder, 2D latent) over Q(V) on a 4.2 -> 2.7 V grid",
+        name="health_cvae", task="health", architecture="conditional VAE (MLP encoder/decoder, 2D latent) over the "
+        "shape Q(V) / capacity on a 4.2 -> 2.7 V grid; monotone softmax-cumsum decoder, scaled by SOH x nominal",
         config=cfg, parameters=sum(p.numel() for p in gen.model.parameters()),
         training_data=f"{NASA_DATA}; {len(curves)} curves of {len(np.unique(curves.cell_id))} cells",
         split="bundled model: all cells. Metrics: leave-one-cell-out over the cells where the 3.9 -> 3.5 V "
