@@ -31,11 +31,16 @@ def write_section(task: str, markdown: str) -> None:
     BENCHMARKS_MD.write_text(text)
 
 
-def main(argv: list[str] | None = None) -> None:
+def dispatch(command: str, argv: list[str] | None = None) -> None:
+    """Run ``battgai.<task>.<command>.main(rest)`` for ``argv = [task, *rest]``."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in TASKS:
-        raise SystemExit(f"usage: python -m battgai.bench {{{','.join(TASKS)}}} [options]")
-    importlib.import_module(f"battgai.{argv[0]}.bench").main(argv[1:])
+        raise SystemExit(f"usage: python -m battgai.{command} {{{','.join(TASKS)}}} [options]")
+    importlib.import_module(f"battgai.{argv[0]}.{command}").main(argv[1:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    dispatch("bench", argv)
 
 
 if __name__ == "__main__":

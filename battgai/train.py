@@ -6,17 +6,11 @@ model card through :func:`battgai.registry.save`.
 
 from __future__ import annotations
 
-import importlib
-import sys
-
-TASKS = ("materials", "microstructure", "health")
+from battgai.bench import dispatch
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in TASKS:
-        raise SystemExit(f"usage: python -m battgai.train {{{','.join(TASKS)}}} [options]")
-    importlib.import_module(f"battgai.{argv[0]}.train").main(argv[1:])
+    dispatch("train", argv)
 
 
 if __name__ == "__main__":
