@@ -110,3 +110,20 @@ def test_models_md_is_current():
     """docs/MODELS.md must be regenerated (`python -m battgai.registry`) whenever a card changes."""
     md = registry.REPO_ROOT / "docs" / "MODELS.md"
     assert md.read_text() == registry.models_markdown(), "docs/MODELS.md is stale: run python -m battgai.registry"
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path, monkeypatch):
+    from battgai import bench
+
+    md = tmp_path / "BENCHMARKS.md"
+    monkeypatch.setattr(bench, "BENCHMARKS_MD", md)
+    bench.write_section("health", "| a |\n|---|\n| 1 |")
+    bench.write_section("materials", "M1")
+    bench.write_section("health", "H2")
+    text = md.read_text()
+    assert "H2" in text and "| 1 |" not in text and "M1" in text
+    assert text.count("<!-- health:start -->") == 1
+    with pytest.raises(ValueError):
+        bench.write_section("cooking", "x")
+    with pytest.raises(SystemExit, match="usage"):
+        bench.dispatch("bench", ["cooking"])
