@@ -127,3 +127,17 @@ def test_write_section_replaces_only_its_own_section(tmp_path, monkeypatch):
         bench.write_section("cooking", "x")
     with pytest.raises(SystemExit, match="usage"):
         bench.dispatch("bench", ["cooking"])
+
+
+def test_backend_never_imports_streamlit():
+    import ast
+
+    offenders = []
+    for path in (registry.REPO_ROOT / "battgai").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
+                offenders.append(str(path.relative_to(registry.REPO_ROOT)))
+    assert not offenders, f"the backend must stay UI-free: {offenders}"
