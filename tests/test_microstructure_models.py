@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from battgai.microstructure import bench, degrade, enhance, generator, pipeline, train
+from battgai.microstructure import bench, degrade, enhance, generator, pipeline, slicegan, train
 from battgai.microstructure import io as msio
 from battgai.microstructure.model import EnhanceConfig, EnhanceNet
 from battgai.uploads import read_image
@@ -118,6 +118,71 @@ def test_fit_reproduces_two_point_correlation_of_its_data():
     assert gaps["s2_l1_gap"] < 0.02
 
 
+# --- SliceGAN -----------------------------------------------------------------------------------
+
+def test_bundled_slicegan_samples_three_phases_at_the_target_porosity():
+    model = slicegan.load()
+    a = slicegan.sample(model, 0.4, (32, 40, 48), seed=3)
+    assert a.shape == (32, 40, 48) and a.dtype == np.uint8
+    assert set(np.unique(a)) == {0, 1, 2}
+    assert abs(float((a == 0).mean()) - 0.4) < 2e-3
+    np.testing.assert_array_equal(a, slicegan.sample(model, 0.4, (32, 40, 48), seed=3))
+    assert not np.array_equal(a, slicegan.sample(model, 0.4, (32, 40, 48), seed=4))
+    # A trained generator makes NMC the main solid phase, as in the training volume (NMC : CBD ~ 0.73).
+    assert (a == 1).mean() > (a == 2).mean()
+    flat = slicegan.sample(model, 0.3, (40, 24), seed=0)
+    assert flat.shape == (40, 24) and abs(float((flat == 0).mean()) - 0.3) < 0.01
+
+
+def test_slicegan_output_size_and_arguments():
+    model = slicegan.build_generator(slicegan.SliceGANConfig(nz=2, channels=(4, 4, 4)))
+    assert model(torch.zeros(1, 2, 4, 4, 5)).shape == (1, 3, 32, 32, 48)  # 16 L - 32 per side
+    assert slicegan.latent_side(256) == 18 and 16 * slicegan.latent_side(100) - 32 >= 100
+    with pytest.raises(ValueError, match="porosity"):
+        slicegan.sample(model, 0.99, (32, 32, 32))
+    with pytest.raises(ValueError, match="sides"):
+        slicegan.sample(model, 0.4, (8, 300, 8))
+    with pytest.raises(ValueError, match="hidden channel"):
+        slicegan.SliceGANConfig(channels=(4, 4))
+
+
+def test_slab_decoding_equals_the_whole_volume():
+    torch.manual_seed(0)
+    model = slicegan.build_generator(slicegan.SliceGANConfig(nz=4, channels=(8, 8, 4)))
+    for module in model.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    shape = (100, 20, 17)  # 100 voxels = 3 slabs
+    latent = [slicegan.latent_side(s) for s in shape]
+    z = torch.randn((1, 4, *latent), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        whole = torch.log_softmax(model.eval()(z)[0], dim=0).numpy()
+    start = [(16 * n - 32 - s) // 2 for n, s in zip(latent, shape, strict=True)]
+    crop = tuple(slice(a, a + s) for a, s in zip(start, shape, strict=True))
+    np.testing.assert_allclose(slicegan.probabilities(model, shape, seed=7), whole[(slice(None), *crop)], atol=1e-5)
+
+
+def test_pore_shift_is_monotonic_and_keeps_the_solid_ranking():
+    logp = np.log(np.random.default_rng(0).dirichlet((1, 1, 1), size=(20, 20, 20))).transpose(3, 0, 1, 2)
+    fractions = [float((slicegan.shift_to_porosity(logp, p) == 0).mean()) for p in (0.1, 0.5, 0.9)]
+    assert fractions == pytest.approx([0.1, 0.5, 0.9], abs=1e-3)
+    labels = slicegan.shift_to_porosity(logp, 0.5)
+    solid = labels > 0
+    np.testing.assert_array_equal(labels[solid], 1 + np.argmax(logp[1:], axis=0)[solid])
+
+
+def test_slicegan_slices_and_a_critic_step():
+    rng = np.random.default_rng(0)
+    vol = msio.demo_labels((40, 36, 48), seed=0)
+    real = train._one_hot_slices(vol, 1, 5, 32, rng)
+    assert real.shape == (5, 3, 32, 32) and torch.all(real.sum(1) == 1)
+    fake = torch.softmax(torch.randn(2, 3, 32, 32, 32), dim=1)
+    assert train._fake_slices(fake, 2, 4, rng).shape == (8, 3, 32, 32)
+    critic = slicegan.build_critic()
+    assert critic(real).shape == (5,)
+
+
 # --- pipeline (the page's backend calls) ------------------------------------------------------
 
 def test_pipeline_enhance_and_size_limit(clean, monkeypatch):
@@ -152,6 +217,10 @@ def test_generate_result_carries_provenance_fields():
     res = pipeline.generate(0.4, (32, 32, 32), seed=2)
     assert res.sha256 and res.model == generator.MODEL_NAME
     assert res.phases[0].volume_fraction == pytest.approx(0.4, abs=1e-3)
+    gan = pipeline.generate(0.4, (32, 32), seed=2, model_name=slicegan.MODEL_NAME)
+    assert gan.model == slicegan.MODEL_NAME and gan.labels.shape == (32, 32)
+    with pytest.raises(ValueError, match="unknown generator"):
+        pipeline.generate(0.4, (32, 32), model_name="nope")
 
 
 # --- bench helpers ------------------------------------------------------------------------------

@@ -62,3 +62,8 @@ def test_demo_volume_segment_and_generate(no_data):
     at.button(key="run_generate").click().run()
     assert not at.exception
     assert at.session_state["generate"]["result"][0].labels.shape == (64, 64, 64)
+    at.radio(key="gen_model").set_value("SliceGAN (small, CPU-trained)").run()
+    at.button(key="run_generate").click().run()
+    assert not at.exception and not at.error
+    res = at.session_state["generate"]["result"][0]
+    assert res.model == "microstructure_slicegan" and res.labels.shape == (64, 64, 64)

@@ -11,6 +11,8 @@ Modules, one concern each:
   super-resolution, their training loop and seamless tiled inference.
 - :mod:`~battgai.microstructure.segment`, :mod:`~battgai.microstructure.metrics`: multi-Otsu
   segmentation and per-phase metrics.
-- :mod:`~battgai.microstructure.generator`: synthetic 3D microstructures conditioned on porosity.
+- :mod:`~battgai.microstructure.generator`: synthetic 3D microstructures conditioned on porosity
+  (fitted level-cut model); :mod:`~battgai.microstructure.slicegan`: the same task with a small
+  SliceGAN.
 - :mod:`~battgai.microstructure.bench`: ``python -m battgai.bench microstructure``.
 """

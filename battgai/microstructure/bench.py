@@ -10,8 +10,8 @@ with fixed, seeded degradations:
   ``denoise_tv_chambolle``.
 - time to upscale a 1024 x 1024 image x2 on the CPU.
 
-Generation: :mod:`battgai.microstructure.generator` vs porespy ``blobs`` at the same porosity,
-on held-out real crops (see :func:`generation_rows`).
+Generation: :mod:`battgai.microstructure.generator` (level cut) and :mod:`battgai.microstructure.slicegan`
+vs porespy ``blobs`` at the same porosity, on held-out real crops (see :func:`generation_rows`).
 """
 
 from __future__ import annotations
@@ -208,18 +208,18 @@ def tune_blobiness(train: np.ndarray, grid: tuple[float, ...] = (0.5, 1.0, 1.5, 
 
 
 def generation_rows(n: int = 4, tau_crops: int = 2, seed: int = 0) -> tuple[list[tuple], dict[str, float]]:
-    """Pore-phase metrics of real held-out crops vs the generator vs porespy blobs, same porosity.
+    """Pore-phase metrics of real held-out crops vs the two generators vs porespy blobs, same porosity.
 
     Real: the four 128^3 crops of the held-out half (z >= 128) of the TauFactor volume. Each
-    generator makes ``n`` 128^3 samples at the crops' mean porosity. Tortuosity (axis 0, pore)
-    on the central 64^3 of the first ``tau_crops`` volumes of each set, for time.
+    generator (level cut, SliceGAN, blobs) makes ``n`` 128^3 samples at the crops' mean porosity.
+    Tortuosity (pore, three axes) on the central 64^3 of the first ``tau_crops`` volumes of each set, for time.
 
     Returns
     -------
     rows : list of (set, porosity, SSA, tau, S2 L1 gap to real)
     info : timing and tuned settings
     """
-    from battgai.microstructure import generator, io, metrics
+    from battgai.microstructure import generator, io, metrics, slicegan
 
     test = io.real_volume("test")
     real = [test[:, y:y + 128, x:x + 128] for y in (0, 128) for x in (0, 128)]
@@ -228,6 +228,10 @@ def generation_rows(n: int = 4, tau_crops: int = 2, seed: int = 0) -> tuple[list
     t0 = time.perf_counter()
     gen = [generator.sample(model, porosity, (128, 128, 128), seed=seed + i) for i in range(n)]
     gen_time = (time.perf_counter() - t0) / n
+    gan_model = slicegan.load()
+    t0 = time.perf_counter()
+    gan = [slicegan.sample(gan_model, porosity, (128, 128, 128), seed=seed + i) for i in range(n)]
+    gan_time = (time.perf_counter() - t0) / n
     blobiness = tune_blobiness(io.real_volume("train"))
     t0 = time.perf_counter()
     blobs = [generator.blobs_baseline(porosity, (128, 128, 128), blobiness, seed=seed + i) for i in range(n)]
@@ -239,20 +243,21 @@ def generation_rows(n: int = 4, tau_crops: int = 2, seed: int = 0) -> tuple[list
     s2_real = s2(real)
     rows = []
     for label, vols in (("real held-out crops", real), ("battgai level-cut generator", gen),
-                        (f"porespy blobs (blobiness {blobiness})", blobs)):
+                        ("battgai SliceGAN", gan), (f"porespy blobs (blobiness {blobiness})", blobs)):
         taus = [metrics.tortuosity(v, 0, ax, max_side=64).tau for v in vols[:tau_crops] for ax in range(3)]
         rows.append((label,
                      float(np.mean([metrics.volume_fraction(v, 0) for v in vols])),
                      float(np.mean([metrics.specific_surface_area(v, 0) for v in vols])),
                      float(np.mean(taus)),
                      float(np.mean(np.abs(s2(vols) - s2_real)))))
-    solid_errors = {}
-    for phase, name in ((1, "NMC"), (2, "CBD")):
+    info = {"porosity": porosity, "gen_time_s": gen_time, "gan_time_s": gan_time, "blob_time_s": blob_time,
+            "blobiness": blobiness}
+    for phase, name in ((1, "nmc"), (2, "cbd")):
         real_ssa = float(np.mean([metrics.specific_surface_area(v, phase) for v in real]))
-        gen_ssa = float(np.mean([metrics.specific_surface_area(v, phase) for v in gen]))
-        solid_errors[name] = abs(gen_ssa - real_ssa) / real_ssa
-    return rows, {"porosity": porosity, "gen_time_s": gen_time, "blob_time_s": blob_time, "blobiness": blobiness,
-                  "nmc_ssa_rel_error": solid_errors["NMC"], "cbd_ssa_rel_error": solid_errors["CBD"]}
+        for key, vols in (("gen", gen), ("gan", gan)):
+            ssa = float(np.mean([metrics.specific_surface_area(v, phase) for v in vols]))
+            info[f"{key}_{name}_ssa_rel_error"] = abs(ssa - real_ssa) / real_ssa
+    return rows, info
 
 
 def _check(ok: bool) -> str:
@@ -342,28 +347,28 @@ def main(argv: list[str] | None = None) -> None:
               "| set | porosity | SSA 1/vox | tortuosity (mean of 3 axes, 2 x 64^3) | S2 L1 gap to real (r <= 32) |",
               "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.3f} | {r[4]:.5f} |" for r in rows]
-    lines += ["", "| error vs real | level-cut generator | porespy blobs | blobs / generator |", "|---|---|---|---|"]
+    lines += ["", "| error vs real | level-cut generator | SliceGAN | porespy blobs | blobs / level-cut | "
+              "blobs / SliceGAN |", "|---|---|---|---|---|---|"]
     for label, idx, rel in (("porosity (absolute)", 1, False), ("SSA (relative)", 2, True),
                             ("tortuosity (relative)", 3, True), ("S2 L1 gap", 4, None)):
-        errs = []
-        for r in rows[1:]:
-            if rel is None:
-                errs.append(r[idx])
-            else:
-                errs.append(abs(r[idx] - real[idx]) / (real[idx] if rel else 1.0))
-        ratio = f"{errs[1] / errs[0]:.1f}" if errs[0] > 0 else "n/a (generator error 0)"
-        lines.append(f"| {label} | {errs[0]:.4f} | {errs[1]:.4f} | {ratio} |")
+        errs = [r[idx] if rel is None else abs(r[idx] - real[idx]) / (real[idx] if rel else 1.0) for r in rows[1:]]
+        ratios = [f"{errs[2] / e:.1f}" if e > 0 else "n/a (error 0)" for e in errs[:2]]
+        lines.append(f"| {label} | {errs[0]:.4f} | {errs[1]:.4f} | {errs[2]:.4f} | {ratios[0]} | {ratios[1]} |")
         if label.startswith("porosity"):
-            summary.append(f"generated porosity error {errs[0]:.4f} (target <= 0.02: {_check(errs[0] <= 0.02)})")
+            summary.append(f"generated porosity error: level cut {errs[0]:.4f}, SliceGAN {errs[1]:.4f} "
+                           f"(target <= 0.02: {_check(errs[0] <= 0.02)} / {_check(errs[1] <= 0.02)})")
         elif rel:
-            summary.append(f"generated {label.split()[0]} relative error {errs[0]:.3f} vs blobs {errs[1]:.3f} "
-                           f"(target <= 0.10: {_check(errs[0] <= 0.10)})")
+            summary.append(f"generated {label.split()[0]} relative error: level cut {errs[0]:.3f}, SliceGAN "
+                           f"{errs[1]:.3f}, blobs {errs[2]:.3f} (target <= 0.10: {_check(errs[0] <= 0.10)} / "
+                           f"{_check(errs[1] <= 0.10)})")
         else:
-            summary.append(f"S2 L1 gap {errs[0]:.5f} vs blobs {errs[1]:.5f}")
-    summary.append(f"generator NMC / CBD surface area relative error {info['nmc_ssa_rel_error']:.3f} / "
-                   f"{info['cbd_ssa_rel_error']:.3f} (porespy blobs has no NMC / CBD split)")
-    summary.append(f"128^3 sample time: generator {info['gen_time_s']:.2f} s, porespy blobs "
-                   f"{info['blob_time_s']:.2f} s (target <= 5 s: {_check(info['gen_time_s'] <= 5)})")
+            summary.append(f"S2 L1 gap: level cut {errs[0]:.5f}, SliceGAN {errs[1]:.5f}, blobs {errs[2]:.5f}")
+    summary.append(f"NMC / CBD surface area relative error: level cut {info['gen_nmc_ssa_rel_error']:.3f} / "
+                   f"{info['gen_cbd_ssa_rel_error']:.3f}, SliceGAN {info['gan_nmc_ssa_rel_error']:.3f} / "
+                   f"{info['gan_cbd_ssa_rel_error']:.3f} (porespy blobs has no NMC / CBD split)")
+    summary.append(f"128^3 sample time: level cut {info['gen_time_s']:.2f} s, SliceGAN {info['gan_time_s']:.2f} s, "
+                   f"porespy blobs {info['blob_time_s']:.2f} s (target <= 5 s: {_check(info['gen_time_s'] <= 5)} / "
+                   f"{_check(info['gan_time_s'] <= 5)})")
     lines += ["", "### Targets", ""] + [f"- {s}" for s in summary]
     lines.append(f"\nBenchmark wall time {(time.perf_counter() - started) / 60:.1f} min.")
     md = "\n".join(lines)

@@ -1,10 +1,11 @@
 """Synthetic 3-phase NMC microstructures conditioned on porosity: a fitted Gaussian level-cut model.
 
-Why not a GAN: a SliceGAN-style generator [3]_ trains for hours on a GPU; this project allows
-~15 CPU minutes per model, so a GAN was not attempted. The measured alternative is the classical
-statistical reconstruction of Quiblier [1]_ / Adler [2]_: a stationary Gaussian random field g is
-thresholded, and the field's correlation function rho(r) is *fitted* so that the thresholded phase
-reproduces the real two-point correlation S2(r). For a level cut at t = Phi^-1(phi),
+Why not (only) a GAN: a full SliceGAN [3]_ trains for hours on a GPU; this project allows ~15 CPU
+minutes per model. A scaled-down SliceGAN trained in that budget is :mod:`.slicegan`; the bench
+compares both. This module is the classical statistical reconstruction of Quiblier [1]_ /
+Adler [2]_: a stationary Gaussian random field g is thresholded, and the field's correlation
+function rho(r) is *fitted* so that the thresholded phase reproduces the real two-point
+correlation S2(r). For a level cut at t = Phi^-1(phi),
 
     S2(r) = Phi2(t, t; rho(r)) = phi^2 + 1/(2 pi) int_0^rho exp(-t^2 / (1 + s)) / sqrt(1 - s^2) ds,
 
