@@ -95,6 +95,7 @@ def build_generator(config: SliceGANConfig):
 
 
 def build_critic(n_phases: int = N_PHASES):
+    """An untrained 2D slice critic (used in training only; critics are not bundled)."""
     return _modules()[1](n_phases)
 
 
@@ -113,7 +114,8 @@ def probabilities(model, shape: tuple[int, int, int], seed: int = 0):
     """Phase log-probabilities, a (n_phases, *shape) float32 array, from the generator in eval mode.
 
     The latent is drawn whole, then decoded in slabs of :data:`SLAB` latent planes along the
-    first axis to bound memory (a 256^3 volume in one pass needs ~3 GB).
+    first axis to bound memory (in one pass a 256^3 volume holds several 16 x 258^3 float32
+    activations, ~1.1 GB each).
     """
     import torch
 
