@@ -92,7 +92,7 @@ def pyxtal_random(crystals, seed: int) -> Sampled:
 
 def ion_substitution(structures, seed: int) -> Sampled:
     """Substitute each sample's elements into a random training structure of the same anonymous formula."""
-    from pymatgen.core import Composition, Element
+    from pymatgen.core import Composition
 
     from battgai.materials.corpus import load_corpus, mp20_frame
 
@@ -118,13 +118,21 @@ def ion_substitution(structures, seed: int) -> Sampled:
                 proto = validate._parse_cif(cif[ids[int(rng.integers(len(ids)))]]).copy()
                 pcomp = proto.composition.reduced_composition
                 mapping = {a.symbol: b.symbol for a, b in zip(order(pcomp), order(comp), strict=True)}
-                r_old = sum(Element(sp.symbol).atomic_radius ** 3 for sp in proto.species)
+                r_old = sum(_radius(sp.symbol) ** 3 for sp in proto.species)
                 proto.replace_species(mapping)
-                r_new = sum(Element(sp.symbol).atomic_radius ** 3 for sp in proto.species)
+                r_new = sum(_radius(sp.symbol) ** 3 for sp in proto.species)
                 proto.scale_lattice(proto.volume * float(r_new / r_old))
                 new = proto
         out.append(new)
     return Sampled("ion substitution into known prototype", out, time.time() - t0)
+
+
+def _radius(symbol: str) -> float:
+    from pymatgen.core import Element
+
+    el = Element(symbol)
+    # Noble gases have no tabulated atomic radius; the calculated one stands in.
+    return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
 
 
 def score(structures, known) -> dict[str, float]:
