@@ -24,3 +24,15 @@ def requires_data(key: str) -> pytest.MarkDecorator:
     except data.DataNotFound as exc:
         return pytest.mark.skip(reason=str(exc))
     return pytest.mark.skipif(False, reason=f"data at {path}")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a test module: two threads on a shared 2-core machine spin against
+    each other and run ~10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

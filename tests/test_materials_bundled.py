@@ -14,15 +14,7 @@ from battgai.materials.sample import Conditions, load_model, sample_tokens
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two threads on a shared 2-core machine spin against each other and run ~10x slower.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bundled_model_samples_valid_crystals():

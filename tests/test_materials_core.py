@@ -13,16 +13,7 @@ from battgai.materials import battery, build, validate
 from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, check_conditions, parse_conditions
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two threads on a shared 2-core machine spin against each other and run ~10x slower.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def nacl() -> Structure:

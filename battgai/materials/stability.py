@@ -243,21 +243,13 @@ def validate_hull_proxy(n: int = 200, seed: int = 0, progress: Progress | None =
     rng = np.random.default_rng(seed)
     chosen = [held[i] for i in rng.permutation(len(held))[:n]]
     refs = ReferencePhases.from_mp20()
-    pred, true, ef_pred, ef_true, missing = [], [], [], [], 0
-    for k, mid in enumerate(chosen):
-        s = refs._structure(mid)
-        e = refs.cache.get_many([mid], refs._structure)[mid]
-        h = refs.hull(s.composition, e)
-        if progress:
-            progress(k + 1, len(chosen))
-        if not np.isfinite(h.e_above_hull):
-            missing += 1
-            continue
-        pred.append(max(h.e_above_hull, 0.0))
-        true.append(float(df.at[mid, "e_above_hull"]))
-        ef_pred.append(h.formation_energy)
-        ef_true.append(float(df.at[mid, "formation_energy"]))
-    return _hull_scores(np.array(pred), np.array(true), np.array(ef_pred), np.array(ef_true), missing)
+    # A generator, so CHGNet energies are computed one by one as the progress bar advances.
+    items = (
+        (refs._structure(mid).composition, refs.cache.get_many([mid], refs._structure)[mid],
+         float(df.at[mid, "e_above_hull"]), float(df.at[mid, "formation_energy"]))
+        for mid in chosen
+    )
+    return _score_against_dft(refs, items, len(chosen), progress)
 
 
 def validate_hull_proxy_mpts(n_per_class: int = 100, seed: int = 0, max_atoms: int = 30,
@@ -294,18 +286,28 @@ def validate_hull_proxy_mpts(n_per_class: int = 100, seed: int = 0, max_atoms: i
                     break
     refs = ReferencePhases.from_mp20()
     energies = static_energies([s for _, s in chosen])
+    items = (
+        (s.composition, float(e), float(row.energy_above_hull), float(row.formation_energy_per_atom))
+        for (row, s), e in zip(chosen, energies, strict=True)
+    )
+    return _score_against_dft(refs, items, len(chosen), progress)
+
+
+def _score_against_dft(refs: ReferencePhases, items, n: int, progress: Progress | None) -> HullValidation:
+    """Proxy E_hull and formation energy of ``items`` = (composition, CHGNet energy per atom,
+    DFT E_hull, DFT formation energy) against the DFT columns."""
     pred, true, ef_pred, ef_true, missing = [], [], [], [], 0
-    for k, ((row, s), e) in enumerate(zip(chosen, energies, strict=True)):
-        h = refs.hull(s.composition, float(e))
+    for k, (composition, energy, dft_ehull, dft_eform) in enumerate(items):
+        h = refs.hull(composition, energy)
         if progress:
-            progress(k + 1, len(chosen))
+            progress(k + 1, n)
         if not np.isfinite(h.e_above_hull):
             missing += 1
             continue
         pred.append(max(h.e_above_hull, 0.0))
-        true.append(float(row.energy_above_hull))
+        true.append(dft_ehull)
         ef_pred.append(h.formation_energy)
-        ef_true.append(float(row.formation_energy_per_atom))
+        ef_true.append(dft_eform)
     return _hull_scores(np.array(pred), np.array(true), np.array(ef_pred), np.array(ef_true), missing)
 
 

@@ -184,6 +184,16 @@ def _field(rho: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator, sm
     return (g - g.mean()) / max(float(g.std()), 1e-12)
 
 
+
+def check_sample_args(shape: tuple[int, ...], porosity: float) -> tuple[int, ...]:
+    """Shared argument check of every microstructure generator's ``sample``; returns the shape as ints."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (2, 3) or not all(MIN_SIDE <= s <= MAX_SIDE for s in shape):
+        raise ValueError(f"shape must be 2D or 3D with sides {MIN_SIDE} to {MAX_SIDE}, got {shape}")
+    if not 0.05 <= porosity <= 0.95:
+        raise ValueError(f"porosity must be between 0.05 and 0.95, got {porosity}")
+    return shape
+
 def sample(model: LevelCutGenerator, porosity: float, shape: tuple[int, ...] = (64, 64, 64),
            seed: int = 0) -> np.ndarray:
     """Generate a label image (0 pore, 1 NMC, 2 CBD) with the requested porosity.
@@ -205,11 +215,7 @@ def sample(model: LevelCutGenerator, porosity: float, shape: tuple[int, ...] = (
     >>> round(float((vol == 0).mean()), 2)
     0.4
     """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3) or not all(MIN_SIDE <= s <= MAX_SIDE for s in shape):
-        raise ValueError(f"shape must be 2D or 3D with sides {MIN_SIDE} to {MAX_SIDE}, got {shape}")
-    if not 0.05 <= porosity <= 0.95:
-        raise ValueError(f"porosity must be between 0.05 and 0.95, got {porosity}")
+    shape = check_sample_args(shape, porosity)
     rng = np.random.default_rng(seed)
     g_nmc = _field(model.rho_nmc, shape, rng, model.config.smooth_nmc)
     g_pore = _field(model.rho_pore, shape, rng, model.config.smooth)

@@ -30,8 +30,9 @@ import math
 
 import numpy as np
 
+from battgai.microstructure.generator import check_sample_args
+
 MODEL_NAME = "microstructure_slicegan"
-MIN_SIDE, MAX_SIDE = 16, 256
 N_PHASES = 3
 
 
@@ -181,11 +182,7 @@ def sample(model, porosity: float, shape: tuple[int, ...] = (64, 64, 64), seed: 
     >>> round(float((vol == 0).mean()), 2)
     0.4
     """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3) or not all(MIN_SIDE <= s <= MAX_SIDE for s in shape):
-        raise ValueError(f"shape must be 2D or 3D with sides {MIN_SIDE} to {MAX_SIDE}, got {shape}")
-    if not 0.05 <= porosity <= 0.95:
-        raise ValueError(f"porosity must be between 0.05 and 0.95, got {porosity}")
+    shape = check_sample_args(shape, porosity)
     # 2D: the middle slice of a 32-deep volume (the generator is 3D only).
     logp = probabilities(model, (32, *shape), seed)[:, 16] if len(shape) == 2 else probabilities(model, shape, seed)
     return shift_to_porosity(logp, porosity)
