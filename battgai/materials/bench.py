@@ -259,6 +259,12 @@ def property_hits(lm, refs, n: int, seed: int, uncond_eform, uncond_ehull) -> di
     return out
 
 
+def _hit_ratio(conditioned: float, unconditional: float) -> float:
+    """Conditioned / unconditional hit rate; NaN (never "met") when the unconditional rate is 0,
+    because a handful of lucky hits over zero is not a measured improvement."""
+    return conditioned / unconditional if unconditional > 0 else math.nan
+
+
 def pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
 
@@ -304,9 +310,9 @@ def markdown(r: dict, command: str) -> str:
         targets["space-group hit rate"] = (r["conditioned"]["spacegroup_hit"], 0.90)
     if "properties" in r:
         p = r["properties"]
-        targets["formation-energy hit ratio"] = (p["eform_hit_cond"] / max(p["eform_hit_uncond"], 1e-9), 2.0)
-        targets["E_hull hit ratio"] = (p["stable_hit_cond"] / max(p["stable_hit_uncond"], 1e-9), 2.0)
-        targets["voltage hit ratio"] = (p["volt_cond_hit"] / max(p["volt_uncond_hit"], 1e-9), 2.0)
+        targets["formation-energy hit ratio"] = (_hit_ratio(p["eform_hit_cond"], p["eform_hit_uncond"]), 2.0)
+        targets["E_hull hit ratio"] = (_hit_ratio(p["stable_hit_cond"], p["stable_hit_uncond"]), 2.0)
+        targets["voltage hit ratio"] = (_hit_ratio(p["volt_cond_hit"], p["volt_uncond_hit"]), 2.0)
     missed = [k for k, (v, t) in targets.items() if not v >= t]
     lines.insert(4, f"**Targets missed by the generator:** {', '.join(missed) or 'none'}; met: "
                  f"{', '.join(k for k in targets if k not in missed) or 'none'}.  ")
