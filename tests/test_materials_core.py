@@ -252,3 +252,11 @@ def test_score_counts_missing_structures_as_misses():
     assert r["valid"] == pytest.approx(2 / 3)
     assert r["unique"] == pytest.approx(1 / 3)  # the second NaCl duplicates the first
     assert r["novel"] == pytest.approx(2 / 3)
+
+
+def test_hit_ratio_over_a_zero_baseline_is_never_met():
+    from battgai.materials.bench import _hit_ratio, _times
+
+    assert _hit_ratio(0.11, 0.03) > 3.6 and _times(_hit_ratio(0.11, 0.03), 2) == "3.67x"
+    assert not _hit_ratio(0.11, 0.0) >= 2.0  # NaN: a target of ">= 2x" is missed, not met
+    assert _times(_hit_ratio(0.11, 0.0)) == "n/a (baseline 0)"

@@ -259,10 +259,14 @@ def property_hits(lm, refs, n: int, seed: int, uncond_eform, uncond_ehull) -> di
     return out
 
 
-def _hit_ratio(conditioned: float, unconditional: float) -> float:
-    """Conditioned / unconditional hit rate; NaN (never "met") when the unconditional rate is 0,
-    because a handful of lucky hits over zero is not a measured improvement."""
-    return conditioned / unconditional if unconditional > 0 else math.nan
+def _hit_ratio(rate: float, baseline: float) -> float:
+    """``rate / baseline`` (conditioned vs unconditional, generator vs baseline); NaN (never "met")
+    when the baseline rate is 0, because a handful of lucky hits over zero is not a measured improvement."""
+    return rate / baseline if baseline > 0 else math.nan
+
+
+def _times(ratio: float, digits: int = 1) -> str:
+    return "n/a (baseline 0)" if not np.isfinite(ratio) else f"{ratio:.{digits}f}x"
 
 
 def pct(x: float) -> str:
@@ -316,9 +320,8 @@ def markdown(r: dict, command: str) -> str:
     missed = [k for k, (v, t) in targets.items() if not v >= t]
     lines.insert(4, f"**Targets missed by the generator:** {', '.join(missed) or 'none'}; met: "
                  f"{', '.join(k for k in targets if k not in missed) or 'none'}.  ")
-    ratio = s[g]["sun"] / max(s[names[1]]["sun"], 1e-9)
-    lines += ["", f"S.U.N. ratio generator / pyxtal random: {ratio:.2f}x; "
-              f"generator / substitution: {s[g]['sun'] / max(s[names[2]]['sun'], 1e-9):.2f}x. "
+    sun_vs = [_times(_hit_ratio(s[g]["sun"], s[k]["sun"]), 2) for k in names[1:3]]
+    lines += ["", f"S.U.N. ratio generator / pyxtal random: {sun_vs[0]}; generator / substitution: {sun_vs[1]}. "
               f"Subsample without an E_hull (structurally invalid, or an element without any reference; "
               "counted unstable): "
               + ", ".join(f"{k.split(' ')[0]} {pct(s[k]['no_reference'])}" for k in names) + "."]
@@ -337,9 +340,9 @@ def markdown(r: dict, command: str) -> str:
         p = r["properties"]
         lines += [f"| formation energy target -3..-2 eV/atom (CHGNet static proxy, {r['prop_n']} samples) | "
                   f"{pct(p['eform_hit_cond'])} vs unconditional {pct(p['eform_hit_uncond'])} "
-                  f"({p['eform_hit_cond'] / max(p['eform_hit_uncond'], 1e-9):.1f}x) | >= 2x |",
+                  f"({_times(_hit_ratio(p['eform_hit_cond'], p['eform_hit_uncond']))}) | >= 2x |",
                   f"| E_hull target 'on hull' -> proxy E_hull < 0.1 | {pct(p['stable_hit_cond'])} vs "
-                  f"{pct(p['stable_hit_uncond'])} ({p['stable_hit_cond'] / max(p['stable_hit_uncond'], 1e-9):.1f}x)"
+                  f"{pct(p['stable_hit_uncond'])} ({_times(_hit_ratio(p['stable_hit_cond'], p['stable_hit_uncond']))})"
                   " | >= 2x |",
                   f"| voltage target >= 4 V (Li, CHGNet static, Li removed unrelaxed) | {pct(p['volt_cond_hit'])} "
                   f"(median {p['volt_cond_median']:.2f} V) vs Li-only {pct(p['volt_uncond_hit'])} "
