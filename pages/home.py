@@ -45,10 +45,10 @@ with left:
     st.write(f"Models run on: **{describe_device()}** (set `BATTGAI_DEVICE` to override).")
     st.subheader("Data")
     st.write(f"`BATTGAI_DATA_DIR` = `{data.data_dir()}`")
-    rows = [{"dataset": s.key, "what": s.description, "found": "yes" if s.found else "no"}
-            for s in data.status()]
+    statuses = data.status()
+    rows = [{"dataset": s.key, "what": s.description, "found": "yes" if s.found else "no"} for s in statuses]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    if not any(s.found for s in data.status()):
+    if not any(s.found for s in statuses):
         st.warning("No shared data found: the pages run on small demo data the project makes itself. "
                    "Point BATTGAI_DATA_DIR at the folder holding materials/, microstructure/ and cycling/.")
 with right:
