@@ -27,7 +27,8 @@ def _progress(done: int, total: int, t0: float) -> None:
 
 
 def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batch_size: int = 100,
-                    model: str = DEFAULT_MODEL, energies: bool = False, novelty: bool = True) -> int:
+                    model: str = DEFAULT_MODEL, energies: bool = False, novelty: bool = True,
+                    resample: bool = True, guidance: float = 1.0) -> int:
     """Generate ``n`` candidates into ``out`` (resuming a previous run there); returns candidates written."""
     from battgai import data
     from battgai.provenance import Provenance
@@ -37,7 +38,8 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
     if problems:
         raise SystemExit("impossible conditions: " + " ".join(problems))
     lm = load_model(model)
-    settings = {"n": n, "conditions": conditions.as_dict(), "batch_size": batch_size, "energies": energies}
+    settings = {"n": n, "conditions": conditions.as_dict(), "batch_size": batch_size, "energies": energies,
+                "resample": resample, "guidance": guidance}
     out.mkdir(parents=True, exist_ok=True)
     (out / "cifs").mkdir(exist_ok=True)
     prov_path, csv_path = out / "provenance.json", out / "checks.csv"
@@ -75,7 +77,8 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                     tracker.buckets.setdefault(Structure.from_dict(d).composition.reduced_formula, []).append(
                         Structure.from_dict(d))
     written, t0 = len(rows), time.time()
-    for b, cands, _failed in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start):
+    for b, cands, _tally in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start,
+                                             resample=resample, guidance=guidance):
         if energies:
             add_energies(cands, refs, conditions.working_ion)
         new_rows = []
@@ -104,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m battgai", description="battgai batch tools")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate crystals to a folder (CIFs + checks.csv), resumable")
-    g.add_argument("--n", type=int, required=True, help="number of sequences to sample")
+    g.add_argument("--n", type=int, required=True,
+                   help="candidates to write (with resampling, sequences are drawn until this many pass, "
+                        "8 rounds at most)")
     g.add_argument("--conditions", default="",
                    help='e.g. "allowed=Li,Fe,P,O;required=Li;ion=Li;system=orthorhombic;natoms=14;'
                         'e_above_hull=0;voltage=3.5"')
@@ -114,10 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--model", default=DEFAULT_MODEL)
     g.add_argument("--energies", action="store_true", help="CHGNet static energy, E_hull and voltage (slow)")
     g.add_argument("--no-novelty", action="store_true", help="skip matching against the training set")
+    g.add_argument("--keep-invalid", action="store_true",
+                   help="return every crystal that builds (default: resample invalid or non-neutral ones)")
+    g.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on property targets")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     n = generate_to_dir(args.n, args.conditions, args.out, args.seed, args.batch_size, args.model,
-                        args.energies, not args.no_novelty)
+                        args.energies, not args.no_novelty, not args.keep_invalid, args.guidance)
     print(f"{n} candidates in {args.out}")

@@ -80,7 +80,14 @@ with st.form("constraints"):
     for name, label in PROPERTY_LABELS.items():
         targets[name] = c3.selectbox(label, bin_choices(name), key=f"target_{name}")
     n = st.slider("Candidates to sample", 10, 500, 50, step=10)
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0)
+    g1, g2, g3 = st.columns(3)
+    seed = g1.number_input("Seed", 0, 2**31 - 1, 0)
+    guidance = g2.slider("Property guidance", 1.0, 4.0, 2.0, step=0.5,
+                         help="Classifier-free guidance on the property targets: 1 = plain conditioning, "
+                              "higher = follow the targets harder (twice the sampling cost).")
+    resample = g3.checkbox("Resample invalid or non-neutral crystals", True,
+                           help="Reject crystals with atoms closer than 0.5 A or without a SMACT charge-neutral "
+                                "assignment and sample again (up to 8 rounds). Untick to see the raw model output.")
     submitted = st.form_submit_button("Generate", type="primary")
 
 ion_value = None if ion == "none" else ion
@@ -105,13 +112,13 @@ if submitted and spacegroups is not None:
         lm = get_model()
         known = get_known()
         bar = st.progress(0.0, text="Sampling...")
-        cands, failed = generate(lm, conditions, n, int(seed), known=known,
-                                 progress=lambda i, t: bar.progress(i / t, text=f"Sampled and checked {i}/{t}"))
+        cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
+                                progress=lambda i, t: bar.progress(i / t, text=f"Sampled and checked {i}/{t}"))
         bar.empty()
         st.session_state["mat_cands"] = cands
-        st.session_state["mat_failed"] = failed
-        st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {"conditions": conditions.as_dict(),
-                                                                          "n": n}, int(seed))
+        st.session_state["mat_tally"] = tally
+        st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
+            "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance}, int(seed))
         if known is None:
             st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
 
@@ -137,11 +144,12 @@ with st.expander("Check your own CIF"):
             if st.button("Generate around it (same elements, space group and size)", disabled=bool(seed_problems)):
                 lm = get_model()
                 with st.spinner("Sampling around the uploaded structure..."):
-                    found, failed = generate(lm, seeded, n, int(seed), known=get_known())
+                    found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample)
                 st.session_state["mat_cands"] = [*cands, *found]
-                st.session_state["mat_failed"] = failed
+                st.session_state["mat_tally"] = tally
                 st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
-                    "conditions": seeded.as_dict(), "n": n, "seeded_from": upload.name}, int(seed))
+                    "conditions": seeded.as_dict(), "n": n, "resample": resample, "seeded_from": upload.name},
+                    int(seed))
             for p in seed_problems:
                 st.warning(f"Cannot generate around it: {p}")
 
@@ -150,9 +158,15 @@ if not cands:
     st.info("Set constraints and press **Generate**; or upload a CIF to check it.")
     st.stop()
 
-failed = st.session_state.get("mat_failed", 0)
-if failed:
-    st.warning(f"{failed} sampled sequences hit a dead end or did not build into a crystal and were dropped.")
+tally = st.session_state.get("mat_tally")
+if tally is not None and tally.dropped:
+    st.caption(f"{tally.sampled} sequences sampled for {tally.accepted} candidates: {tally.dead_end} hit a dead end "
+               f"or did not build, {tally.invalid} had atoms closer than 0.5 A and {tally.not_neutral} were not "
+               "charge-neutral (rejected and resampled).")
+asked = st.session_state["mat_prov"].settings.get("n", 0) if "mat_prov" in st.session_state else 0
+if tally is not None and tally.accepted < asked:
+    st.warning(f"Only {tally.accepted} of the {asked} candidates asked for were returned: the constraints leave "
+               "the model little room. Loosen them, or untick resampling to see everything it makes.")
 
 with st.container(border=True):
     e1, e2, e3 = st.columns([2, 1, 1])

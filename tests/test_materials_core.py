@@ -234,14 +234,20 @@ def test_conditions_around_uploaded_structure():
     assert check_conditions(c) == []
 
 
-def test_coverage_counts_both_cutoffs():
-    from battgai.materials.bench import coverage
+def test_coverage_counts_both_cutoffs_with_cdvae_scaling():
+    from battgai.materials.bench import _cdvae_comp_scaler, coverage
 
-    ref = (np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0.0], [1.0]]))
-    gen = (np.array([[0.0, 0.1], [5.0, 5.0]]), np.array([[0.0], [0.0]]))
+    mu, sd = _cdvae_comp_scaler()
+    assert mu.shape == sd.shape == (132,) and (sd > 0).all()
+    far = mu + 11 * sd / np.sqrt(132)  # scaled distance 11 from the mean: beyond the cutoff of 10
+    ref = (np.array([[0.0, 0.0], [1.0, 1.0]]), np.stack([mu, far]))
+    gen = (np.array([[0.0, 0.1], [5.0, 5.0], [np.nan, np.nan]]), np.stack([mu, mu, mu]))
     cov = coverage(gen, ref)
-    # Only reference 0 has a generated structure within 0.4 (structure) and 10 (composition).
-    assert cov == {"cov_r": 0.5, "cov_p": 0.5}
+    # Only reference 0 has a generated structure within 0.4 (structure) and 10 (composition); the
+    # generated structure without a fingerprint still counts in COV-P's denominator, as in CDVAE.
+    assert cov == {"cov_r": 0.5, "cov_p": pytest.approx(1 / 3)}
+    gen_close = (np.array([[1.0, 1.0]]), np.stack([mu + 9 * sd / np.sqrt(132)]))
+    assert coverage(gen_close, ref)["cov_r"] == 0.5  # matches reference 1 on both counts
 
 
 def test_score_counts_missing_structures_as_misses():

@@ -93,14 +93,53 @@ def check(structure, conditions: Conditions, known: Mapping[str, Sequence] | Non
     return cand
 
 
+@dataclasses.dataclass
+class Tally:
+    """What happened to the sampled sequences (the page and the bench report it).
+
+    ``sampled`` counts every sequence drawn, resampled ones included, so
+    ``accepted / sampled`` is the acceptance rate and throughput pays for rejections.
+    """
+
+    sampled: int = 0
+    dead_end: int = 0  # hit a dead end in the grammar or did not build into a crystal
+    invalid: int = 0  # built, but atoms closer than 0.5 A (rejected and resampled)
+    not_neutral: int = 0  # built and valid, but no SMACT charge-neutral assignment (rejected and resampled)
+    accepted: int = 0
+
+    def __iadd__(self, other: Tally) -> Tally:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return self
+
+    @property
+    def dropped(self) -> int:
+        return self.sampled - self.accepted
+
+
+def _batch_seed(seed: int, batch: int, round_: int) -> int:
+    # Round 0 keeps the seed scheme of earlier releases, so their runs resume unchanged.
+    return seed * 1_000_003 + batch + round_ * 1_000_000_007
+
+
 def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
-                     start_batch: int = 0) -> Iterator[tuple[int, list[Candidate], int]]:
-    """Yield ``(batch index, candidates, failures)`` until ``n`` sequences were sampled.
+                     start_batch: int = 0, resample: bool = True, max_rounds: int = 8,
+                     guidance: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
+    """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
-    Batch ``b`` always uses seed ``seed * 1_000_003 + b``, so an interrupted run
-    resumes exactly by passing ``start_batch``. Failures are sequences that hit a
-    dead end or did not build into a crystal.
+    With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
+    than 0.5 A) or not charge-neutral by SMACT is rejected and the batch's shortfall is
+    sampled again, up to ``max_rounds`` rounds. Rejection sampling returns crystals
+    from the model's own distribution conditioned on passing both checks, unlike
+    repairing them; the tally records the price. Without ``resample`` every crystal
+    that builds is returned, as the raw model makes it.
+
+    ``guidance`` is the classifier-free guidance weight on property targets
+    (see :func:`~battgai.materials.sample.sample_tokens`).
+
+    Round ``r`` of batch ``b`` always uses the same seed, so an interrupted run
+    resumes exactly by passing ``start_batch``.
     """
     from battgai.materials.build import BuildError, to_structure
 
@@ -108,33 +147,49 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     n_batches = math.ceil(n / batch_size)
     for b in range(start_batch, n_batches):
         size = min(batch_size, n - b * batch_size)
-        tokens, ok = sample_tokens(lm, conditions, size, seed=seed * 1_000_003 + b)
-        out, failed = [], 0
-        for t, good in zip(tokens, ok, strict=True):
-            if not good:
-                failed += 1
-                continue
-            try:
-                wc = tk.decode(t)
-                s = to_structure(wc)
-            except (tk.TokenizeError, BuildError):
-                failed += 1
-                continue
-            out.append(check(s, conditions, known, wc.spacegroup, tracker=tracker))
-        yield b, out, failed
+        tally, kept = Tally(), []
+        for r in range(max_rounds if resample else 1):
+            want = size - len(kept)
+            if want == 0:
+                break
+            tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance)
+            tally.sampled += want
+            for t, good in zip(tokens, ok, strict=True):
+                try:
+                    if not good:
+                        raise BuildError("dead end")
+                    wc = tk.decode(t)
+                    s = to_structure(wc)
+                except (tk.TokenizeError, BuildError):
+                    tally.dead_end += 1
+                    continue
+                if resample and not validate.structural_valid(s):
+                    tally.invalid += 1
+                elif resample and not validate.smact_valid(s.composition.element_composition.as_dict()):
+                    tally.not_neutral += 1
+                else:
+                    kept.append((s, wc.spacegroup))
+            if not resample:
+                break
+        tally.accepted = len(kept)
+        yield b, [check(s, conditions, known, sg, tracker=tracker) for s, sg in kept], tally
 
 
 def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
-             known: Mapping[str, Sequence] | None = None,
-             progress: Progress | None = None) -> tuple[list[Candidate], int]:
-    """Sample ``n`` crystals under ``conditions``; returns ``(candidates, failures)``."""
-    cands, failed = [], 0
-    for _, batch, f in generate_batches(lm, conditions, n, seed, batch_size, known):
+             known: Mapping[str, Sequence] | None = None, progress: Progress | None = None,
+             resample: bool = True, guidance: float = 1.0) -> tuple[list[Candidate], Tally]:
+    """Sample ``n`` crystals under ``conditions``; returns ``(candidates, tally)``.
+
+    See :func:`generate_batches` for ``resample`` and ``guidance``.
+    """
+    cands, total = [], Tally()
+    for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
+                                            guidance=guidance):
         cands += batch
-        failed += f
+        total += tally
         if progress:
-            progress(len(cands) + failed, n)
-    return cands, failed
+            progress(min((b + 1) * batch_size, n), n)
+    return cands, total
 
 
 def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax: bool = False,

@@ -267,20 +267,26 @@ def condition_prefix(c: Conditions) -> list[int]:
     return [tk.BOS] + [tk.property_token(k, values[k]) for k in tk.PROPERTIES]
 
 
-def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0):
+def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0,
+                  guidance: float = 1.0):
     """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
 
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
     not be met with the required elements); callers drop or report them.
+
+    ``guidance`` > 1 applies classifier-free guidance to the property targets:
+    the next-token logits are ``u + guidance * (c - u)``, with ``c`` the logits given
+    the targets and ``u`` the logits with every target "unknown" (the model learned
+    both through condition dropout). It doubles the cost; without targets it does nothing.
     """
     import torch
 
     # Local no_grad: CHGNet in the same process needs autograd for forces.
     with torch.no_grad():
-        return _sample_tokens(lm, c, n, seed, temperature)
+        return _sample_tokens(lm, c, n, seed, temperature, guidance)
 
 
-def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float):
+def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float):
     import torch
 
     problems = check_conditions(c)
@@ -289,15 +295,20 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
     gen = torch.Generator().manual_seed(seed)
     masks = _Masks(c, n)
     prefix = condition_prefix(c)
+    unconditional = condition_prefix(Conditions())
+    guided = guidance != 1.0 and prefix != unconditional
     seq = np.full((n, tk.SEQ_LEN), tk.PAD, dtype=np.int64)
     seq[:, : len(prefix)] = prefix
     phase = np.zeros(n, int)  # 0 sg, 1 site-or-LATT, 2 el, 3-5 xyz, 6-11 lattice (after LATT), 12 EOS, 13 done
     pos = len(prefix)
-    logits, past = lm.model(torch.from_numpy(seq[:, :pos]))
+    first = np.concatenate([seq[:, :pos], np.tile(unconditional, (n, 1))]) if guided else seq[:, :pos]
+    logits, past = lm.model(torch.from_numpy(first))
     while pos < tk.SEQ_LEN and (phase < 13).any():
         allowed = np.stack([masks.mask(i, phase[i]) if phase[i] < 13 else _pad_mask() for i in range(n)])
-        lg = logits[:, -1, :] / temperature
-        lg = lg.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+        lg = logits[:, -1, :]
+        if guided:
+            lg = lg[n:] + guidance * (lg[:n] - lg[n:])
+        lg = (lg / temperature).masked_fill(~torch.from_numpy(allowed), float("-inf"))
         tok = torch.multinomial(torch.softmax(lg, -1), 1, generator=gen).squeeze(1).numpy()
         for i in range(n):
             if phase[i] >= 13:
@@ -307,7 +318,8 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
         seq[:, pos] = tok
         pos += 1
         if pos < tk.SEQ_LEN:
-            logits, past = lm.model(torch.from_numpy(seq[:, pos - 1: pos]), past)
+            step = seq[:, pos - 1: pos]
+            logits, past = lm.model(torch.from_numpy(np.concatenate([step, step]) if guided else step), past)
     ok = (phase == 13) & ~masks.stuck
     return seq, ok
 
