@@ -1,5 +1,7 @@
 """Materials generation: constraints -> candidates -> checks -> 3D view -> download."""
 
+import dataclasses
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -14,6 +16,7 @@ from battgai.materials.sample import (
     conditions_around,
     spacegroups_of_system,
 )
+from battgai.materials.stability import POTENTIAL_LABELS, POTENTIALS
 from battgai.materials.validate import nearest_known
 from battgai.provenance import Provenance
 from battgai.uploads import UploadError, read_cif
@@ -51,11 +54,11 @@ def get_known():
 
 
 @st.cache_resource(show_spinner="Indexing MP-20 reference phases...")
-def get_refs():
+def get_refs(potential: str):
     from battgai.materials.stability import ReferencePhases
 
     try:
-        return ReferencePhases.from_mp20()
+        return ReferencePhases.from_mp20(potential)
     except data.DataNotFound:
         return None
 
@@ -169,24 +172,36 @@ if tally is not None and tally.accepted < asked:
                "the model little room. Loosen them, or untick resampling to see everything it makes.")
 
 with st.container(border=True):
-    e1, e2, e3 = st.columns([2, 1, 1])
+    e0, e1, e2, e3 = st.columns([1, 2, 1, 1])
+    potential = e0.selectbox("Potential", POTENTIALS, format_func=POTENTIAL_LABELS.__getitem__, key="mat_potential",
+                             help="Pretrained interatomic potential for every energy of a run: candidates, "
+                                  "reference phases and the ion's metal (both trained on MPtrj).")
+    pot = POTENTIAL_LABELS[potential]
     n_valid = sum(c.valid_structure for c in cands)
-    max_e = e1.slider("CHGNet on the first valid candidates", 1, max(n_valid, 1), min(n_valid, 10) or 1,
-                      disabled=n_valid == 0)
+    if n_valid > 1:
+        max_e = e1.slider(f"{pot} on the first valid candidates", 1, n_valid, min(n_valid, 10), key="mat_max_e")
+    else:  # a slider needs min < max: a lone uploaded CIF has one valid candidate
+        max_e = n_valid
+        e1.markdown(f"{pot} on the {n_valid} valid candidate{'s' * (n_valid != 1)}")
     do_relax = e2.checkbox("Relax first (~5 s each)", value=False)
     if e3.button("Compute energies", disabled=n_valid == 0):
         todo = [c for c in cands if c.valid_structure][:max_e]
-        refs = get_refs()
+        refs = get_refs(potential)
         if refs is None:
             st.info("Shared MP-20 data not found: energies only, no hull.")
-        bar = st.progress(0.0, text="CHGNet...")
-        add_energies(todo, refs, ion_value, relax=do_relax,
-                     progress=lambda i, t: bar.progress(i / t, text=f"CHGNet {i}/{t}"))
+        bar = st.progress(0.0, text=f"{pot}...")
+        add_energies(todo, refs, ion_value, relax=do_relax, potential=potential,
+                     progress=lambda i, t: bar.progress(i / t, text=f"{pot} {i}/{t}"))
         bar.empty()
-    st.caption("E_hull: CHGNet energy vs the lower hull of MP-20 phases of the same chemical system, all with "
-               "static CHGNet energies (elements referenced to their lowest-energy MP-20 phase; no MP2020 "
-               "corrections). Stable means E_hull < 0.1 eV/atom. Voltage: CHGNet energies of the candidate and of "
-               "the same cell with the working ion removed (unrelaxed), vs the CHGNet-relaxed metal.")
+        prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
+        runs = [*prov.settings.get("energy_runs", []), {"potential": pot, "relaxed": do_relax, "candidates": max_e}]
+        st.session_state["mat_prov"] = dataclasses.replace(prov, settings={**prov.settings, "energy_runs": runs})
+    st.caption(f"E_hull: {pot} energy vs the lower hull of MP-20 phases of the same chemical system, all with "
+               f"static {pot} energies (elements referenced to their lowest-energy MP-20 phase; energies on MP's "
+               "MP2020-corrected scale: CHGNet learnt it, SevenNet-0 gets the corrections added). Stable means "
+               f"E_hull < 0.1 eV/atom. Voltage: {pot} energies of the candidate and of the same cell with the working "
+               f"ion removed (unrelaxed), vs the {pot}-relaxed metal. The potential of each run is recorded in the "
+               "downloads' provenance.")
 
 table = pd.DataFrame([c.row() for c in cands])
 selection = st.dataframe(table, width="stretch", on_select="rerun", selection_mode="multi-row", key="mat_table")

@@ -17,7 +17,7 @@ import math
 FARADAY = 96485.33212  # C/mol
 #: Charge of the working ion in the electrolyte.
 ION_CHARGE = {"Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Mg": 2, "Zn": 2, "Ca": 2, "Al": 3, "Y": 3}
-#: Metal of each working ion as prototype lattice (structure, lattice constants in A), relaxed with CHGNet.
+#: Metal of each working ion as prototype lattice (structure, lattice constants in A), relaxed with the potential.
 _METALS = {"Li": ("bcc", 3.44), "Na": ("bcc", 4.23), "K": ("bcc", 5.23), "Rb": ("bcc", 5.59),
            "Cs": ("bcc", 6.05), "Mg": ("hcp", 3.21, 5.21), "Zn": ("hcp", 2.66, 4.95),
            "Ca": ("fcc", 5.58), "Al": ("fcc", 4.05), "Y": ("hcp", 3.65, 5.73)}
@@ -84,8 +84,9 @@ def average_voltage(comp_low, e_low: float, comp_high, e_high: float, ion: str, 
 
 
 @functools.cache
-def metal_energy(ion: str) -> float:
-    """CHGNet energy per atom of the relaxed elemental metal of ``ion`` (eV/atom)."""
+def metal_energy(ion: str, potential: str = "chgnet") -> float:
+    """Energy per atom (eV/atom) of the elemental metal of ``ion`` relaxed with ``potential`` (see
+    :data:`~battgai.materials.stability.POTENTIALS`)."""
     from pymatgen.core import Lattice, Structure
 
     from battgai.materials.stability import relax
@@ -98,7 +99,7 @@ def metal_energy(ion: str) -> float:
         s = Structure(Lattice.cubic(a), [ion] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     else:
         s = Structure(Lattice.hexagonal(a, c[0]), [ion] * 2, [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
-    return relax(s, steps=100)[1]
+    return relax(s, steps=100, potential=potential)[1]
 
 
 def remove_ion(structure, ion: str):
@@ -108,12 +109,13 @@ def remove_ion(structure, ion: str):
     return s
 
 
-def candidate_voltage(structure, e_full: float, ion: str) -> float:
-    """Average voltage of fully removing ``ion`` from ``structure`` with CHGNet static energies.
+def candidate_voltage(structure, e_full: float, ion: str, potential: str = "chgnet") -> float:
+    """Average voltage of fully removing ``ion`` from ``structure`` with static energies of ``potential``.
 
-    ``e_full`` is the CHGNet energy per atom of ``structure``; the ion-removed
-    framework keeps its geometry (static energy, no relaxation), which tends to
-    overestimate the voltage. NaN when the structure holds no ``ion`` or nothing else.
+    ``e_full`` is the energy per atom of ``structure`` from the same potential;
+    the ion-removed framework keeps its geometry (static energy, no relaxation),
+    which tends to overestimate the voltage; the metal is relaxed with the same
+    potential. NaN when the structure holds no ``ion`` or nothing else.
     """
     from battgai.materials.stability import static_energies
 
@@ -121,13 +123,13 @@ def candidate_voltage(structure, e_full: float, ion: str) -> float:
     if comp[ion] == 0 or comp[ion] == comp.num_atoms:
         return math.nan
     framework = remove_ion(structure, ion)
-    e_frame = float(static_energies([framework])[0])
-    return average_voltage(comp, e_full, framework.composition, e_frame, ion, metal_energy(ion))
+    e_frame = float(static_energies([framework], potential=potential)[0])
+    return average_voltage(comp, e_full, framework.composition, e_frame, ion, metal_energy(ion, potential))
 
 
 @dataclasses.dataclass(frozen=True)
 class VoltageValidation:
-    """CHGNet static voltage proxy vs DFT average voltage on insertion-electrode pairs."""
+    """Static voltage proxy vs DFT average voltage on insertion-electrode pairs."""
 
     n_pairs: int
     mae: float  # V
@@ -140,11 +142,12 @@ class VoltageValidation:
 
 def validate_voltage_proxy(n: int = 100, seed: int = 0, max_atoms: int = 40,
                            ions: tuple[str, ...] = ("Li", "Na", "K", "Mg", "Zn"),
-                           progress=None) -> VoltageValidation:
-    """MAE of :func:`average_voltage` with CHGNet static energies on ``n`` random MP pairs.
+                           progress=None, potential: str = "chgnet") -> VoltageValidation:
+    """MAE of :func:`average_voltage` with static energies of ``potential`` on ``n`` random MP pairs.
 
-    Both states are the DFT-relaxed MP structures, energies are static CHGNet
-    predictions (no relaxation), the ion reference is the CHGNet-relaxed metal.
+    Both states are the DFT-relaxed MP structures, energies are static
+    predictions (no relaxation), the ion reference is the metal relaxed with the
+    same potential (CHGNet by default).
     Pairs are drawn at random (``seed``) among those with <= ``max_atoms`` atoms per state.
     """
     from pathlib import Path
@@ -161,7 +164,7 @@ def validate_voltage_proxy(n: int = 100, seed: int = 0, max_atoms: int = 40,
     pairs = pairs[pairs.ion.isin(ions)]
     rng = np.random.default_rng(seed)
     pairs = pairs.iloc[rng.permutation(len(pairs))]
-    cache = EnergyCache(Path(REPO_ROOT / "runs" / "materials" / "chgnet_electrode_energies.json"))
+    cache = EnergyCache(Path(REPO_ROOT / "runs" / "materials" / f"{potential}_electrode_energies.json"), potential)
     chosen, skipped = [], 0
     for r in pairs.itertuples():
         hi, lo = _parse_cif(r.high_cif), _parse_cif(r.low_cif)
@@ -178,7 +181,7 @@ def validate_voltage_proxy(n: int = 100, seed: int = 0, max_atoms: int = 40,
     errs, by_ion = [], {}
     for r, hi, lo in chosen:
         v = average_voltage(lo.composition, energies[r.low_mpid], hi.composition, energies[r.high_mpid],
-                            r.ion, metal_energy(r.ion))
+                            r.ion, metal_energy(r.ion, potential))
         errs.append(abs(v - r.average_voltage))
         by_ion.setdefault(r.ion, []).append(errs[-1])
     # Capacity needs no energies: check the formula on every fully de-intercalated pair. Multi-step

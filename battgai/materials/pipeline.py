@@ -193,29 +193,35 @@ def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, bat
 
 
 def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax: bool = False,
-                 progress: Progress | None = None) -> None:
-    """Fill CHGNet energy, E_hull, formation energy and (with ``ion``) voltage, in place.
+                 progress: Progress | None = None, potential: str = "chgnet") -> None:
+    """Fill energy, E_hull, formation energy and (with ``ion``) voltage from ``potential``, in place.
 
-    ``refs`` is a :class:`~battgai.materials.stability.ReferencePhases` (or None:
-    energies only). With ``relax`` each structure is first relaxed with CHGNet.
-    Invalid structures are skipped (their energy is meaningless).
+    ``potential`` is one of :data:`~battgai.materials.stability.POTENTIALS`
+    (CHGNet by default). ``refs`` is a
+    :class:`~battgai.materials.stability.ReferencePhases` of the same potential
+    (or None: energies only). With ``relax`` each structure is first relaxed with
+    that potential. Invalid structures are skipped (their energy is meaningless).
     """
     from battgai.materials import stability
 
+    stability.check_potential(potential)
+    if refs is not None and refs.potential != potential:
+        raise ValueError(f"reference phases use {refs.potential}, candidates {potential}: "
+                         "an energy above hull needs one potential for both")
     todo = [c for c in cands if c.valid_structure]
     for k, c in enumerate(todo):
         if relax:
-            c.structure, c.e_per_atom = stability.relax(c.structure)
+            c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)
             c.relaxed = True
             c.spacegroup_found = validate.spacegroup_found(c.structure)
         else:
-            c.e_per_atom = float(stability.static_energies([c.structure])[0])
+            c.e_per_atom = float(stability.static_energies([c.structure], potential=potential)[0])
         if refs is not None:
             h = refs.hull(c.structure.composition, c.e_per_atom)
             c.e_above_hull, c.formation_energy = h.e_above_hull, h.formation_energy
             if h.note:
                 c.note = h.note
         if ion:
-            c.voltage = battery.candidate_voltage(c.structure, c.e_per_atom, ion)
+            c.voltage = battery.candidate_voltage(c.structure, c.e_per_atom, ion, potential)
         if progress:
             progress(k + 1, len(todo))

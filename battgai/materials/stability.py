@@ -1,24 +1,40 @@
-"""Energies with CHGNet and energy above the convex hull against MP-20 phases.
+"""Energies with a universal potential and energy above the convex hull against MP-20 phases.
 
 How energies are referenced
 ---------------------------
-Every energy here is a CHGNet 0.3 prediction (weights bundled in the ``chgnet``
-wheel; trained on MPtrj, i.e. MP GGA/GGA+U total energies). Candidates and
-references are computed with the same potential: references are the MP-20
-structures (their DFT-relaxed geometry, *static* CHGNet energy, no relaxation)
-whose elements are a subset of the candidate's. Nine metals have no elemental
-MP-20 phase (Al, Cr, Lu, Mo, Os, Pt, Th, V, Zn); their textbook bcc / fcc / hcp
-structure, CHGNet-relaxed, stands in. Formation energies are per atom
-relative to the lowest-energy elemental MP-20 phase of each element, also with
-static CHGNet energies; no MP2020 anion / U corrections are applied to either
-side. E_hull is the distance to the lower hull of those references (pymatgen
-``PhaseDiagram``). An element with no elemental reference at all (e.g. noble
-gases, actinides beyond Th) makes E_hull missing (NaN), not guessed.
+Every energy here comes from one of two pretrained potentials, picked by the
+``potential`` keyword (``POTENTIALS``): ``"chgnet"`` (the default; CHGNet 0.3,
+weights bundled in the ``chgnet`` wheel) or ``"sevennet"`` (SevenNet-0,
+11 Jul 2024, weights bundled in the ``sevenn`` wheel, loaded offline). Both are
+trained on MPtrj, i.e. MP GGA/GGA+U total energies, but CHGNet learnt the
+MP2020-corrected energies and SevenNet-0 the raw ones: SevenNet energies get
+the MP2020 anion and GGA/GGA+U mixing corrections added here (pymatgen
+``MaterialsProject2020Compatibility`` with the U values MP would have used for
+that composition), which puts both on the scale of MP's corrected energies
+(the DFT ``e_above_hull`` column; the two then agree to ~0.02 eV/atom on NaCl
+and LiCoO2, against 0.3 and 0.75 eV/atom raw). Candidates and references
+are always computed with the same potential (a :class:`ReferencePhases` holds one
+potential and its own energy cache; mixing them would make E_hull meaningless):
+references are the MP-20 structures (their DFT-relaxed geometry, *static*
+energy, no relaxation) whose elements are a subset of the candidate's. Nine
+metals have no elemental MP-20 phase (Al, Cr, Lu, Mo, Os, Pt, Th, V, Zn); their
+textbook bcc / fcc / hcp structure, relaxed with the same potential, stands in.
+Formation energies are per atom relative to the lowest-energy elemental MP-20
+phase of each element, also with static energies of that potential (elements
+carry no MP2020 correction). E_hull is the distance to the
+lower hull of those references (pymatgen ``PhaseDiagram``). An element with no
+elemental reference at all (e.g. noble gases, actinides beyond Th) makes E_hull
+missing (NaN), not guessed.
 
 References
 ----------
 Deng et al., "CHGNet as a pretrained universal neural network potential for
 charge-informed atomistic modelling", Nat. Mach. Intell. 5, 1031 (2023).
+Park et al., "Scalable parallel algorithm for graph neural network interatomic
+potentials in molecular dynamics simulations", J. Chem. Theory Comput. 20,
+4857 (2024) (SevenNet).
+Wang et al., "A framework for quantifying uncertainty in DFT energy
+corrections", Sci. Rep. 11, 15496 (2021) (MP2020 corrections).
 Ong et al., "Li-Fe-P-O2 phase diagram from first principles calculations",
 Chem. Mater. 20, 1798 (2008) (convex hull construction).
 """
@@ -37,10 +53,26 @@ import numpy as np
 
 from battgai.registry import REPO_ROOT
 
+#: Pretrained potentials an energy can come from; ``"chgnet"`` is the default everywhere.
+POTENTIALS = ("chgnet", "sevennet")
+POTENTIAL_LABELS = {"chgnet": "CHGNet 0.3", "sevennet": "SevenNet-0"}
 ENERGY_CACHE = REPO_ROOT / "runs" / "materials" / "chgnet_static_energies.json"
 STABLE_EHULL = 0.1  # eV/atom, the MatterGen / DiffCSP "stable" threshold
 Progress = Callable[[int, int], None]
 _lock = threading.Lock()
+# One SevenNet ASE calculator is shared; it keeps the last atoms and results, so one caller at a time.
+_sevennet_lock = threading.Lock()
+
+
+def check_potential(potential: str) -> None:
+    if potential not in POTENTIALS:
+        raise ValueError(f"potential must be one of {POTENTIALS}, got {potential!r}")
+
+
+def energy_cache_path(potential: str = "chgnet"):
+    """Where static reference energies of ``potential`` persist: ``runs/materials/<potential>_static_energies.json``."""
+    check_potential(potential)
+    return ENERGY_CACHE.with_name(f"{potential}_static_energies.json")
 
 
 @functools.cache
@@ -55,10 +87,87 @@ def load_chgnet():
         return CHGNet.load(verbose=False)
 
 
-def static_energies(structures: Sequence, batch_size: int = 16, progress: Progress | None = None) -> np.ndarray:
-    """CHGNet energy per atom (eV/atom) of each structure as given (no relaxation)."""
-    model = load_chgnet()
+@functools.cache
+def load_sevennet():
+    """The SevenNet-0 (11 Jul 2024) ASE calculator from the checkpoint bundled in ``sevenn`` (offline; ~5 s).
+
+    The checkpoint is given by path, never by name, so a missing file is an
+    error instead of a download.
+    """
+    from pathlib import Path
+
+    import torch
+    from sevenn import _const
+    from sevenn.calculator import SevenNetCalculator
+
+    from battgai.device import get_device
+
+    torch.set_num_threads(1)
+    checkpoint = Path(_const.SEVENNET_0_11Jul2024)
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"SevenNet-0 checkpoint not bundled with sevenn at {checkpoint}")
+    device = "cuda" if get_device().startswith("cuda") else "cpu"  # sevenn has no MPS path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no tensor-product accelerator" notice on CPU
+        return SevenNetCalculator(str(checkpoint), device=device)
+
+
+@functools.cache
+def _mp2020():
+    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+
+    return MaterialsProject2020Compatibility(check_potcar=False)
+
+
+def mp2020_correction(structure) -> float:
+    """MP2020 anion + GGA/GGA+U mixing correction (eV/atom) MP would add to ``structure``'s raw DFT energy.
+
+    The run is taken to be the one MP runs for that composition: GGA+U with
+    MP's U values when it holds O or F and a U element (Co, Cr, Fe, Mn, Mo, Ni,
+    V, W), else GGA. Elements get 0.
+
+    Examples
+    --------
+    >>> from pymatgen.core import Lattice, Structure
+    >>> nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> round(mp2020_correction(nacl), 3)  # -0.614 eV per Cl anion
+    -0.307
+    """
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+    compat = _mp2020()
+    comp = structure.composition
+    anion = max(comp.elements, key=lambda el: el.X).symbol
+    hubbards = {el: u for el, u in compat.u_settings.get(anion, {}).items() if el in comp}
+    entry = ComputedStructureEntry(structure, 0.0, parameters={
+        "run_type": "GGA+U" if hubbards else "GGA", "hubbards": hubbards})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "failed to guess oxidation states": MP's own fallback applies
+        return sum(a.value for a in compat.get_adjustments(entry)) / len(structure)
+
+
+def _sevennet_atoms(structure):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = load_sevennet()
+    return atoms
+
+
+def static_energies(structures: Sequence, batch_size: int = 16, progress: Progress | None = None,
+                    potential: str = "chgnet") -> np.ndarray:
+    """Energy per atom (eV/atom) of each structure as given (no relaxation), with ``potential``."""
+    check_potential(potential)
     out = np.full(len(structures), np.nan)
+    if potential == "sevennet":
+        # Through ASE one structure at a time: the calculator has no batched call.
+        for i, s in enumerate(structures):
+            with _sevennet_lock:
+                out[i] = float(_sevennet_atoms(s).get_potential_energy()) / len(s) + mp2020_correction(s)
+            if progress and ((i + 1) % batch_size == 0 or i + 1 == len(structures)):
+                progress(i + 1, len(structures))
+        return out
+    model = load_chgnet()
     for i in range(0, len(structures), batch_size):
         chunk = list(structures[i: i + batch_size])
         with warnings.catch_warnings():
@@ -72,11 +181,30 @@ def static_energies(structures: Sequence, batch_size: int = 16, progress: Progre
     return out
 
 
-def relax(structure, steps: int = 200, fmax: float = 0.1):
-    """CHGNet relaxation (FIRE, cell + positions); returns ``(structure, energy per atom)``.
+def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgnet"):
+    """Relax cell + positions (ASE FIRE on a FrechetCellFilter) with ``potential``.
 
+    Returns ``(structure, energy per atom)``, the energy of the last step
+    evaluated (SevenNet's plus :func:`mp2020_correction`, as in
+    :func:`static_energies`); stops at ``fmax`` (eV/A) or after ``steps`` steps. CHGNet goes
+    through its own ``StructOptimizer`` (the same FIRE + FrechetCellFilter).
     About 5 s for a 10-atom cell on one CPU core.
     """
+    check_potential(potential)
+    if potential == "sevennet":
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        with _sevennet_lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            atoms = _sevennet_atoms(structure)
+            FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=steps)
+            energy = float(atoms.get_potential_energy()) / len(atoms)
+        atoms.calc = None
+        final = AseAtomsAdaptor.get_structure(atoms)
+        return final, energy + mp2020_correction(final)
+
     from chgnet.model import StructOptimizer
 
     with warnings.catch_warnings():
@@ -106,11 +234,16 @@ def _element_prototype(el: str):
 
 
 class EnergyCache:
-    """CHGNet static energies of reference structures keyed by material id, persisted as JSON."""
+    """Static energies of reference structures with one potential, keyed by material id, persisted as JSON.
 
-    def __init__(self, path=ENERGY_CACHE):
-        self.path = path
-        self.values: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+    ``path`` defaults to :func:`energy_cache_path` of ``potential``.
+    """
+
+    def __init__(self, path=None, potential: str = "chgnet"):
+        check_potential(potential)
+        self.potential = potential
+        self.path = path if path is not None else energy_cache_path(potential)
+        self.values: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def get_many(self, ids: Sequence[str], structures: Callable[[str], object],
                  progress: Progress | None = None) -> dict[str, float]:
@@ -118,7 +251,7 @@ class EnergyCache:
         # Saved every 64 structures, so an interrupted run keeps what it computed.
         for k in range(0, len(missing), 64):
             chunk = missing[k: k + 64]
-            e = static_energies([structures(i) for i in chunk])
+            e = static_energies([structures(i) for i in chunk], potential=self.potential)
             with _lock:
                 self.values.update(zip(chunk, (float(x) for x in e), strict=True))
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,20 +270,27 @@ class HullResult:
 
 
 class ReferencePhases:
-    """MP-20 phases by chemical system, with their CHGNet static energies (computed once, cached)."""
+    """MP-20 phases by chemical system, with their static energies from ``potential`` (computed once, cached).
+
+    Candidate energies given to :meth:`hull` must come from the same potential.
+    """
 
     def __init__(self, ids: Sequence[str], formulas: Sequence[str], cif_of: Callable[[str], str],
-                 cache: EnergyCache | None = None):
+                 cache: EnergyCache | None = None, potential: str = "chgnet"):
         from pymatgen.core import Composition
 
+        check_potential(potential)
+        if cache is not None and cache.potential != potential:
+            raise ValueError(f"energy cache holds {cache.potential} energies, references asked for {potential}")
+        self.potential = potential
         self.ids = list(ids)
         self.comps = [Composition(f) for f in formulas]
         self.elsets = [frozenset(el.symbol for el in c.elements) for c in self.comps]
         self.cif_of = cif_of
-        self.cache = cache or EnergyCache()
+        self.cache = cache or EnergyCache(potential=potential)
 
     @classmethod
-    def from_mp20(cls) -> ReferencePhases:
+    def from_mp20(cls, potential: str = "chgnet") -> ReferencePhases:
         """All MP-20 structures on hand (train and held-out: they are all known phases)."""
         from battgai.materials.corpus import mp20_frame
 
@@ -158,7 +298,7 @@ class ReferencePhases:
         cifs = df.set_index("material_id")["cif"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # noble gases have no electronegativity for formula sorting
-            return cls(df.material_id.tolist(), df.formula.tolist(), cifs.__getitem__)
+            return cls(df.material_id.tolist(), df.formula.tolist(), cifs.__getitem__, potential=potential)
 
     def _structure(self, mid: str):
         from battgai.materials.validate import _parse_cif
@@ -169,7 +309,7 @@ class ReferencePhases:
 
     def _add_missing_elements(self, elements: frozenset[str]) -> None:
         # MP-20 lacks elemental phases of a few metals (Al, Cr, V, Zn, Mo, ...): use their textbook
-        # structure, CHGNet-relaxed, so those systems still get a hull.
+        # structure, relaxed with the references' potential, so those systems still get a hull.
         from pymatgen.core import Composition
 
         have = {next(iter(s)) for s in self.elsets if len(s) == 1}
@@ -178,7 +318,8 @@ class ReferencePhases:
                 mid = f"proto:{el}"
                 if mid not in self.cache.values:
                     with _lock:
-                        self.cache.values[mid] = relax(_element_prototype(el), steps=100)[1]
+                        self.cache.values[mid] = relax(_element_prototype(el), steps=100,
+                                                       potential=self.potential)[1]
                 self.ids.append(mid)
                 self.comps.append(Composition(el))
                 self.elsets.append(frozenset([el]))
@@ -188,7 +329,7 @@ class ReferencePhases:
 
     def hull(self, composition, energy_per_atom: float, exclude: str | None = None,
              progress: Progress | None = None) -> HullResult:
-        """E_hull and formation energy of ``composition`` at ``energy_per_atom`` (CHGNet, eV/atom)."""
+        """E_hull and formation energy of ``composition`` at ``energy_per_atom`` (eV/atom, from ``self.potential``)."""
         from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
         from pymatgen.core import Composition
 
@@ -218,7 +359,7 @@ class ReferencePhases:
 
 @dataclasses.dataclass(frozen=True)
 class HullValidation:
-    """CHGNet static E_hull / formation-energy proxy vs the DFT columns of held-out MP-20 structures."""
+    """Static E_hull / formation-energy proxy vs the DFT columns of held-out MP-20 structures."""
 
     n: int
     ehull_mae: float  # eV/atom
@@ -229,11 +370,12 @@ class HullValidation:
     n_missing: int  # structures without elemental references
 
 
-def validate_hull_proxy(n: int = 200, seed: int = 0, progress: Progress | None = None) -> HullValidation:
+def validate_hull_proxy(n: int = 200, seed: int = 0, progress: Progress | None = None,
+                        potential: str = "chgnet") -> HullValidation:
     """Proxy E_hull on ``n`` random held-out MP-20 (binary/ternary) structures vs their DFT ``e_above_hull``.
 
     The structure itself is one of the references (as in the DFT column, whose
-    hull includes it); its energy and all references are static CHGNet energies.
+    hull includes it); its energy and all references are static energies from ``potential``.
     """
     from battgai.materials.corpus import is_heldout, mp20_frame
 
@@ -242,8 +384,8 @@ def validate_hull_proxy(n: int = 200, seed: int = 0, progress: Progress | None =
             if r.mp20_split == "test" and is_heldout(i) and np.isfinite(r.e_above_hull)]
     rng = np.random.default_rng(seed)
     chosen = [held[i] for i in rng.permutation(len(held))[:n]]
-    refs = ReferencePhases.from_mp20()
-    # A generator, so CHGNet energies are computed one by one as the progress bar advances.
+    refs = ReferencePhases.from_mp20(potential)
+    # A generator, so energies are computed one by one as the progress bar advances.
     items = (
         (refs._structure(mid).composition, refs.cache.get_many([mid], refs._structure)[mid],
          float(df.at[mid, "e_above_hull"]), float(df.at[mid, "formation_energy"]))
@@ -253,7 +395,7 @@ def validate_hull_proxy(n: int = 200, seed: int = 0, progress: Progress | None =
 
 
 def validate_hull_proxy_mpts(n_per_class: int = 100, seed: int = 0, max_atoms: int = 30,
-                             progress: Progress | None = None) -> HullValidation:
+                             progress: Progress | None = None, potential: str = "chgnet") -> HullValidation:
     """Proxy E_hull on MPTS-52 test structures (never trained on), stratified stable / unstable.
 
     MP-20 only holds structures within 0.08 eV/atom of the hull, so the F1 of
@@ -284,8 +426,8 @@ def validate_hull_proxy_mpts(n_per_class: int = 100, seed: int = 0, max_atoms: i
                 picked += 1
                 if picked == n_per_class:
                     break
-    refs = ReferencePhases.from_mp20()
-    energies = static_energies([s for _, s in chosen])
+    refs = ReferencePhases.from_mp20(potential)
+    energies = static_energies([s for _, s in chosen], potential=potential)
     items = (
         (s.composition, float(e), float(row.energy_above_hull), float(row.formation_energy_per_atom))
         for (row, s), e in zip(chosen, energies, strict=True)
@@ -294,7 +436,7 @@ def validate_hull_proxy_mpts(n_per_class: int = 100, seed: int = 0, max_atoms: i
 
 
 def _score_against_dft(refs: ReferencePhases, items, n: int, progress: Progress | None) -> HullValidation:
-    """Proxy E_hull and formation energy of ``items`` = (composition, CHGNet energy per atom,
+    """Proxy E_hull and formation energy of ``items`` = (composition, energy per atom from ``refs.potential``,
     DFT E_hull, DFT formation energy) against the DFT columns."""
     pred, true, ef_pred, ef_true, missing = [], [], [], [], 0
     for k, (composition, energy, dft_ehull, dft_eform) in enumerate(items):

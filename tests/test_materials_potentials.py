@@ -1,0 +1,103 @@
+"""SevenNet-0 as the second potential: energies on CHGNet's scale, one potential per hull, relaxation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from battgai.demo import licoo2
+from battgai.materials import stability
+from battgai.materials.sample import Conditions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def nacl() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def li_o_system() -> dict[str, Structure]:
+    """A tiny Li-O reference set: bcc Li, an O2 molecule in a box, antifluorite Li2O."""
+    return {
+        "li": Structure(Lattice.cubic(3.44), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "o2": Structure(Lattice.cubic(8.0), ["O", "O"], [[0, 0, 0], [0.152, 0, 0]]),  # O-O 1.22 A
+        "li2o": Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.61), ["Li", "O"],
+                                          [[0.25, 0.25, 0.25], [0, 0, 0]]).get_primitive_structure(),
+    }
+
+
+def test_unknown_potential_is_a_clear_value_error():
+    with pytest.raises(ValueError, match="potential must be one of"):
+        stability.static_energies([nacl()], potential="mace")
+    with pytest.raises(ValueError, match="potential must be one of"):
+        stability.relax(nacl(), potential="CHGNet")
+    with pytest.raises(ValueError, match="potential must be one of"):
+        stability.EnergyCache(potential="m3gnet")
+
+
+def test_cache_file_per_potential_keeps_the_chgnet_name(tmp_path):
+    assert stability.energy_cache_path("chgnet") == stability.ENERGY_CACHE
+    assert stability.energy_cache_path("chgnet").name == "chgnet_static_energies.json"
+    assert stability.energy_cache_path("sevennet").name == "sevennet_static_energies.json"
+    refs = stability.ReferencePhases(["li"], ["Li"], cif_of=str, potential="sevennet")
+    assert refs.cache.path == stability.energy_cache_path("sevennet") and refs.cache.potential == "sevennet"
+    with pytest.raises(ValueError, match="holds chgnet energies"):
+        stability.ReferencePhases(["li"], ["Li"], cif_of=str, cache=stability.EnergyCache(tmp_path / "c.json"),
+                                  potential="sevennet")
+
+
+def test_mp2020_correction_of_an_oxide_and_an_element():
+    # LiCoO2: two O at the oxide correction (-0.687) and one Co at the GGA+U mixing correction (-1.638), per 4 atoms.
+    assert stability.mp2020_correction(licoo2()) == pytest.approx((2 * -0.687 - 1.638) / 4, abs=1e-3)
+    assert stability.mp2020_correction(li_o_system()["li"]) == 0.0
+
+
+@pytest.mark.parametrize("make", [nacl, licoo2])
+def test_sevennet_static_energy_is_on_chgnet_scale(make):
+    s = make()
+    e7 = stability.static_energies([s], potential="sevennet")[0]
+    e_chg = stability.static_energies([s])[0]
+    assert np.isfinite(e7) and -10.0 < e7 < -1.0
+    # Raw SevenNet-0 is 0.28 (NaCl) and 0.75 (LiCoO2) eV/atom above CHGNet: only the MP2020 corrections bridge it.
+    assert abs(e7 - e_chg) < 0.1
+
+
+def test_reference_phases_with_sevennet_give_a_finite_hull(tmp_path):
+    structures = li_o_system()
+    cache = stability.EnergyCache(tmp_path / "sevennet.json", potential="sevennet")
+    refs = stability.ReferencePhases(list(structures), ["Li", "O2", "Li2O"],
+                                     cif_of=lambda i: structures[i].to(fmt="cif"), cache=cache, potential="sevennet")
+    e = float(stability.static_energies([structures["li2o"]], potential="sevennet")[0])
+    h = refs.hull("Li2O", e)
+    assert h.e_above_hull == pytest.approx(0.0, abs=1e-6) and h.n_references == 3
+    # DFT (MP, corrected) formation energy of Li2O is -2.07 eV/atom; SevenNet-0 + MP2020 gives -2.06.
+    assert h.formation_energy == pytest.approx(-2.07, abs=0.2)
+    assert math.isfinite(refs.hull("Li2O", e + 0.2).e_above_hull)
+    assert set(cache.values) == {"li", "o2", "li2o"} and (tmp_path / "sevennet.json").exists()
+    assert cache.values["li2o"] == pytest.approx(e)
+
+
+def test_relax_with_sevennet_does_not_raise_the_energy():
+    s = nacl().get_primitive_structure()
+    s.apply_strain(0.04)
+    s.perturb(0.05, 0.05)
+    before = stability.static_energies([s], potential="sevennet")[0]
+    final, after = stability.relax(s, steps=40, potential="sevennet")
+    assert after <= before + 1e-4
+    assert len(final) == len(s) and final.volume < s.volume  # the strained cell shrinks back
+
+
+def test_add_energies_refuses_mixed_potentials_and_fills_sevennet_voltage():
+    from battgai.materials.pipeline import UniqueTracker, add_energies, check
+
+    refs = stability.ReferencePhases(["li"], ["Li"], cif_of=str)  # CHGNet references
+    cand = check(licoo2(), Conditions(working_ion="Li"), None, source="uploaded", tracker=UniqueTracker())
+    with pytest.raises(ValueError, match="one potential for both"):
+        add_energies([cand], refs, potential="sevennet")
+    add_energies([cand], None, "Li", potential="sevennet")
+    assert cand.e_per_atom == pytest.approx(stability.static_energies([cand.structure], potential="sevennet")[0])
+    # Static, unrelaxed CoO2 framework: the voltage is overestimated, but stays in a physical window.
+    assert 3.5 < cand.voltage < 5.5  # 4.4 V here; CHGNet gives 4.2 V
