@@ -101,3 +101,22 @@ def test_add_energies_refuses_mixed_potentials_and_fills_sevennet_voltage():
     assert cand.e_per_atom == pytest.approx(stability.static_energies([cand.structure], potential="sevennet")[0])
     # Static, unrelaxed CoO2 framework: the voltage is overestimated, but stays in a physical window.
     assert 3.5 < cand.voltage < 5.5  # 4.4 V here; CHGNet gives 4.2 V
+
+
+def test_page_computes_energies_with_the_chosen_potential(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from battgai.materials.pipeline import UniqueTracker, check
+    from battgai.provenance import Provenance
+
+    monkeypatch.setattr(stability, "ENERGY_CACHE", tmp_path / "chgnet_static_energies.json")  # keep runs/ clean
+    cand = check(nacl(), Conditions(), None, source="uploaded", tracker=UniqueTracker())
+    at = AppTest.from_file(str(stability.REPO_ROOT / "pages" / "materials.py"), default_timeout=120)
+    at.session_state["mat_cands"] = [cand]  # one valid candidate: no slider (min == max) but no crash either
+    at.session_state["mat_prov"] = Provenance.now("upload", "", {"file": "nacl.cif"})
+    at.run()
+    at.selectbox(key="mat_potential").set_value("sevennet").run()
+    next(b for b in at.button if b.label == "Compute energies").click().run()
+    assert not at.exception
+    assert cand.e_per_atom == pytest.approx(stability.static_energies([nacl()], potential="sevennet")[0])
+    assert at.session_state["mat_prov"].settings["energy_runs"][-1]["potential"] == "SevenNet-0"
