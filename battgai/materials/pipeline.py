@@ -1,9 +1,11 @@
 """Generate candidates and run every check on them: the one code path of the page and the CLI.
 
-``generate`` samples token sequences, builds structures and runs the cheap
+``generate`` samples token sequences, builds structures (rejecting and
+resampling invalid or non-neutral ones unless asked not to) and runs the cheap
 checks (validity, SMACT, uniqueness, novelty, symmetry); ``add_energies`` adds
-the CHGNet checks (energy, E_hull, formation energy, voltage), which cost
-~0.1-0.4 s per structure, so callers run them on demand.
+the interatomic-potential checks (CHGNet or SevenNet-0: energy, E_hull,
+formation energy, voltage), which cost ~0.1-5 s per structure, so callers run
+them on demand.
 """
 
 from __future__ import annotations
