@@ -463,7 +463,9 @@ def markdown(r: dict, command: str) -> str:
     if "properties" in r:
         lines += ["", f"Property targets, relaxed CHGNet ({r['prop_n']} samples per row; guidance w = classifier-free "
                   "guidance weight, w = 1 is plain conditioning). Hit ratio = best conditioned rate / unconditional "
-                  "rate; the unconditional E_form / E_hull rates come from the S.U.N. subsample.", "",
+                  "rate; the unconditional E_form / E_hull rates come from the S.U.N. subsample. The best w is "
+                  "picked on these same samples (and so is the app's default, w = 2), and 30 samples give wide "
+                  "intervals: read the ratios as indicative.", "",
                   "| target | unconditional | " + " | ".join(
                       f"w = {k[1:]}" for k in next(iter(r["properties"].values())) if k.startswith("w")
                       and not k.endswith("_median")) + " | ratio (>= 2x) |", "|---|---|---|---|---|"]
