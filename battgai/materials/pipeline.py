@@ -171,8 +171,6 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                     tally.not_neutral += 1
                 else:
                     kept.append((s, wc.spacegroup))
-            if not resample:
-                break
         tally.accepted = len(kept)
         yield b, [check(s, conditions, known, sg, tracker=tracker) for s, sg in kept], tally
 
