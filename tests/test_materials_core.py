@@ -122,6 +122,34 @@ def test_masks_enforce_constraints_on_untrained_model(tiny_model):
         assert wc.n_atoms == 12
 
 
+def test_validity_masks_make_random_logits_give_valid_neutral_crystals(tiny_model):
+    # Untrained logits are arbitrary, so whatever comes out valid is the masks' doing.
+    from battgai.materials.pipeline import build_all
+    from battgai.materials.sample import sample_tokens
+
+    c = Conditions(allowed_elements=("Li", "Fe", "Mn", "P", "O"))
+    counts = {}
+    for masks in (True, False):
+        built = [x[0] for x in build_all(*sample_tokens(tiny_model, c, 32, seed=1, validity_masks=masks)) if x]
+        counts[masks] = (len(built), sum(validate.structural_valid(s) for s in built),
+                         sum(validate.smact_valid(s.composition.element_composition.as_dict()) for s in built))
+    assert counts[True][0] == counts[True][1] == 32  # every crystal built and no two atoms closer than 0.5 A
+    assert counts[False][1] < 32  # without the masks the same logits do make invalid crystals
+    assert counts[True][2] > counts[False][2]
+
+
+def test_far_enough_is_exact_for_a_known_pair_and_bounds_free_angles():
+    from battgai.materials.sample import _far_enough, _metric
+
+    frac = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0]])
+    cubes = np.array([[a, a, a, 90.0, 90.0, 90.0] for a in (5.0, 9.9, 10.1, 20.0)])
+    assert _far_enough(frac, _metric(cubes), 0.5).tolist() == [False, False, True, True]  # d = 0.05 a
+    # Two atoms apart along a and c: with beta still free the largest distance is (a + c) * 0.05.
+    frac = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.05]])
+    cells = np.array([[4.0, 4.0, 4.0, 0.0, 0.0, 0.0], [6.0, 4.0, 6.0, 0.0, 0.0, 0.0]])
+    assert _far_enough(frac, _metric(cells), 0.5, free_angles=(3, 4, 5)).tolist() == [False, True]
+
+
 def test_sampling_is_reproducible(tiny_model):
     from battgai.materials.sample import sample_tokens
 

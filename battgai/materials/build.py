@@ -27,6 +27,43 @@ def _group(sg: int):
     return Group(sg)
 
 
+@functools.cache
+def wyckoff_ops(sg: int, letter: str) -> tuple[np.ndarray, np.ndarray]:
+    """Affine (4, 4) projection onto Wyckoff position ``letter`` of ``sg`` and the (k, 4, 4) operations of its orbit."""
+    wp = {wp.letter: wp for wp in _group(sg)}.get(letter)
+    if wp is None:
+        raise BuildError(f"space group {sg} has no Wyckoff position {letter!r}")
+    return wp.ops[0].affine_matrix, np.array([op.affine_matrix for op in wp.ops])
+
+
+def orbit(sg: int, letter: str, xyz) -> np.ndarray:
+    """Fractional coordinates of the orbit of ``xyz`` projected onto Wyckoff position ``letter`` of ``sg``.
+
+    Parameters
+    ----------
+    sg : int
+        Space-group number.
+    letter : str
+        Wyckoff letter.
+    xyz : array_like, shape (..., 3)
+        Representative coordinates; a stack of them gives a stack of orbits.
+
+    Returns
+    -------
+    ndarray, shape (..., multiplicity, 3)
+        Coordinates in [0, 1).
+
+    Raises
+    ------
+    BuildError
+        ``sg`` has no Wyckoff position ``letter``.
+    """
+    proj, ops = wyckoff_ops(sg, letter)
+    xyz = np.asarray(xyz, dtype=float)
+    rep = np.concatenate([xyz, np.ones((*xyz.shape[:-1], 1))], axis=-1) @ proj.T
+    return np.mod(np.inner(rep, ops)[..., :3], 1.0)
+
+
 def symmetrize_lattice(sg: int, params: tuple[float, ...]) -> tuple[float, ...]:
     """Lattice parameters obeying the constraints of space group ``sg``'s crystal system."""
     a, b, c, al, be, ga = params
@@ -59,17 +96,11 @@ def to_structure(crystal: WyckoffCrystal, primitive: bool = True):
 
     if not crystal.sites:
         raise BuildError("no atoms")
-    g = _group(crystal.spacegroup)
-    letters = {wp.letter: wp for wp in g}
     species, coords = [], []
     for site in crystal.sites:
-        wp = letters.get(site.letter)
-        if wp is None:
-            raise BuildError(f"space group {crystal.spacegroup} has no Wyckoff position {site.letter!r}")
-        rep = wp.ops[0].operate(np.asarray(site.xyz, dtype=float))
-        orbit = np.mod(wp.apply_ops(rep), 1.0)
-        species += [site.element] * len(orbit)
-        coords.append(orbit)
+        xyz = orbit(crystal.spacegroup, site.letter, site.xyz)
+        species += [site.element] * len(xyz)
+        coords.append(xyz)
     params = symmetrize_lattice(crystal.spacegroup, crystal.lattice)
     try:
         lattice = Lattice.from_parameters(*params)

@@ -14,6 +14,8 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from battgai.materials import battery, validate
 from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, LoadedModel, sample_tokens
@@ -124,6 +126,22 @@ def _batch_seed(seed: int, batch: int, round_: int) -> int:
     return seed * 1_000_003 + batch + round_ * 1_000_000_007
 
 
+def build_all(tokens: np.ndarray, ok: np.ndarray) -> list[tuple[object, tk.WyckoffCrystal] | None]:
+    """``(Structure, WyckoffCrystal)`` of each sampled sequence; None for dead ends and crystals that do not build."""
+    from battgai.materials.build import BuildError, to_structure
+
+    out = []
+    for t, good in zip(tokens, ok, strict=True):
+        try:
+            if not good:
+                raise BuildError("dead end")
+            wc = tk.decode(t)
+            out.append((to_structure(wc), wc))
+        except (tk.TokenizeError, BuildError):
+            out.append(None)
+    return out
+
+
 def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
                      start_batch: int = 0, resample: bool = True, max_rounds: int = 8,
@@ -143,8 +161,6 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     Round ``r`` of batch ``b`` always uses the same seed, so an interrupted run
     resumes exactly by passing ``start_batch``.
     """
-    from battgai.materials.build import BuildError, to_structure
-
     tracker = tracker if tracker is not None else UniqueTracker()
     n_batches = math.ceil(n / batch_size)
     for b in range(start_batch, n_batches):
@@ -156,15 +172,11 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                 break
             tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance)
             tally.sampled += want
-            for t, good in zip(tokens, ok, strict=True):
-                try:
-                    if not good:
-                        raise BuildError("dead end")
-                    wc = tk.decode(t)
-                    s = to_structure(wc)
-                except (tk.TokenizeError, BuildError):
+            for built in build_all(tokens, ok):
+                if built is None:
                     tally.dead_end += 1
                     continue
+                s, wc = built
                 if resample and not validate.structural_valid(s):
                     tally.invalid += 1
                 elif resample and not validate.smact_valid(s.composition.element_composition.as_dict()):

@@ -148,10 +148,19 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
     return LoadedModel(model, name, card.sha256)
 
 
+#: Grammar phase at which the lattice of each crystal system is fully determined (6-8 a b c, 9-11 angles).
+_LAST_LATTICE_PHASE = {"triclinic": 11, "monoclinic": 10}
+#: The SMACT search grows as (oxidation states) ** elements; beyond this many elements the site list is not
+#: held open for neutrality (MP-20 has few such crystals, and they are checked afterwards like any other).
+_NEUTRAL_MAX_ELEMENTS = 5
+_GENERIC = np.array([0.1234, 0.3917, 0.6871])  # stand-ins for coordinates not drawn yet: on no special position
+_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)
+
+
 class _Masks:
     """Per-sequence grammar state and the logit mask for the next token."""
 
-    def __init__(self, c: Conditions, n: int):
+    def __init__(self, c: Conditions, n: int, validity: bool = True):
         from pymatgen.core import Element
 
         self.table = tk.wyckoff_table()
@@ -180,6 +189,12 @@ class _Masks:
         self.elements = [set() for _ in range(n)]
         self.n_sites = np.zeros(n, int)
         self.stuck = np.zeros(n, bool)
+        self.validity = validity
+        self.letter = np.zeros(n, int)  # Wyckoff letter index of the site being written
+        self.xyz = [[] for _ in range(n)]  # its coordinates so far
+        self.atoms = [np.zeros((0, 3)) for _ in range(n)]  # fractional coordinates of finished sites
+        self.counts = [{} for _ in range(n)]  # Z -> atoms in the conventional cell
+        self.lattice = [[] for _ in range(n)]
 
     @staticmethod
     def _range(group: str) -> np.ndarray:
@@ -197,11 +212,16 @@ class _Masks:
         if phase == 2:
             return self._element(i)
         if phase in (3, 4, 5):
+            if self.validity:
+                return self._no_overlap(i, phase - 3)
             return self.group_masks["coord"]
-        if phase in (6, 7, 8):
-            return self.group_masks["length"]
-        if phase in (9, 10, 11):
-            return self.group_masks["angle"]
+        group = "length" if phase in (6, 7, 8) else "angle"
+        if phase <= 11:
+            system = self.table.crystal_system[self.sg[i]]
+            last = _LAST_LATTICE_PHASE.get(system, 8)
+            if self.validity and phase <= last:
+                return self._lattice_far_enough(i, phase, group, exact=phase == last)
+            return self.group_masks[group]
         m = np.zeros(tk.VOCAB_SIZE, bool)
         m[tk.EOS] = True
         return m
@@ -237,13 +257,91 @@ class _Masks:
                 ok &= reach[np.clip(cap - self.count[i] - mult, 0, cap)] & (cap - self.count[i] - mult >= 0)
             for j in self.used_fixed[i]:
                 ok[j] = False
+            if self.validity and len(self.atoms[i]):
+                taken = [j for j in np.flatnonzero(ok & (_dof == 0)) if self._hits_placed(i, j)]
+                if len(taken) < ok.sum():  # as elsewhere, a mask that leaves nothing is lifted
+                    ok[taken] = False
             m[tk.LAYOUT["wy"][0]: tk.LAYOUT["wy"][0] + len(ok)] = ok
         done = self.count[i] > 0 and self.required <= self.elements[i]
         if self.n_atoms:
             done = done and self.count[i] == cap
+        if done and m.any() and self.validity and len(self.counts[i]) <= _NEUTRAL_MAX_ELEMENTS and not self._neutral(i):
+            return m  # another site still fits: do not end on a composition SMACT calls impossible
         if done or not m.any():
             m[tk.LATT] = True
             self.stuck[i] |= not done
+        return m
+
+    def _neutral(self, i: int) -> bool:
+        from pymatgen.core import Element
+
+        from battgai.materials.validate import smact_valid
+
+        return smact_valid({Element.from_Z(z).symbol: n for z, n in self.counts[i].items()})
+
+    def _orbits(self, i: int, xyz) -> np.ndarray:
+        from battgai.materials.build import orbit
+
+        return orbit(int(self.sg[i]), tk.WYCKOFF_LETTERS[self.letter[i]], xyz)
+
+    def _hits_placed(self, i: int, j: int) -> bool:
+        # A Wyckoff position without free parameters that shares a point with an atom already placed.
+        from battgai.materials.build import orbit
+
+        d = orbit(int(self.sg[i]), tk.WYCKOFF_LETTERS[j], np.zeros(3))[:, None, :] - self.atoms[i][None]
+        return bool(np.all(np.abs(d - np.rint(d)) < 1e-6, axis=-1).any())
+
+    def _orbit_fixed_after(self, i: int, k: int) -> bool:
+        # True when the Wyckoff position's projection uses coordinate k and ignores k+1.., so k fixes the orbit
+        # (positions without free parameters are checked when their letter is drawn, in _hits_placed).
+        from battgai.materials.build import wyckoff_ops
+
+        proj, _ = wyckoff_ops(int(self.sg[i]), tk.WYCKOFF_LETTERS[self.letter[i]])
+        return bool(np.any(proj[:3, k])) and not np.any(proj[:3, k + 1: 3])
+
+    def _no_overlap(self, i: int, k: int) -> np.ndarray:
+        # Orbits of every bin of coordinate k. A bin whose orbit has two coincident points (the representative
+        # sits on a more special position) or, once the orbit is fixed, hits an atom already placed gives a
+        # distance of 0 whatever the lattice. Coordinates not drawn yet take generic values, so a point that
+        # is special for them is not mistaken for a special position.
+        v = np.arange(tk.COORD_BINS) / tk.COORD_BINS
+        xyz = np.tile(_GENERIC, (len(v), 1))
+        xyz[:, :k] = self.xyz[i][:k]
+        xyz[:, k] = v
+        pts = self._orbits(i, xyz)
+        placed = self.atoms[i].shape[0] if self._orbit_fixed_after(i, k) else 0
+        others = np.concatenate([np.broadcast_to(self.atoms[i][:placed], (len(v), placed, 3)), pts], axis=1)
+        d = pts[:, :, None, :] - others[:, None, :, :]
+        coincide = np.all(np.abs(d - np.rint(d)) < 1e-6, axis=-1)
+        m = pts.shape[1]
+        coincide[:, np.arange(m), placed + np.arange(m)] = False  # a point and itself
+        return self._restrict("coord", ~coincide.any(axis=(1, 2)))
+
+    def _lattice_far_enough(self, i: int, phase: int, group: str, exact: bool) -> np.ndarray:
+        # Values of this lattice parameter that leave a cell with all atoms >= MIN_DISTANCE apart possible.
+        # Distances grow with every length, so unknown lengths are set to the longest; an unknown angle whose
+        # cosine is free counts each pair's term at its largest, |a_i a_j f_i f_j|. That is exact once the
+        # last parameter shaping the cell is drawn, and a necessary condition before it.
+        from battgai.materials.build import symmetrize_lattice
+        from battgai.materials.validate import MIN_DISTANCE
+
+        s, size = tk.LAYOUT[group]
+        values = np.array([tk.lattice_value(t) for t in range(s, s + size)])
+        k = phase - 6
+        longest = tk.lattice_value(sum(tk.LAYOUT["length"]) - 1)
+        later = [longest] * 3 + [0.0] * 3  # cos 0 = 1: the free-angle terms are taken at full length
+        params = np.array([symmetrize_lattice(int(self.sg[i]), (*self.lattice[i], v, *later[k + 1:]))
+                           for v in values])
+        free = () if exact else tuple(a for a in range(max(k + 1, 3), 6) if params[0, a] == 0.0)
+        return self._restrict(group, _far_enough(self.atoms[i], _metric(params), MIN_DISTANCE, free))
+
+    def _restrict(self, group: str, ok: np.ndarray) -> np.ndarray:
+        # Where nothing passes the mask is lifted: the crystal will be invalid and rejected downstream.
+        if not ok.any():
+            return self.group_masks[group]
+        m = np.zeros(tk.VOCAB_SIZE, bool)
+        s, size = tk.LAYOUT[group]
+        m[s: s + size] = ok
         return m
 
     def update(self, i: int, phase: int, tok: int) -> None:
@@ -254,10 +352,57 @@ class _Masks:
             if self.table.dof[sg, j] == 0:
                 self.used_fixed[i].add(j)
             self.n_sites[i] += 1
+            self.letter[i] = j
         elif phase == 0:
             self.sg[i] = tok - tk.LAYOUT["sg"][0] + 1
         elif phase == 2:
-            self.elements[i].add(tok - tk.LAYOUT["el"][0] + 1)
+            z = tok - tk.LAYOUT["el"][0] + 1
+            self.elements[i].add(z)
+            self.counts[i][z] = self.counts[i].get(z, 0) + int(self.table.multiplicity[self.sg[i], self.letter[i]])
+        elif phase in (3, 4, 5):
+            self.xyz[i].append((tok - tk.LAYOUT["coord"][0]) / tk.COORD_BINS)
+            if phase == 5 and self.validity:
+                self.atoms[i] = np.concatenate([self.atoms[i], self._orbits(i, self.xyz[i])])
+            if phase == 5:
+                self.xyz[i] = []
+        elif 6 <= phase <= 11:
+            self.lattice[i].append(tk.lattice_value(tok))
+
+
+def _metric(params: np.ndarray) -> np.ndarray:
+    # Metric tensors (n, 3, 3) of lattice parameters (n, 6): G_ij = a_i . a_j.
+    lengths, cosines = params[:, :3], np.cos(np.radians(params[:, 3:]))
+    g = lengths[:, :, None] * lengths[:, None, :]
+    g[:, 1, 2] *= cosines[:, 0]
+    g[:, 2, 1] *= cosines[:, 0]
+    g[:, 0, 2] *= cosines[:, 1]
+    g[:, 2, 0] *= cosines[:, 1]
+    g[:, 0, 1] *= cosines[:, 2]
+    g[:, 1, 0] *= cosines[:, 2]
+    return g
+
+
+def _far_enough(frac: np.ndarray, metric: np.ndarray, min_dist: float, free_angles: tuple[int, ...] = ()
+                ) -> np.ndarray:
+    """Whether every two atoms at ``frac`` (m, 3) are ``min_dist`` apart, in each cell of ``metric`` (n, 3, 3).
+
+    For the lattice angles in ``free_angles`` (3 = alpha, 4 = beta, 5 = gamma) the metric holds the
+    product of the two lengths, and each pair's term counts at its largest (an upper bound on the
+    distance over all values of that angle).
+    """
+    iu, ju = np.triu_indices(len(frac), 1)
+    d = frac[iu] - frac[ju]
+    d = ((d - np.rint(d))[:, None, :] + _SHIFTS[None]).reshape(-1, 3)  # nearest image and its neighbours
+    outer = d[:, :, None] * d[:, None, :]
+    for a in free_angles:
+        p, q = {3: (1, 2), 4: (0, 2), 5: (0, 1)}[a]
+        outer[:, p, q] = outer[:, q, p] = np.abs(outer[:, p, q])
+    # Elementwise bounds over the candidate cells rule out most pairs before the exact (pairs x cells) product.
+    lower = np.minimum(outer * metric.min(0), outer * metric.max(0)).sum(axis=(1, 2))
+    near = outer[lower < min_dist**2]
+    if not len(near):
+        return np.ones(len(metric), bool)
+    return np.einsum("kij,nij->nk", near, metric).min(axis=1) >= min_dist**2
 
 
 def condition_prefix(c: Conditions) -> list[int]:
@@ -268,7 +413,7 @@ def condition_prefix(c: Conditions) -> list[int]:
 
 
 def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0,
-                  guidance: float = 1.0):
+                  guidance: float = 1.0, validity_masks: bool = True):
     """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
 
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
@@ -278,22 +423,26 @@ def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, tempera
     the next-token logits are ``u + guidance * (c - u)``, with ``c`` the logits given
     the targets and ``u`` the logits with every target "unknown" (the model learned
     both through condition dropout). It doubles the cost; without targets it does nothing.
+
+    ``validity_masks=False`` turns off the charge-neutrality and distance masks
+    (see the module docstring), leaving the grammar and the researcher's constraints.
     """
     import torch
 
     # Local no_grad: CHGNet in the same process needs autograd for forces.
     with torch.no_grad():
-        return _sample_tokens(lm, c, n, seed, temperature, guidance)
+        return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks)
 
 
-def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float):
+def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float,
+                   validity_masks: bool):
     import torch
 
     problems = check_conditions(c)
     if problems:
         raise ValueError(" ".join(problems))
     gen = torch.Generator().manual_seed(seed)
-    masks = _Masks(c, n)
+    masks = _Masks(c, n, validity_masks)
     prefix = condition_prefix(c)
     unconditional = condition_prefix(Conditions())
     guided = guidance != 1.0 and prefix != unconditional

@@ -154,7 +154,11 @@ def _length_token(x: float) -> int:
     return LAYOUT["length"][0] + min(int(u * LENGTH_BINS), LENGTH_BINS - 1)
 
 
-def _length_value(tok: int) -> float:
+def lattice_value(tok: int) -> float:
+    """Lattice length (A, bin centre on the log scale) or angle (degrees, bin centre) of a lattice token."""
+    s, size = LAYOUT["angle"]
+    if s <= tok < s + size:
+        return float(tok - s) + 0.5
     u = (tok - LAYOUT["length"][0] + 0.5) / LENGTH_BINS
     return float(LENGTH_MIN * (LENGTH_MAX / LENGTH_MIN) ** u)
 
@@ -219,9 +223,7 @@ def decode(tokens: np.ndarray) -> WyckoffCrystal:
     if i + 7 > len(t):
         raise TokenizeError("sequence ends before the lattice")
     lat = t[i + 1: i + 7]
-    lengths = [_length_value(x) for x in lat[:3]]
-    angles = [float(x - LAYOUT["angle"][0]) + 0.5 for x in lat[3:]]
-    return WyckoffCrystal(sg, tuple(lengths + angles), tuple(sites))
+    return WyckoffCrystal(sg, tuple(lattice_value(x) for x in lat), tuple(sites))
 
 
 def from_structure(structure, symprec: float = 0.01) -> WyckoffCrystal:
