@@ -170,15 +170,26 @@ def static_energies(structures: Sequence, batch_size: int = 16, progress: Progre
     model = load_chgnet()
     for i in range(0, len(structures), batch_size):
         chunk = list(structures[i: i + batch_size])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            preds = model.predict_structure(chunk, task="e", batch_size=batch_size)
-        if isinstance(preds, dict):  # CHGNet returns a bare dict for a one-structure list
-            preds = [preds]
-        out[i: i + len(chunk)] = [float(p["e"]) for p in preds]
+        out[i: i + len(chunk)] = _chgnet_energies(model, chunk, batch_size)
         if progress:
             progress(min(i + batch_size, len(structures)), len(structures))
     return out
+
+
+def _chgnet_energies(model, structures: list, batch_size: int) -> list[float]:
+    # CHGNet refuses a whole batch when one structure has an atom without neighbours within 6 A (an
+    # isolated atom); that structure gets NaN and the others their energies.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            preds = model.predict_structure(structures, task="e", batch_size=batch_size)
+    except ValueError:
+        if len(structures) == 1:
+            return [math.nan]
+        return [e for s in structures for e in _chgnet_energies(model, [s], 1)]
+    if isinstance(preds, dict):  # CHGNet returns a bare dict for a one-structure list
+        preds = [preds]
+    return [float(p["e"]) for p in preds]
 
 
 def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgnet"):
