@@ -27,9 +27,10 @@ st.title("Materials generation")
 st.write(
     "Ask for crystals under constraints; a small transformer trained here on MP-20 writes them as space group + "
     "Wyckoff sites, so element, space-group and size constraints are obeyed by construction. Every candidate is "
-    "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry); by default "
-    "crystals with atoms closer than 0.5 A or no charge-neutral assignment are rejected and sampled again. Energy "
-    "(CHGNet or SevenNet-0), energy above hull, voltage and capacity are computed on request."
+    "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry). Masks on the "
+    "model's choices steer it away from atoms closer than 0.5 A and from compositions with no charge-neutral "
+    "assignment; by default the crystals that still fail are rejected and sampled again. Energy (CHGNet or "
+    "SevenNet-0), energy above hull, voltage and capacity are computed on request."
 )
 
 ION_CHOICES = ["none", "Li", "Na", "K", "Mg", "Zn"]

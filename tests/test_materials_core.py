@@ -237,7 +237,7 @@ def test_check_uploaded_structure():
     assert c.capacity == pytest.approx(273.8, abs=0.2)
     again = check(licoo2(), Conditions(), None, tracker=tracker)
     assert not again.unique and again.novel is None
-    assert set(c.row()) >= {"formula", "e_above_hull", "voltage", "capacity_mAh_g"}
+    assert set(c.row()) >= {"formula", "e_above_hull", "voltage", "capacity_mAh_g", "potential"}
 
 
 def test_training_loop_fits_two_crystals():

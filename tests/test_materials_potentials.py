@@ -99,6 +99,7 @@ def test_add_energies_refuses_mixed_potentials_and_fills_sevennet_voltage():
         add_energies([cand], refs, potential="sevennet")
     add_energies([cand], None, "Li", potential="sevennet")
     assert cand.e_per_atom == pytest.approx(stability.static_energies([cand.structure], potential="sevennet")[0])
+    assert cand.row()["potential"] == "sevennet"  # the CSV says which potential made the energies
     # Static, unrelaxed CoO2 framework: the voltage is overestimated, but stays in a physical window.
     assert 3.5 < cand.voltage < 5.5  # 4.4 V here; CHGNet gives 4.2 V
 
@@ -120,3 +121,10 @@ def test_page_computes_energies_with_the_chosen_potential(tmp_path, monkeypatch)
     assert not at.exception
     assert cand.e_per_atom == pytest.approx(stability.static_energies([nacl()], potential="sevennet")[0])
     assert at.session_state["mat_prov"].settings["energy_runs"][-1]["potential"] == "SevenNet-0"
+
+
+def test_chgnet_gives_nan_for_an_isolated_atom_and_energies_for_the_rest():
+    # CHGNet refuses a batch holding an atom with no neighbour within 6 A; one such crystal must not sink the rest.
+    gas = Structure(Lattice.cubic(20.0), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    e = stability.static_energies([nacl(), gas, nacl()])
+    assert np.isfinite(e[[0, 2]]).all() and np.isnan(e[1])

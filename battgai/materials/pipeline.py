@@ -42,6 +42,7 @@ class Candidate:
     voltage: float = math.nan
     capacity: float = math.nan
     relaxed: bool = False
+    potential: str = ""  # the interatomic potential behind the energies ("" = none computed)
     note: str = ""
 
     @property
@@ -56,7 +57,7 @@ class Candidate:
             "elements_ok": self.obeys_elements, "unique": self.unique, "novel": self.novel,
             "e_per_atom": self.e_per_atom, "e_above_hull": self.e_above_hull,
             "formation_energy": self.formation_energy, "voltage": self.voltage, "capacity_mAh_g": self.capacity,
-            "relaxed": self.relaxed, "source": self.source, "note": self.note,
+            "relaxed": self.relaxed, "potential": self.potential, "source": self.source, "note": self.note,
         }
 
 
@@ -228,6 +229,7 @@ def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax
             c.spacegroup_found = validate.spacegroup_found(c.structure)
         else:
             c.e_per_atom = float(stability.static_energies([c.structure], potential=potential)[0])
+        c.potential = potential
         if refs is not None:
             h = refs.hull(c.structure.composition, c.e_per_atom)
             c.e_above_hull, c.formation_energy = h.e_above_hull, h.formation_energy
