@@ -31,11 +31,12 @@ def test_bundled_model_samples_valid_crystals():
 def test_resampling_returns_only_valid_neutral_crystals_and_counts_the_rejected():
     from battgai.materials.pipeline import generate
 
-    cands, tally = generate(load_model(), Conditions(), 20, seed=0)
-    assert len(cands) == tally.accepted == 20
+    cands, tally = generate(load_model(), Conditions(), 40, seed=0)
+    assert len(cands) == tally.accepted == 40
     assert all(c.valid_structure and c.valid_smact for c in cands)
     assert tally.sampled == tally.accepted + tally.dead_end + tally.invalid + tally.not_neutral
-    assert tally.invalid + tally.not_neutral > 0  # the raw model is not that good: rejection did work
+    # The validity masks leave a few per cent to reject (one in these 41 draws): rejection did work.
+    assert tally.invalid + tally.not_neutral > 0
 
 
 def test_guidance_without_targets_changes_nothing_and_with_targets_changes_samples():

@@ -197,6 +197,7 @@ class _Masks:
         self.atoms = [np.zeros((0, 3)) for _ in range(n)]  # fractional coordinates of finished sites
         self.counts = [{} for _ in range(n)]  # Z -> atoms in the conventional cell
         self.lattice = [[] for _ in range(n)]
+        self.forced = np.zeros(n, bool)  # the site list was held open for neutrality
 
     @staticmethod
     def _range(group: str) -> np.ndarray:
@@ -233,7 +234,7 @@ class _Masks:
         # site per missing required element, this site must take one of them.
         missing = self.required - self.elements[i]
         if not missing:
-            return self.el_ok
+            return self._neutralizing(i) if self.forced[i] else self.el_ok
         sg = self.sg[i]
         left = (self.n_atoms or tk.MAX_ATOMS) * int(self.table.centering[sg]) - self.count[i]
         mult = self.table.multiplicity[sg]
@@ -268,11 +269,34 @@ class _Masks:
         if self.n_atoms:
             done = done and self.count[i] == cap
         if done and m.any() and self.validity and len(self.counts[i]) <= _NEUTRAL_MAX_ELEMENTS and not self._neutral(i):
+            self.forced[i] = True
             return m  # another site still fits: do not end on a composition SMACT calls impossible
         if done or not m.any():
             m[tk.LATT] = True
             self.stuck[i] |= not done
         return m
+
+    def _neutralizing(self, i: int) -> np.ndarray:
+        # This site was added because the composition was not charge neutral: prefer the elements that make
+        # it neutral now, so the atom budget is not spent before a neutral composition comes up. Sums of
+        # oxidation states rule most elements out cheaply; SMACT (with its electronegativity test) has the
+        # last word on the rest.
+        from pymatgen.core import Element
+
+        from battgai.materials.validate import smact_valid
+
+        s = tk.LAYOUT["el"][0]
+        mult = int(self.table.multiplicity[self.sg[i], self.letter[i]])
+        charges = _charge_sums(tuple(sorted(self.counts[i].items())))
+        metals = all(_is_metal(z) for z in self.counts[i])
+        m = np.zeros(tk.VOCAB_SIZE, bool)
+        for tok in np.flatnonzero(self.el_ok):
+            z = tok - s + 1
+            if not (metals and _is_metal(z)) and not any(-mult * q in charges for q in _oxidation_states(z)):
+                continue
+            counts = {**self.counts[i], z: self.counts[i].get(z, 0) + mult}
+            m[tok] = smact_valid({Element.from_Z(k).symbol: n for k, n in counts.items()})
+        return m if m.any() else self.el_ok
 
     def _neutral(self, i: int) -> bool:
         from pymatgen.core import Element
@@ -364,6 +388,7 @@ class _Masks:
         elif phase == 0:
             self.sg[i] = tok - tk.LAYOUT["sg"][0] + 1
         elif phase == 2:
+            self.forced[i] = False
             z = tok - tk.LAYOUT["el"][0] + 1
             self.elements[i].add(z)
             self.counts[i][z] = self.counts[i].get(z, 0) + int(self.table.multiplicity[self.sg[i], self.letter[i]])
@@ -375,6 +400,34 @@ class _Masks:
                 self.xyz[i] = []
         elif 6 <= phase <= 11:
             self.lattice[i].append(tk.lattice_value(tok))
+
+
+@functools.cache
+def _oxidation_states(z: int) -> tuple[int, ...]:
+    import smact
+    from pymatgen.core import Element
+
+    try:
+        return tuple(smact.Element(Element.from_Z(z).symbol).oxidation_states or ())
+    except (NameError, KeyError):  # an element SMACT has no data for
+        return ()
+
+
+@functools.cache
+def _is_metal(z: int) -> bool:
+    import smact
+    from pymatgen.core import Element
+
+    return Element.from_Z(z).symbol in smact.metals
+
+
+@functools.cache
+def _charge_sums(counts: tuple[tuple[int, int], ...]) -> frozenset[int]:
+    # Every total charge the composition can carry, one oxidation state per element.
+    sums = {0}
+    for z, n in counts:
+        sums = {t + n * q for t in sums for q in _oxidation_states(z)}
+    return frozenset(sums)
 
 
 def _metric(params: np.ndarray) -> np.ndarray:
