@@ -1,8 +1,9 @@
 """``python -m battgai.bench materials``: the generator side by side with two baselines, one run.
 
-The generator is run twice: as the raw model (every crystal that builds) and as
-the product samples it (invalid or non-neutral crystals rejected and resampled;
-throughput pays for the rejections). Baselines use the *same compositions, sizes
+The generator is run three times: as the product samples it (invalid or non-neutral
+crystals rejected and resampled; throughput pays for the rejections), as the raw
+model with its logit masks (every crystal that builds), and as the raw model
+without the validity masks (the ablation). Baselines use the *same compositions, sizes
 and space groups* as the product's samples: (1) pyxtal random structures, (2) ion
 substitution into a training structure of the same anonymous formula (prototype),
 volume rescaled by atomic radii. Every method is scored by the same code on the
