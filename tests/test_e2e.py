@@ -235,34 +235,39 @@ def test_materials_generate_then_view_in_3d(server, browser):
         page.close()
 
 
-@pytest.mark.skipif(not (ROOT / "pages" / "microstructure.py").exists(), reason="no microstructure page")
-def test_microstructure_denoise_and_bad_upload(server, browser):
-    page, errors, _, _ = _open(browser, server, nav="microstructure")
+def _run_then_bad_upload(browser, server, nav: str, run: str, radio: str, upload: tuple[str, str, bytes, str],
+                         shots: tuple[str, str], chart: bool) -> str:
+    """Open ``nav``, press ``run``, switch the radio to ``radio``, upload a bad file; return the page's alerts.
+
+    Takes the two ``shots`` (after the run, after the upload); fails on exception boxes and console errors.
+    """
+    page, errors, _, _ = _open(browser, server, nav=nav)
     try:
-        _click_and_wait(page, page.get_by_role("button", name="Run", exact=True))
-        _assert_clean(page, errors, "microstructure")
-        assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() > 0
-        _screenshot(page, "microstructure_denoised")
-        _click_and_wait(page, page.locator('[data-testid="stRadio"]').get_by_text("Upload", exact=True))
-        _upload(page, "PNG or TIFF", "not-really.png", b"this is a text file, not an image", "image/png")
-        _assert_clean(page, errors, "microstructure (bad upload)")
-        assert "not an image" in _alerts(page).lower(), _alerts(page)
-        _screenshot(page, "microstructure_bad_upload")
+        _click_and_wait(page, page.get_by_role("button", name=run, exact=True))
+        _assert_clean(page, errors, nav)
+        if chart:
+            assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() > 0, f"no chart on {nav}"
+        _screenshot(page, shots[0])
+        _click_and_wait(page, page.locator('[data-testid="stRadio"]').get_by_text(radio, exact=True))
+        _upload(page, *upload)
+        _assert_clean(page, errors, f"{nav} (bad upload)")
+        _screenshot(page, shots[1])
+        return _alerts(page)
     finally:
         page.close()
+
+
+@pytest.mark.skipif(not (ROOT / "pages" / "microstructure.py").exists(), reason="no microstructure page")
+def test_microstructure_denoise_and_bad_upload(server, browser):
+    alerts = _run_then_bad_upload(browser, server, "microstructure", "Run", "Upload",
+                                  ("PNG or TIFF", "not-really.png", b"this is a text file, not an image", "image/png"),
+                                  ("microstructure_denoised", "microstructure_bad_upload"), chart=True)
+    assert "not an image" in alerts.lower(), alerts
 
 
 @pytest.mark.skipif(not (ROOT / "pages" / "health.py").exists(), reason="no health page")
 def test_health_generate_and_bad_csv(server, browser):
-    page, errors, _, _ = _open(browser, server, nav="health")
-    try:
-        _click_and_wait(page, page.get_by_role("button", name="Generate", exact=True))
-        _assert_clean(page, errors, "health")
-        _screenshot(page, "health_generated")
-        _click_and_wait(page, page.locator('[data-testid="stRadio"]').get_by_text("Upload a CSV", exact=True))
-        _upload(page, "Cycler export", "cells.csv", b"foo,bar\n1,2\n3,4\n", "text/csv")
-        _assert_clean(page, errors, "health (bad csv)")
-        assert _alerts(page), "a CSV with unknown columns gave no message"
-        _screenshot(page, "health_bad_csv")
-    finally:
-        page.close()
+    alerts = _run_then_bad_upload(browser, server, "health", "Generate", "Upload a CSV",
+                                  ("Cycler export", "cells.csv", b"foo,bar\n1,2\n3,4\n", "text/csv"),
+                                  ("health_generated", "health_bad_csv"), chart=False)
+    assert alerts, "a CSV with unknown columns gave no message"
