@@ -30,7 +30,7 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                     model: str = DEFAULT_MODEL, energies: bool = False, novelty: bool = True,
                     resample: bool = True, guidance: float = 2.0) -> int:
     """Generate ``n`` candidates into ``out`` (resuming a previous run there); returns candidates written."""
-    from battgai import data
+    from battgai import __version__, data
     from battgai.provenance import Provenance
 
     conditions = parse_conditions(conditions_text)
@@ -47,6 +47,9 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
         old = json.loads(prov_path.read_text())
         if (old["settings"], old["seed"], old["sha256"]) != (json.loads(json.dumps(settings)), seed, lm.sha256):
             raise SystemExit(f"{out} holds a run with other settings; use a new --out folder")
+        if old.get("battgai_version") != __version__:  # the sampler may have changed: do not mix two in one run
+            raise SystemExit(f"{out} holds a run of battgai {old.get('battgai_version')}, this is {__version__}; "
+                             "use a new --out folder")
     else:
         prov_path.write_text(Provenance.now(lm.name, lm.sha256, settings, seed).to_json())
     known = refs = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,11 @@ def test_cli_streams_and_resumes(tmp_path):
     assert [r["formula"] for r in again] == [r["formula"] for r in rows]
     with pytest.raises(SystemExit, match="other settings"):
         generate_to_dir(12, "allowed=Na,Cl", out, seed=2, batch_size=6, novelty=False)
+    # A run made by another release (perhaps another sampler) is not extended either.
+    prov = json.loads((out / "provenance.json").read_text())
+    (out / "provenance.json").write_text(json.dumps({**prov, "battgai_version": "0.0.1"}))
+    with pytest.raises(SystemExit, match=r"battgai 0\.0\.1"):
+        generate_to_dir(12, "allowed=Na,Cl,K", out, seed=2, batch_size=6, novelty=False)
     with pytest.raises(SystemExit, match="impossible"):
         generate_to_dir(5, "allowed=Li,O;required=Fe", tmp_path / "x", novelty=False)
 
