@@ -56,6 +56,14 @@ def smact_valid(composition: Mapping[str, float] | object) -> bool:
 
 
 @functools.cache
+def _smact_element(symbol: str):
+    # smact.Element reads its data tables on every construction; the sampler asks thousands of times.
+    import smact
+
+    return smact.Element(symbol)
+
+
+@functools.cache
 def _smact_valid(elements: tuple[str, ...], counts: tuple[int, ...]) -> bool:
     import smact
     from smact.screening import pauling_test
@@ -64,8 +72,7 @@ def _smact_valid(elements: tuple[str, ...], counts: tuple[int, ...]) -> bool:
         return True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # noble gases have no Pauling electronegativity
-        space = smact.element_dictionary(elements)
-        smact_elems = [space[e] for e in elements]
+        smact_elems = [_smact_element(e) for e in elements]
         electronegs = [e.pauling_eneg for e in smact_elems]
         states = [e.oxidation_states or [] for e in smact_elems]
         if not all(states):
