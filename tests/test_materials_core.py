@@ -289,6 +289,13 @@ def test_score_counts_missing_structures_as_misses():
     assert r["novel"] == pytest.approx(2 / 3)
 
 
+def test_wilson_interval_matches_the_textbook_values():
+    from battgai.materials.bench import _interval
+
+    assert _interval(0.38, 100) == "29-48 %"  # 28.9 .. 48.0
+    assert _interval(0.0, 30) == "0-11 %"  # never 0-0: zero hits in 30 do not prove a zero rate
+
+
 def test_hit_ratio_over_a_zero_baseline_is_never_met():
     from battgai.materials.bench import _hit_ratio, _times
 

@@ -423,6 +423,14 @@ def pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
+def _interval(rate: float, n: int) -> str:
+    """95 % Wilson score interval of a rate measured on ``n`` samples, as "lo-hi %"."""
+    z = 1.96
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return f"{100 * max(centre - half, 0):.0f}-{100 * min(centre + half, 1):.0f} %"
+
+
 def _cell(d: dict | None, key: str, fmt=pct) -> str:
     return "–" if d is None or key not in d else fmt(d[key])
 
@@ -455,8 +463,9 @@ def markdown(r: dict, command: str) -> str:
     for label, key in ((f"stable, static CHGNet E_hull < 0.1 eV/atom (subsample {n_sub})", "stable"),
                        (f"S.U.N., static (subsample {n_sub})", "sun"),
                        (f"stable after CHGNet relaxation (subsample {n_sub})", "stable_relaxed"),
-                       (f"**S.U.N., relaxed** (>= 25 %; subsample {n_sub})", "sun_relaxed")):
-        lines.append(f"| {label} | " + " | ".join(_cell(s.get(k), key) for k in names) + " |")
+                       (f"**S.U.N., relaxed** (>= 25 %; subsample {n_sub}; 95 % Wilson interval)", "sun_relaxed")):
+        fmt = (lambda x: f"{pct(x)} ({_interval(x, n_sub)})") if key == "sun_relaxed" else pct
+        lines.append(f"| {label} | " + " | ".join(_cell(s.get(k), key, fmt) for k in names) + " |")
     for label, key in (("median E_hull, eV/atom, static", "ehull_median"),
                        ("median E_hull, eV/atom, relaxed", "ehull_median_relaxed")):
         lines.append(f"| {label} | " + " | ".join(_cell(s.get(k), key, lambda x: f"{x:.2f}") for k in names) + " |")
@@ -515,16 +524,17 @@ def markdown(r: dict, command: str) -> str:
                   "weight, w = 1 is plain conditioning). The weight is chosen per target on other samples (another "
                   f"seed, {r['select_n']} per weight, static CHGNet hit rates shown in brackets), then scored here; "
                   "hit ratio = chosen-w rate / unconditional rate. The unconditional E_form / E_hull rates come from "
-                  "the S.U.N. subsample. With this many samples the intervals are wide: read the ratios as "
-                  "indicative.", "",
+                  "the S.U.N. subsample. Brackets: 95 % Wilson intervals; with this many samples they are wide, so "
+                  "read the ratios as indicative.", "",
                   "| target | unconditional | w = 1 | chosen w (selection: static hit rate per w) | ratio (>= 2x) |",
                   "|---|---|---|---|---|"]
         for label, row in r["properties"].items():
             w = f"w{row['w_chosen']:g}"
             sel = ", ".join(f"w={k}: {pct(v)}" for k, v in row["selection"].items())
-            lines.append(f"| {label} | {pct(row['uncond'])} (median {row['uncond_median']:.2f}) | "
-                         f"{pct(row['w1'])} (median {row['w1_median']:.2f}) | w = {row['w_chosen']:g}: "
-                         f"{pct(row[w])} (median {row[w + '_median']:.2f}; {sel}) | "
+            lines.append(f"| {label} | {pct(row['uncond'])} ({_interval(row['uncond'], row['uncond_n'])}; median "
+                         f"{row['uncond_median']:.2f}) | {pct(row['w1'])} (median {row['w1_median']:.2f}) | "
+                         f"w = {row['w_chosen']:g}: {pct(row[w])} ({_interval(row[w], r['prop_n'])}; median "
+                         f"{row[w + '_median']:.2f}; {sel}) | "
                          f"{_times(_hit_ratio(row[w], row['uncond']))} |")
     if "hull_validation" in r:
         h = r["hull_validation"]
