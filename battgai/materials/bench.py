@@ -155,19 +155,42 @@ def score(structures, known) -> dict[str, float]:
             "_unique_mask": uniq, "_novel_mask": novel, "_ok_index": [i for i, s in enumerate(structures) if s]}
 
 
+#: Wall-clock limit of one benchmark relaxation (s). A cell that collapses under the potential makes CHGNet's
+#: neighbour lists explode (one took 19 GB and minutes per step); it is stopped and counted as failed.
+RELAX_TIMEOUT = 90
+
+
+class _RelaxTimeout(Exception):
+    pass
+
+
+def _raise_timeout(signum, frame):
+    raise _RelaxTimeout
+
+
 def relax_all(structures, steps: int = 100, progress=None) -> list:
-    """CHGNet relaxation of each structure: ``(relaxed structure, energy per atom)`` or None when it fails."""
+    """CHGNet relaxation of each structure: ``(relaxed structure, energy per atom)`` or None when it fails
+    or runs past :data:`RELAX_TIMEOUT` seconds."""
+    import signal
+
     from battgai.materials.stability import relax
 
     out = []
-    for k, s in enumerate(structures):
-        try:
-            r, e = relax(s, steps=steps)
-            out.append((r, e) if np.isfinite(e) and validate.structural_valid(r) else None)
-        except Exception:  # a relaxation that blows up counts as unstable, it does not stop the benchmark
-            out.append(None)
-        if progress:
-            progress(k + 1, len(structures))
+    previous = signal.signal(signal.SIGALRM, _raise_timeout)
+    try:
+        for k, s in enumerate(structures):
+            signal.alarm(RELAX_TIMEOUT)
+            try:
+                r, e = relax(s, steps=steps)
+                out.append((r, e) if np.isfinite(e) and validate.structural_valid(r) else None)
+            except Exception:  # a relaxation that blows up or times out counts as unstable
+                out.append(None)
+            finally:
+                signal.alarm(0)
+            if progress:
+                progress(k + 1, len(structures))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
     return out
 
 
@@ -377,25 +400,29 @@ def _hits(values: np.ndarray, lo: float, hi: float) -> float:
 
 
 def property_hits(lm, refs, n: int, seed: int, uncond: dict[str, np.ndarray],
-                  guidances: tuple[float, ...] = (1.0, 2.0, 3.0), select_n: int = 30) -> dict:
+                  guidances: tuple[float, ...] = (1.0, 2.0, 3.0), select_n: int = 30,
+                  targets: tuple[str, ...] = ()) -> dict:
     """Hit rate of each property target, conditioned vs unconditional, relaxed CHGNet.
 
     The guidance weight is chosen per target on other samples (seed + 1, ``select_n`` per
     weight, static CHGNet), so the reported rate is not the best of several draws on the
     samples it is scored on. Plain conditioning (w = 1) is reported beside it.
     ``uncond`` holds relaxed unconditional values by quantity; the voltage's unconditional
-    counterpart (Li required, no target) is sampled here.
+    counterpart (Li required, no target), and any other missing from ``uncond``, is sampled
+    here. ``targets`` (label prefixes) limits the rows measured.
     """
     out = {}
     for label, cond, quantity, (lo, hi) in PROPERTY_TARGETS:
+        if targets and not label.startswith(targets):
+            continue
         selection = {f"{w:g}": _hits(property_values(lm, cond, quantity, select_n, seed + 1, refs, guidance=w,
                                                      relax_steps=0), lo, hi) for w in guidances}
         chosen = max(guidances, key=lambda w: (selection[f"{w:g}"], -w))  # a tie goes to the weaker guidance
-        if quantity == "voltage":
-            base = property_values(lm, Conditions(working_ion="Li"), quantity, n, seed, refs)
-        else:
+        if quantity in uncond:
             base = np.asarray(uncond[quantity], dtype=float)
-        row = {"uncond": _hits(base, lo, hi), "uncond_median": _median(base), "uncond_n": len(base),
+        else:
+            base = property_values(lm, Conditions(working_ion=cond.working_ion), quantity, n, seed, refs)
+        row = {"n": n, "uncond": _hits(base, lo, hi), "uncond_median": _median(base), "uncond_n": len(base),
                "selection": selection, "w_chosen": chosen}
         for w in sorted({1.0, chosen}):
             v = property_values(lm, cond, quantity, n, seed, refs, guidance=w)
@@ -487,6 +514,10 @@ def markdown(r: dict, command: str) -> str:
     for label, row in r.get("properties", {}).items():
         targets[f"{label.split(' ')[0]} hit ratio"] = (_hit_ratio(row[f"w{row['w_chosen']:g}"], row["uncond"]), 2.0)
     missed = [k for k, (v, tgt) in targets.items() if not v >= tgt]
+    for note in r.get("notes", []):
+        lines.insert(4, f"Note: {note}  ")
+    if r.get("completed_by"):
+        lines.insert(4, "Completed by: " + "; ".join(f"`{c}`" for c in r["completed_by"]) + "  ")
     lines.insert(4, f"**Targets missed:** {', '.join(missed) or 'none'}; met: "
                  f"{', '.join(k for k in targets if k not in missed) or 'none'}. The generator's targets are judged "
                  "on the app's sampler, validity and SMACT on the raw model.  ")
@@ -529,11 +560,11 @@ def markdown(r: dict, command: str) -> str:
                   "| target | unconditional | w = 1 | chosen w (selection: static hit rate per w) | ratio (>= 2x) |",
                   "|---|---|---|---|---|"]
         for label, row in r["properties"].items():
-            w = f"w{row['w_chosen']:g}"
+            w, n_row = f"w{row['w_chosen']:g}", row.get("n", r["prop_n"])
             sel = ", ".join(f"w={k}: {pct(v)}" for k, v in row["selection"].items())
             lines.append(f"| {label} | {pct(row['uncond'])} ({_interval(row['uncond'], row['uncond_n'])}; median "
                          f"{row['uncond_median']:.2f}) | {pct(row['w1'])} (median {row['w1_median']:.2f}) | "
-                         f"w = {row['w_chosen']:g}: {pct(row[w])} ({_interval(row[w], r['prop_n'])}; median "
+                         f"w = {row['w_chosen']:g}: {pct(row[w])} ({_interval(row[w], n_row)}; median "
                          f"{row[w + '_median']:.2f}; {sel}) | "
                          f"{_times(_hit_ratio(row[w], row['uncond']))} |")
     if "hull_validation" in r:
@@ -568,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     from battgai import bench as bench_mod
     from battgai.materials.corpus import load_corpus, training_cifs_by_formula
     from battgai.materials.sample import load_model
-    from battgai.materials.stability import ReferencePhases, validate_hull_proxy, validate_hull_proxy_mpts
+    from battgai.materials.stability import ReferencePhases
 
     p = argparse.ArgumentParser(prog="python -m battgai.bench materials")
     p.add_argument("--model", default="materials_gpt")
@@ -588,7 +619,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cov-curve", default="", metavar="SIZES",
                    help="only measure the app sampler's COV at these comma-separated sample counts (e.g. "
                         f"1000,2500,5000), save it to {CURVE.name} and re-render the table")
+    p.add_argument("--only", default="", metavar="SECTIONS",
+                   help=f"re-measure only these sections (throughput, properties, validation) into {RESULTS.name}, "
+                        "keep the rest")
+    p.add_argument("--targets", default="", help="with --only properties: label prefixes of the rows to measure "
+                                                 "(e.g. 'E_hull,voltage'); their unconditional rates are sampled anew")
     args = p.parse_args(argv)
+    if args.only:
+        torch.set_num_threads(1)
+        _measure_only(args, load_model(args.model), "python -m battgai.bench materials " + " ".join(argv or []))
+        return
     if args.cov_curve:
         torch.set_num_threads(1)
         lm = load_model(args.model)
@@ -615,13 +655,10 @@ def main(argv: list[str] | None = None) -> None:
                "sun_n": args.sun_n, "cond_n": args.cond_n, "prop_n": args.prop_n, "select_n": args.select_n,
                "cov_n": args.cov_n}
     t = time.time()
-    product, tally, sgs = sample_product(lm, args.n, args.seed)
+    methods, tally = sample_methods(lm, args.n, args.seed)
     r["tally"] = dataclasses.asdict(tally)
-    print(f"app sampler: {tally}, {product.seconds:.1f} s", flush=True)
-    methods = [product, pyxtal_random(product.structures, sgs, args.seed),
-               ion_substitution(product.structures, args.seed), sample_raw(lm, args.n, args.seed),
-               sample_raw(lm, args.n, args.seed, validity_masks=False)]
-    r["methods"], r["throughput"], r["sun"] = {}, {}, {}
+    print(f"app sampler: {tally}, {methods[0].seconds:.1f} s", flush=True)
+    r["methods"], r["throughput"], r["sun"] = {}, throughput(methods), {}
     rng = np.random.default_rng(args.seed)
     both = [i for i in range(args.n) if all(m.structures[i] is not None for m in methods[:3])]
     idx = sorted(rng.choice(both, size=min(args.sun_n, len(both)), replace=False).tolist())
@@ -631,9 +668,6 @@ def main(argv: list[str] | None = None) -> None:
         uniq_of = dict(zip(ok, sc.pop("_unique_mask"), strict=True))
         novel_of = dict(zip(ok, sc.pop("_novel_mask"), strict=True))
         r["methods"][m.name] = sc
-        tv = time.time()  # throughput counts building + the validity check, before any relaxation
-        valid = sum(1 for s in m.structures if s is not None and validate.structural_valid(s))
-        r["throughput"][m.name] = valid / (m.seconds + time.time() - tv) * 60
         if k < 3:  # the raw model's S.U.N. would differ from the app's only by its invalid share
             r["sun"][m.name] = sun(m.structures, idx, uniq_of, novel_of, refs, known, args.relax_steps)
         print(m.name, {k: round(v, 3) for k, v in sc.items()},
@@ -655,20 +689,73 @@ def main(argv: list[str] | None = None) -> None:
                   "e_above_hull": r["sun"][gname]["_ehull_relaxed"]}
         r["properties"] = property_hits(lm, refs, args.prop_n, args.seed, uncond, select_n=args.select_n)
         print("properties", f"{time.time() - t:.0f} s", flush=True)
-    if args.hull_n:
-        r["hull_validation"] = dataclasses.asdict(validate_hull_proxy(args.hull_n, args.seed))
-        print("hull validation", r["hull_validation"], f"{time.time() - t:.0f} s", flush=True)
-        r["hull_validation_mpts"] = dataclasses.asdict(validate_hull_proxy_mpts(args.hull_n // 2, args.seed))
-        print("hull validation MPTS-52", r["hull_validation_mpts"], f"{time.time() - t:.0f} s", flush=True)
-    if args.volt_n:
-        from battgai.materials.battery import validate_voltage_proxy
-
-        r["voltage_validation"] = dataclasses.asdict(validate_voltage_proxy(args.volt_n, args.seed))
-        print("voltage validation", r["voltage_validation"], flush=True)
+    _validate_proxies(r, args)
     r["command"] = command.strip()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(r, indent=1, default=str))
     md = markdown(_with_curve(r), command.strip())
+    print(md)
+    if not args.no_write:
+        bench_mod.write_section("materials", md)
+        record_in_card(r)
+
+
+def sample_methods(lm, n: int, seed: int):
+    """The five columns' samples (each timed): app sampler, pyxtal, substitution, raw model with / without masks."""
+    product, tally, sgs = sample_product(lm, n, seed)
+    return [product, pyxtal_random(product.structures, sgs, seed), ion_substitution(product.structures, seed),
+            sample_raw(lm, n, seed), sample_raw(lm, n, seed, validity_masks=False)], tally
+
+
+def throughput(methods) -> dict[str, float]:
+    """Valid structures per minute of each method: its sampling time plus the validity check, no relaxation."""
+    out = {}
+    for m in methods:
+        tv = time.time()
+        valid = sum(1 for s in m.structures if s is not None and validate.structural_valid(s))
+        out[m.name] = valid / (m.seconds + time.time() - tv) * 60
+    return out
+
+
+def _validate_proxies(r: dict, args) -> None:
+    """E_hull proxy vs DFT (MP-20, MPTS-52) and voltage proxy vs DFT, into ``r``."""
+    from battgai.materials.battery import validate_voltage_proxy
+    from battgai.materials.stability import validate_hull_proxy, validate_hull_proxy_mpts
+
+    if args.hull_n:
+        r["hull_validation"] = dataclasses.asdict(validate_hull_proxy(args.hull_n, args.seed))
+        print("hull validation", r["hull_validation"], flush=True)
+        r["hull_validation_mpts"] = dataclasses.asdict(validate_hull_proxy_mpts(args.hull_n // 2, args.seed))
+        print("hull validation MPTS-52", r["hull_validation_mpts"], flush=True)
+    if args.volt_n:
+        r["voltage_validation"] = dataclasses.asdict(validate_voltage_proxy(args.volt_n, args.seed))
+        print("voltage validation", r["voltage_validation"], flush=True)
+
+
+def _measure_only(args, lm, command: str) -> None:
+    # Re-measure some sections of a saved run (same weights) and re-render: for a run that was stopped.
+    from battgai import bench as bench_mod
+    from battgai.materials.stability import ReferencePhases
+
+    r = json.loads(RESULTS.read_text())
+    if r["sha256"] != lm.sha256:
+        raise SystemExit(f"{RESULTS} holds a run of other weights; run the whole benchmark")
+    only = set(args.only.split(","))
+    done = r.setdefault("completed_by", [])
+    if "throughput" in only:
+        methods, _tally = sample_methods(lm, r["n"], args.seed)
+        r["throughput"] = throughput(methods)
+        print("throughput", r["throughput"], flush=True)
+    if "properties" in only:
+        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        rows = property_hits(lm, ReferencePhases.from_mp20(), args.prop_n, args.seed, {}, select_n=args.select_n,
+                             targets=targets)
+        r.setdefault("properties", {}).update(rows)
+    if "validation" in only:
+        _validate_proxies(r, args)
+    done.append(command.strip())
+    RESULTS.write_text(json.dumps(r, indent=1, default=str))
+    md = markdown(_with_curve(r), r.get("command", command.strip()))
     print(md)
     if not args.no_write:
         bench_mod.write_section("materials", md)
