@@ -551,22 +551,22 @@ def markdown(r: dict, command: str) -> str:
                   f"{pct(c['spacegroup_hit'])} ("
                   + ", ".join(f"{k}: {pct(v)}" for k, v in c["_per_sg"].items()) + ") | >= 90 % |"]
     if "properties" in r:
-        lines += ["", f"Property targets, relaxed CHGNet ({r['prop_n']} samples per cell; w = classifier-free guidance "
-                  "weight, w = 1 is plain conditioning). The weight is chosen per target on other samples (another "
-                  f"seed, {r['select_n']} per weight, static CHGNet hit rates shown in brackets), then scored here; "
-                  "hit ratio = chosen-w rate / unconditional rate. The unconditional E_form / E_hull rates come from "
-                  "the S.U.N. subsample. Brackets: 95 % Wilson intervals; with this many samples they are wide, so "
-                  "read the ratios as indicative.", "",
+        lines += ["", "Property targets, relaxed CHGNet (n = samples per cell; w = classifier-free guidance weight, "
+                  "w = 1 is plain conditioning). The weight is chosen per target on other samples (another seed, "
+                  f"{r['select_n']} per weight, static CHGNet hit rates shown after the semicolon), then scored here; "
+                  "hit ratio = chosen-w rate / unconditional rate. An unconditional rate with n = "
+                  f"{r['sun_n']} comes from the S.U.N. subsample; otherwise the row sampled its own. Brackets: 95 % "
+                  "Wilson intervals; with this many samples they are wide, so read the ratios as indicative.", "",
                   "| target | unconditional | w = 1 | chosen w (selection: static hit rate per w) | ratio (>= 2x) |",
                   "|---|---|---|---|---|"]
         for label, row in r["properties"].items():
             w, n_row = f"w{row['w_chosen']:g}", row.get("n", r["prop_n"])
             sel = ", ".join(f"w={k}: {pct(v)}" for k, v in row["selection"].items())
-            lines.append(f"| {label} | {pct(row['uncond'])} ({_interval(row['uncond'], row['uncond_n'])}; median "
-                         f"{row['uncond_median']:.2f}) | {pct(row['w1'])} (median {row['w1_median']:.2f}) | "
-                         f"w = {row['w_chosen']:g}: {pct(row[w])} ({_interval(row[w], n_row)}; median "
-                         f"{row[w + '_median']:.2f}; {sel}) | "
-                         f"{_times(_hit_ratio(row[w], row['uncond']))} |")
+            lines.append(f"| {label} | {pct(row['uncond'])} (n = {row['uncond_n']}; "
+                         f"{_interval(row['uncond'], row['uncond_n'])}; median {row['uncond_median']:.2f}) | "
+                         f"{pct(row['w1'])} (n = {n_row}; median {row['w1_median']:.2f}) | w = {row['w_chosen']:g}: "
+                         f"{pct(row[w])} (n = {n_row}; {_interval(row[w], n_row)}; median {row[w + '_median']:.2f}; "
+                         f"{sel}) | {_times(_hit_ratio(row[w], row['uncond']))} |")
     if "hull_validation" in r:
         h = r["hull_validation"]
         lines += ["", f"Proxy validation (static CHGNet energies on DFT geometries, no relaxation). E_hull on "
