@@ -614,7 +614,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cov-ref", type=int, default=0, help="held-out references for COV (0 = all)")
     p.add_argument("--volt-n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
+    p.add_argument("--no-write", action="store_true",
+                   help=f"print only; leave docs/BENCHMARKS.md, the model card and {RESULTS.name} alone")
     p.add_argument("--render-only", action="store_true", help=f"rewrite the table from {RESULTS.name}, no run")
     p.add_argument("--cov-curve", default="", metavar="SIZES",
                    help="only measure the app sampler's COV at these comma-separated sample counts (e.g. "
@@ -691,11 +692,11 @@ def main(argv: list[str] | None = None) -> None:
         print("properties", f"{time.time() - t:.0f} s", flush=True)
     _validate_proxies(r, args)
     r["command"] = command.strip()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(r, indent=1, default=str))
     md = markdown(_with_curve(r), command.strip())
     print(md)
-    if not args.no_write:
+    if not args.no_write:  # a trial run must not replace the saved results the report is rendered from
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(r, indent=1, default=str))
         bench_mod.write_section("materials", md)
         record_in_card(r)
 
@@ -754,10 +755,10 @@ def _measure_only(args, lm, command: str) -> None:
     if "validation" in only:
         _validate_proxies(r, args)
     done.append(command.strip())
-    RESULTS.write_text(json.dumps(r, indent=1, default=str))
     md = markdown(_with_curve(r), r.get("command", command.strip()))
     print(md)
     if not args.no_write:
+        RESULTS.write_text(json.dumps(r, indent=1, default=str))
         bench_mod.write_section("materials", md)
         record_in_card(r)
 
