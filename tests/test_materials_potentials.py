@@ -128,3 +128,28 @@ def test_chgnet_gives_nan_for_an_isolated_atom_and_energies_for_the_rest():
     gas = Structure(Lattice.cubic(20.0), ["Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     e = stability.static_energies([nacl(), gas, nacl()])
     assert np.isfinite(e[[0, 2]]).all() and np.isnan(e[1])
+
+
+@pytest.mark.parametrize("potential", ["chgnet", "sevennet"])
+def test_relaxation_of_a_collapsed_cell_is_stopped_before_the_potential_runs(potential):
+    # 0.5 A^3 per atom: CHGNet's 6 A neighbour lists would hold ~1,800 neighbours per atom; the guard refuses.
+    squashed = Structure(Lattice.cubic(1.0), ["Li"], [[0, 0, 0]])
+    with pytest.raises(stability.RelaxationError, match="collapsed"):
+        stability.relax(squashed, steps=5, potential=potential)
+
+
+def test_add_energies_keeps_a_candidate_whose_relaxation_was_stopped():
+    from battgai.materials.pipeline import UniqueTracker, add_energies, check
+
+    cand = check(nacl(), Conditions(), None, source="uploaded", tracker=UniqueTracker())
+    cand.structure = Structure(Lattice.cubic(1.0), ["Li"], [[0, 0, 0]])  # valid_structure stays True
+    add_energies([cand], None, relax=True)
+    assert not cand.relaxed and math.isnan(cand.e_per_atom) and "collapsed" in cand.note
+
+
+def test_chgnet_relaxation_through_the_guard_lowers_a_strained_cell():
+    strained = nacl().copy()
+    strained.scale_lattice(strained.volume * 1.15)
+    before = stability.static_energies([strained])[0]
+    final, after = stability.relax(strained, steps=40)
+    assert after < before and final.volume < strained.volume

@@ -224,7 +224,13 @@ def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax
     todo = [c for c in cands if c.valid_structure]
     for k, c in enumerate(todo):
         if relax:
-            c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)
+            try:
+                c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)
+            except stability.RelaxationError as exc:  # keep the candidate as generated, say why it has no energy
+                c.note = f"not relaxed: {exc}"
+                if progress:
+                    progress(k + 1, len(todo))
+                continue
             c.relaxed = True
             c.spacegroup_found = validate.spacegroup_found(c.structure)
         else:

@@ -192,6 +192,30 @@ def _chgnet_energies(model, structures: list, batch_size: int) -> list[float]:
     return [float(p["e"]) for p in preds]
 
 
+#: A3 per atom below which a relaxation is stopped: no solid is that dense (diamond has 5.7), and a cell collapsing
+#: towards it makes the potential's neighbour lists (6 A cutoff) grow without bound, to tens of GB.
+MIN_RELAX_VOLUME_PER_ATOM = 2.0
+
+
+class RelaxationError(ValueError):
+    """A relaxation that had to be stopped (reason in the message)."""
+
+
+@functools.cache
+def _guarded_filter():
+    # FrechetCellFilter that refuses to evaluate a collapsed cell; built lazily so ASE loads only when needed.
+    from ase.filters import FrechetCellFilter
+
+    class CollapseGuard(FrechetCellFilter):
+        def get_forces(self, *args, **kwargs):
+            per_atom = self.atoms.get_volume() / len(self.atoms)
+            if per_atom < MIN_RELAX_VOLUME_PER_ATOM:
+                raise RelaxationError(f"the cell collapsed to {per_atom:.2f} A^3/atom during relaxation")
+            return super().get_forces(*args, **kwargs)
+
+    return CollapseGuard
+
+
 def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgnet"):
     """Relax cell + positions (ASE FIRE on a FrechetCellFilter) with ``potential``.
 
@@ -200,17 +224,21 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     :func:`static_energies`); stops at ``fmax`` (eV/A) or after ``steps`` steps. CHGNet goes
     through its own ``StructOptimizer`` (the same FIRE + FrechetCellFilter).
     About 5 s for a 10-atom cell on one CPU core.
+
+    Raises
+    ------
+    RelaxationError
+        The cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`.
     """
     check_potential(potential)
     if potential == "sevennet":
-        from ase.filters import FrechetCellFilter
         from ase.optimize import FIRE
         from pymatgen.io.ase import AseAtomsAdaptor
 
         with _sevennet_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             atoms = _sevennet_atoms(structure)
-            FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=steps)
+            FIRE(_guarded_filter()(atoms), logfile=None).run(fmax=fmax, steps=steps)
             energy = float(atoms.get_potential_energy()) / len(atoms)
         atoms.calc = None
         final = AseAtomsAdaptor.get_structure(atoms)
@@ -221,7 +249,7 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = StructOptimizer(model=load_chgnet())
-        r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False)
+        r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, ase_filter=_guarded_filter())
     final = r["final_structure"]
     return final, float(r["trajectory"].energies[-1]) / len(final)
 
