@@ -692,13 +692,7 @@ def main(argv: list[str] | None = None) -> None:
         print("properties", f"{time.time() - t:.0f} s", flush=True)
     _validate_proxies(r, args)
     r["command"] = command.strip()
-    md = markdown(_with_curve(r), command.strip())
-    print(md)
-    if not args.no_write:  # a trial run must not replace the saved results the report is rendered from
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(r, indent=1, default=str))
-        bench_mod.write_section("materials", md)
-        record_in_card(r)
+    _publish(r, args.no_write)
 
 
 def sample_methods(lm, n: int, seed: int):
@@ -735,7 +729,6 @@ def _validate_proxies(r: dict, args) -> None:
 
 def _measure_only(args, lm, command: str) -> None:
     # Re-measure some sections of a saved run (same weights) and re-render: for a run that was stopped.
-    from battgai import bench as bench_mod
     from battgai.materials.stability import ReferencePhases
 
     r = json.loads(RESULTS.read_text())
@@ -755,9 +748,17 @@ def _measure_only(args, lm, command: str) -> None:
     if "validation" in only:
         _validate_proxies(r, args)
     done.append(command.strip())
-    md = markdown(_with_curve(r), r.get("command", command.strip()))
+    _publish(r, args.no_write)
+
+
+def _publish(r: dict, no_write: bool) -> None:
+    # Print the report; unless told not to, save the results it is rendered from, the docs section and the card.
+    from battgai import bench as bench_mod
+
+    md = markdown(_with_curve(r), r["command"])
     print(md)
-    if not args.no_write:
+    if not no_write:  # a trial run must not replace the saved results the report is rendered from
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(r, indent=1, default=str))
         bench_mod.write_section("materials", md)
         record_in_card(r)

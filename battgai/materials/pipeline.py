@@ -223,25 +223,29 @@ def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax
                          "an energy above hull needs one potential for both")
     todo = [c for c in cands if c.valid_structure]
     for k, c in enumerate(todo):
-        if relax:
-            try:
-                c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)
-            except stability.RelaxationError as exc:  # keep the candidate as generated, say why it has no energy
-                c.note = f"not relaxed: {exc}"
-                if progress:
-                    progress(k + 1, len(todo))
-                continue
-            c.relaxed = True
-            c.spacegroup_found = validate.spacegroup_found(c.structure)
-        else:
-            c.e_per_atom = float(stability.static_energies([c.structure], potential=potential)[0])
-        c.potential = potential
-        if refs is not None:
-            h = refs.hull(c.structure.composition, c.e_per_atom)
-            c.e_above_hull, c.formation_energy = h.e_above_hull, h.formation_energy
-            if h.note:
-                c.note = h.note
-        if ion:
-            c.voltage = battery.candidate_voltage(c.structure, c.e_per_atom, ion, potential)
+        _add_energy(c, refs, ion, relax, potential)
         if progress:
             progress(k + 1, len(todo))
+
+
+def _add_energy(c: Candidate, refs, ion: str | None, relax: bool, potential: str) -> None:
+    from battgai.materials import stability
+
+    if relax:
+        try:
+            c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)
+        except stability.RelaxationError as exc:  # keep the candidate as generated, say why it has no energy
+            c.note = f"not relaxed: {exc}"
+            return
+        c.relaxed = True
+        c.spacegroup_found = validate.spacegroup_found(c.structure)
+    else:
+        c.e_per_atom = float(stability.static_energies([c.structure], potential=potential)[0])
+    c.potential = potential
+    if refs is not None:
+        h = refs.hull(c.structure.composition, c.e_per_atom)
+        c.e_above_hull, c.formation_energy = h.e_above_hull, h.formation_energy
+        if h.note:
+            c.note = h.note
+    if ion:
+        c.voltage = battery.candidate_voltage(c.structure, c.e_per_atom, ion, potential)

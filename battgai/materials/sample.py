@@ -404,11 +404,12 @@ class _Masks:
 
 @functools.cache
 def _oxidation_states(z: int) -> tuple[int, ...]:
-    import smact
     from pymatgen.core import Element
 
+    from battgai.materials.validate import smact_element
+
     try:
-        return tuple(smact.Element(Element.from_Z(z).symbol).oxidation_states or ())
+        return tuple(smact_element(Element.from_Z(z).symbol).oxidation_states or ())
     except (NameError, KeyError):  # an element SMACT has no data for
         return ()
 

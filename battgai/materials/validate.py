@@ -56,8 +56,8 @@ def smact_valid(composition: Mapping[str, float] | object) -> bool:
 
 
 @functools.cache
-def _smact_element(symbol: str):
-    # smact.Element reads its data tables on every construction; the sampler asks thousands of times.
+def smact_element(symbol: str):
+    """SMACT's element data (built once: ``smact.Element`` rereads its tables on every construction)."""
     import smact
 
     return smact.Element(symbol)
@@ -72,7 +72,7 @@ def _smact_valid(elements: tuple[str, ...], counts: tuple[int, ...]) -> bool:
         return True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # noble gases have no Pauling electronegativity
-        smact_elems = [_smact_element(e) for e in elements]
+        smact_elems = [smact_element(e) for e in elements]
         electronegs = [e.pauling_eneg for e in smact_elems]
         states = [e.oxidation_states or [] for e in smact_elems]
         if not all(states):
