@@ -79,6 +79,8 @@ def test_build_refuses_unknown_wyckoff_letter():
 def test_symmetrize_lattice_cubic_and_hexagonal():
     assert build.symmetrize_lattice(225, (4.0, 4.2, 4.4, 80, 95, 100)) == (4.2, 4.2, 4.2, 90.0, 90.0, 90.0)
     assert build.symmetrize_lattice(194, (3.0, 3.2, 5.0, 80, 95, 100))[3:] == (90.0, 90.0, 120.0)
+    many = build.symmetrize_lattice(14, np.array([[3.0, 3.2, 5.0, 80, 95, 100]] * 2))  # arrays go row by row
+    assert many.shape == (2, 6) and many[1].tolist() == [3.0, 3.2, 5.0, 90.0, 95.0, 90.0]
 
 
 def test_parse_conditions_and_errors():
@@ -149,6 +151,66 @@ def test_far_enough_is_exact_for_a_known_pair_and_bounds_free_angles():
     frac = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.05]])
     cells = np.array([[4.0, 4.0, 4.0, 0.0, 0.0, 0.0], [6.0, 4.0, 6.0, 0.0, 0.0, 0.0]])
     assert _far_enough(frac, _metric(cells), 0.5, free_angles=(3, 4, 5)).tolist() == [False, True]
+
+
+def _one_sequence(sg: int, frac, lattice=()):
+    from battgai.materials.sample import _Masks
+
+    m = _Masks(Conditions(), 1)
+    m.sg[0], m.atoms[0], m.lattice[0] = sg, np.array(frac, dtype=float), list(lattice)
+    return m
+
+
+def test_lookahead_keeps_lengths_some_cell_within_the_volume_cap_completes():
+    # Two atoms 0.2 a apart in a primitive cube need a >= 2.5 A, and the volume cap (75 A^3/atom) a <= 5.3 A.
+    # The cube's edge is the mean of the three length tokens, so a first length of 4 A can be completed,
+    # one of 60 A cannot (even with the two shortest lengths to come the cell is too big).
+    m = _one_sequence(221, [[0, 0, 0], [0.2, 0, 0]])
+    assert m.completes(0, 6, tk._length_token(4.0)) and not m.completes(0, 6, tk._length_token(60.0))
+    # 0.05 a apart would need a >= 10 A: no length completes, whatever comes next.
+    m = _one_sequence(221, [[0, 0, 0], [0.05, 0, 0]])
+    assert not any(m.completes(0, 6, t) for t in range(*np.add(tk.LAYOUT["length"], (0, tk.LAYOUT["length"][0]))))
+    # Orthorhombic, a and b drawn: c must be long enough for the pair apart along c, short enough for the cap.
+    m = _one_sequence(47, [[0, 0, 0], [0, 0, 0.25]], lattice=(3.0,))
+    assert m.completes(0, 7, tk._length_token(3.0))  # c of 2 .. 16.7 A fits: both conditions can hold
+    m = _one_sequence(47, [[0, 0, 0], [0, 0, 0.02]], lattice=(3.0,))
+    assert not m.completes(0, 7, tk._length_token(3.0))  # c >= 25 A would be needed, the cap allows 16.7 A
+
+
+def test_lookahead_over_the_angles_to_come():
+    # Monoclinic, a b c drawn: two atoms 0.1 a + 0.1 c apart are >= 0.5 A apart for beta up to ~103 degrees.
+    m = _one_sequence(10, [[0, 0, 0], [0.1, 0, 0.1]], lattice=(4.0, 4.0))
+    assert m.completes(0, 8, tk._length_token(4.0))
+    m = _one_sequence(10, [[0, 0, 0], [0.01, 0, 0.01]], lattice=(4.0, 4.0))
+    assert not m.completes(0, 8, tk._length_token(4.0))  # 0.06 A apart at most, whatever beta
+
+
+def test_angles_outside_the_allowed_range_are_masked():
+    from battgai.materials.sample import ANGLE_RANGE
+
+    m = _one_sequence(1, [[0, 0, 0], [0.5, 0.5, 0.5]], lattice=(4.0, 4.0, 4.0))
+    s, size = tk.LAYOUT["angle"]
+    allowed = np.flatnonzero(m.mask(0, 9)[s: s + size]) + 0.5
+    assert allowed.min() >= ANGLE_RANGE[0] and allowed.max() < ANGLE_RANGE[1]
+
+
+def test_redraw_samples_among_values_that_complete_and_else_keeps_the_first():
+    import torch
+
+    from battgai.materials.sample import _redraw
+
+    class Only:
+        def __init__(self, good):
+            self.good = good
+
+        def completes(self, i, phase, tok):
+            return tok in self.good
+
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    gen = torch.Generator().manual_seed(0)
+    assert {_redraw(Only({2}), 0, 6, probs, 0, gen) for _ in range(5)} == {2}
+    assert {_redraw(Only({1, 2}), 0, 6, probs, 0, gen) for _ in range(40)} == {1, 2}
+    assert _redraw(Only({3}), 0, 6, probs, 1, gen) == 1  # token 3 has no probability: nothing completes
 
 
 def test_sampling_is_reproducible(tiny_model):

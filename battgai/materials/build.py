@@ -64,24 +64,25 @@ def orbit(sg: int, letter: str, xyz) -> np.ndarray:
     return np.mod(np.inner(rep, ops)[..., :3], 1.0)
 
 
-def symmetrize_lattice(sg: int, params: tuple[float, ...]) -> tuple[float, ...]:
-    """Lattice parameters obeying the constraints of space group ``sg``'s crystal system."""
-    a, b, c, al, be, ga = params
+def symmetrize_lattice(sg: int, params):
+    """Lattice parameters obeying the constraints of space group ``sg``'s crystal system.
+
+    ``params`` is ``(a, b, c, alpha, beta, gamma)``, or an array (..., 6) of them (then an array
+    is returned): equal lengths are averaged, fixed angles set.
+    """
+    p = np.array(params, dtype=float)
     system = wyckoff_table().crystal_system[sg]
     if system == "cubic":
-        m = (a + b + c) / 3
-        return (m, m, m, 90.0, 90.0, 90.0)
+        p[..., :3] = p[..., :3].sum(-1, keepdims=True) / 3
+    elif system in ("hexagonal", "trigonal", "tetragonal"):
+        p[..., :2] = p[..., :2].sum(-1, keepdims=True) / 2
     if system in ("hexagonal", "trigonal"):
-        m = (a + b) / 2
-        return (m, m, c, 90.0, 90.0, 120.0)
-    if system == "tetragonal":
-        m = (a + b) / 2
-        return (m, m, c, 90.0, 90.0, 90.0)
-    if system == "orthorhombic":
-        return (a, b, c, 90.0, 90.0, 90.0)
-    if system == "monoclinic":
-        return (a, b, c, 90.0, be, 90.0)
-    return (a, b, c, al, be, ga)
+        p[..., 3:] = (90.0, 90.0, 120.0)
+    elif system == "monoclinic":
+        p[..., [3, 5]] = 90.0
+    elif system != "triclinic":
+        p[..., 3:] = 90.0
+    return tuple(p.tolist()) if p.ndim == 1 else p
 
 
 def to_structure(crystal: WyckoffCrystal, primitive: bool = True):

@@ -6,6 +6,14 @@ the atom budget masks Wyckoff letters whose multiplicity would overshoot it; an
 occupied Wyckoff position without free parameters cannot be chosen again; the
 site list may only end once every required element is present and the atom
 count is the one asked. Property targets enter as condition tokens.
+
+Validity masks (on unless ``validity_masks=False``) steer the network to crystals that
+pass the checks: the site list may not end on a composition SMACT calls impossible; a
+coordinate may not put two atoms on one point; each lattice value must leave a cell
+within :data:`MAX_VOLUME_PER_ATOM` with all atoms 0.5 A apart possible (a mask for the
+necessary condition, then a look-ahead over the parameters still to come for the value
+drawn, redrawn while it fails), with angles in :data:`ANGLE_RANGE`. Where nothing
+passes, a mask is lifted and the crystal comes out invalid.
 """
 
 from __future__ import annotations
@@ -150,11 +158,21 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
 
 #: Grammar phase at which the lattice of each crystal system is fully determined (6-8 a b c, 9-11 angles).
 _LAST_LATTICE_PHASE = {"triclinic": 11, "monoclinic": 10}
+#: Phases after which only angles (indices into a b c alpha beta gamma) shape the cell: the sampler looks ahead
+#: over them on a grid there. A monoclinic alpha and gamma are always 90 degrees.
+_ANGLES_TO_COME = {"monoclinic": {8: (4,)}, "triclinic": {9: (4, 5), 10: (5,)}}
+#: Lattice angles (degrees) the validity masks allow. MP-20's cells have 60-134; far outside, a cell is a sliver
+#: whose nearest images lie beyond the one cell around that the distance check looks at.
+ANGLE_RANGE = (30.0, 150.0)
 #: A3 per atom; the 99.9th percentile of MP-20 is 74 (median 18). The distance mask keeps cells below it.
 MAX_VOLUME_PER_ATOM = 75.0
 #: The SMACT search grows as (oxidation states) ** elements; beyond this many elements the site list is not
 #: held open for neutrality (MP-20 has few such crystals, and they are checked afterwards like any other).
 _NEUTRAL_MAX_ELEMENTS = 5
+#: Every this many length bins are tried for an unknown length that is not the last (a coarse grid).
+_LENGTH_GRID_STEP = 16
+#: Every this many degrees are tried for the last angle, before it is drawn.
+_ANGLE_GRID_STEP = 3
 _GENERIC = np.array([0.1234, 0.3917, 0.6871])  # stand-ins for coordinates not drawn yet: on no special position
 _SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)
 
@@ -338,7 +356,16 @@ class _Masks:
         placed = self.atoms[i].shape[0] if self._orbit_fixed_after(i, k) else 0
         others = np.concatenate([np.broadcast_to(self.atoms[i][:placed], (len(v), placed, 3)), pts], axis=1)
         d = pts[:, :, None, :] - others[:, None, :, :]
-        coincide = np.all(np.abs(d - np.rint(d)) < 1e-6, axis=-1)
+        d -= np.rint(d)
+        if placed and self.table.crystal_system[self.sg[i]] == "cubic":
+            # A cubic cell has one length, capped by the volume limit at the most atoms the group may hold:
+            # points closer than MIN_DISTANCE at that length are too close in every cell the crystal can get.
+            from battgai.materials.validate import MIN_DISTANCE
+
+            n_max = (self.n_atoms or tk.MAX_ATOMS) * int(self.table.centering[self.sg[i]])
+            coincide = np.linalg.norm(d, axis=-1) * (MAX_VOLUME_PER_ATOM * n_max) ** (1 / 3) < MIN_DISTANCE
+        else:
+            coincide = np.all(np.abs(d) < 1e-6, axis=-1)
         m = pts.shape[1]
         coincide[:, np.arange(m), placed + np.arange(m)] = False  # a point and itself
         return self._restrict("coord", ~coincide.any(axis=(1, 2)))
@@ -351,21 +378,80 @@ class _Masks:
         from battgai.materials.build import symmetrize_lattice
         from battgai.materials.validate import MIN_DISTANCE
 
-        s, size = tk.LAYOUT[group]
-        values = np.array([tk.lattice_value(t) for t in range(s, s + size)])
+        values = _lattice_values(group)
         k = phase - 6
-        longest = tk.lattice_value(sum(tk.LAYOUT["length"]) - 1)
-        later = [longest] * 3 + [0.0] * 3  # cos 0 = 1: the free-angle terms are taken at full length
-        params = np.array([symmetrize_lattice(int(self.sg[i]), (*self.lattice[i], v, *later[k + 1:]))
-                           for v in values])
+        sg = int(self.sg[i])
+        # cos 0 = 1: the free-angle terms are taken at full length.
+        later = [_lattice_values("length")[-1]] * 3 + [0.0] * 3
+        params = symmetrize_lattice(sg, np.array([(*self.lattice[i], v, *later[k + 1:]) for v in values]))
         free = () if exact else tuple(a for a in range(max(k + 1, 3), 6) if params[0, a] == 0.0)
         ok = _far_enough(self.atoms[i], _metric(params), MIN_DISTANCE, free)
+        if group == "angle":
+            ok &= (values >= ANGLE_RANGE[0]) & (values < ANGLE_RANGE[1])
         if exact:
-            # Separating atoms by blowing up the cell would trade an invalid crystal for a gas: such values
-            # stay masked, and when nothing else passes the mask is lifted and the crystal is rejected.
-            det = np.linalg.det(_metric(params))  # volume squared; <= 0 for angles no cell can have
-            ok &= (det > 0) & (np.sqrt(np.clip(det, 0, None)) / len(self.atoms[i]) <= MAX_VOLUME_PER_ATOM)
+            ok &= self._volume_ok(i, params)
         return self._restrict(group, ok)
+
+    def _volume_ok(self, i: int, params: np.ndarray) -> np.ndarray:
+        # Separating atoms by blowing up the cell would trade an invalid crystal for a gas: such values stay
+        # masked, and when nothing else passes the mask is lifted and the crystal is rejected.
+        det = np.linalg.det(_metric(params))  # volume squared; <= 0 for angles no cell can have
+        return (det > 0) & (np.sqrt(np.clip(det, 0, None)) / len(self.atoms[i]) <= MAX_VOLUME_PER_ATOM)
+
+    def completes(self, i: int, phase: int, tok: int) -> bool:
+        """Whether lattice value ``tok`` still leaves a valid cell within the volume cap reachable.
+
+        Checked on the value drawn instead of masked over all values (the sampler redraws while
+        it is False): it looks ahead over a grid of the parameters still to come, which costs too
+        much for every value. The masks above are the necessary condition; this one is sufficient.
+        """
+        if not self.validity or not 6 <= phase <= 10:
+            return True
+        system = self.table.crystal_system[self.sg[i]]
+        k, value = phase - 6, tk.lattice_value(tok)
+        if system not in _LAST_LATTICE_PHASE:  # angles fixed by symmetry: only lengths shape the cell
+            return phase == 8 or self._lengths_complete(i, k, value)
+        unknown = _ANGLES_TO_COME[system].get(phase)
+        return unknown is None or self._angles_complete(i, k, value, unknown)
+
+    def _lengths_complete(self, i: int, k: int, value: float) -> bool:
+        # The unknown lengths but the last on a coarse grid, the last as long as the volume cap allows
+        # (distances and volume both grow with every length, so the longest allowed is the best choice).
+        from battgai.materials.build import symmetrize_lattice
+        from battgai.materials.validate import MIN_DISTANCE
+
+        sg, lengths = int(self.sg[i]), _lattice_values("length")
+        grid = lengths[:: _LENGTH_GRID_STEP, None] if k == 0 else np.zeros((1, 0))
+        params = np.zeros((len(grid), 6))
+        params[:, :k] = self.lattice[i]
+        params[:, k] = value
+        params[:, k + 1: 2] = grid
+        # Largest last length within the volume cap, by bisection over its bins (volume grows with it).
+        lo, hi = np.full(len(grid), -1), np.full(len(grid), len(lengths) - 1)
+        while (lo < hi).any():
+            active, mid = lo < hi, (lo + hi + 1) // 2
+            params[:, 2] = lengths[np.clip(mid, 0, None)]
+            fits = self._volume_ok(i, symmetrize_lattice(sg, params))
+            lo, hi = np.where(active & fits, mid, lo), np.where(active & ~fits, mid - 1, hi)
+        params[:, 2] = lengths[np.clip(lo, 0, None)]
+        cells = symmetrize_lattice(sg, params[lo >= 0])
+        return bool(len(cells) and _far_enough(self.atoms[i], _metric(cells), MIN_DISTANCE).any())
+
+    def _angles_complete(self, i: int, k: int, value: float, unknown: tuple[int, ...]) -> bool:
+        # Some values of the angles still to come (on a grid) make a valid cell; they are all that is left.
+        from battgai.materials.build import symmetrize_lattice
+        from battgai.materials.validate import MIN_DISTANCE
+
+        angles = _lattice_values("angle")
+        angles = angles[(angles >= ANGLE_RANGE[0]) & (angles < ANGLE_RANGE[1])][:: _ANGLE_GRID_STEP * len(unknown)]
+        grid = np.array(list(itertools.product(angles, repeat=len(unknown))))
+        params = np.zeros((len(grid), 6))
+        params[:, :k] = self.lattice[i]
+        params[:, k] = value
+        params[:, list(unknown)] = grid
+        cells = symmetrize_lattice(int(self.sg[i]), params)
+        cells = cells[self._volume_ok(i, cells)]
+        return bool(len(cells) and _far_enough(self.atoms[i], _metric(cells), MIN_DISTANCE).any())
 
     def _restrict(self, group: str, ok: np.ndarray) -> np.ndarray:
         # Where nothing passes the mask is lifted: the crystal will be invalid and rejected downstream.
@@ -464,7 +550,10 @@ def _far_enough(frac: np.ndarray, metric: np.ndarray, min_dist: float, free_angl
     near = outer[lower < min_dist**2]
     if not len(near):
         return np.ones(len(metric), bool)
-    return np.einsum("kij,nij->nk", near, metric).min(axis=1) >= min_dist**2
+    # Squared distances as one matrix product per block of cells (BLAS), in blocks that keep memory small.
+    near, flat = near.reshape(len(near), 9).T, metric.reshape(len(metric), 9)
+    step = max(1, 2**22 // near.shape[1])
+    return np.concatenate([(flat[j: j + step] @ near).min(axis=1) for j in range(0, len(flat), step)]) >= min_dist**2
 
 
 def condition_prefix(c: Conditions) -> list[int]:
@@ -520,10 +609,13 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
         if guided:
             lg = lg[n:] + guidance * (lg[:n] - lg[n:])
         lg = (lg / temperature).masked_fill(~torch.from_numpy(allowed), float("-inf"))
-        tok = torch.multinomial(torch.softmax(lg, -1), 1, generator=gen).squeeze(1).numpy()
+        probs = torch.softmax(lg, -1)
+        tok = torch.multinomial(probs, 1, generator=gen).squeeze(1).numpy()
         for i in range(n):
             if phase[i] >= 13:
                 continue
+            if not masks.completes(i, phase[i], int(tok[i])):
+                tok[i] = _redraw(masks, i, phase[i], probs[i], int(tok[i]), gen)
             masks.update(i, phase[i], int(tok[i]))
             phase[i] = _next_phase(phase[i], int(tok[i]))
         seq[:, pos] = tok
@@ -535,6 +627,27 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
     return seq, ok
 
 
+#: Most draws of one lattice value before the sampler settles for the first (see _Masks.completes).
+MAX_REDRAWS = 64
+
+
+def _redraw(masks: _Masks, i: int, phase: int, probs, first: int, gen) -> int:
+    # Rejection sampling from the masked distribution restricted to values that complete: the same
+    # distribution as masking, at the cost of one check per draw. If none completes, the first draw stays.
+    import torch
+
+    p = probs.clone()
+    tok = first
+    for _ in range(MAX_REDRAWS):
+        p[tok] = 0.0
+        if p.sum() <= 0:
+            break
+        tok = int(torch.multinomial(p, 1, generator=gen))
+        if masks.completes(i, phase, tok):
+            return tok
+    return first
+
+
 @functools.cache
 def _reachable(sg: int, cap: int) -> np.ndarray:
     # Atom totals 0..cap reachable with the group's multiplicities (each letter any number of times).
@@ -544,6 +657,13 @@ def _reachable(sg: int, cap: int) -> np.ndarray:
     for total in range(1, cap + 1):
         reach[total] = any(m <= total and reach[total - m] for m in mult)
     return reach
+
+
+@functools.cache
+def _lattice_values(group: str) -> np.ndarray:
+    # Value of every "length" or "angle" token, in token order (lengths ascending).
+    s, size = tk.LAYOUT[group]
+    return np.array([tk.lattice_value(t) for t in range(s, s + size)])
 
 
 @functools.cache
