@@ -364,3 +364,11 @@ def test_hit_ratio_over_a_zero_baseline_is_never_met():
     assert _hit_ratio(0.11, 0.03) > 3.6 and _times(_hit_ratio(0.11, 0.03), 2) == "3.67x"
     assert not _hit_ratio(0.11, 0.0) >= 2.0  # NaN: a target of ">= 2x" is missed, not met
     assert _times(_hit_ratio(0.11, 0.0)) == "n/a (baseline 0)"
+
+
+def test_bench_refuses_an_empty_sun_subsample(capsys):
+    from battgai.materials.bench import main
+
+    with pytest.raises(SystemExit):  # argparse's error exit, before anything loads or runs
+        main(["--sun-n", "0", "--no-write"])
+    assert "--sun-n must be at least 1" in capsys.readouterr().err

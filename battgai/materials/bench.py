@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m battgai.bench materials")
     p.add_argument("--model", default="materials_gpt")
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--sun-n", type=int, default=100)
+    p.add_argument("--sun-n", type=int, default=100, help="subsample for S.U.N. (at least 1)")
     p.add_argument("--relax-steps", type=int, default=100, help="CHGNet FIRE steps for S.U.N. and property hits")
     p.add_argument("--cond-n", type=int, default=100)
     p.add_argument("--prop-n", type=int, default=40)
@@ -626,6 +626,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--targets", default="", help="with --only properties: label prefixes of the rows to measure "
                                                  "(e.g. 'E_hull,voltage'); their unconditional rates are sampled anew")
     args = p.parse_args(argv)
+    if args.sun_n < 1:  # S.U.N. is a share of this subsample, and the property rows reuse its relaxations
+        p.error("--sun-n must be at least 1")
     if args.only:
         torch.set_num_threads(1)
         _measure_only(args, load_model(args.model), "python -m battgai.bench materials " + " ".join(argv or []))
