@@ -16,7 +16,7 @@ from battgai.materials.sample import (
     conditions_around,
     spacegroups_of_system,
 )
-from battgai.materials.stability import POTENTIAL_LABELS, POTENTIALS
+from battgai.materials.stability import POTENTIAL_LABELS, POTENTIALS, RELAX_SECONDS
 from battgai.materials.validate import nearest_known
 from battgai.provenance import Provenance
 from battgai.uploads import UploadError, read_cif
@@ -185,7 +185,9 @@ with st.container(border=True):
     else:  # a slider needs min < max: a lone uploaded CIF has one valid candidate
         max_e = n_valid
         e1.markdown(f"{pot} on the {n_valid} valid candidate{'s' * (n_valid != 1)}")
-    do_relax = e2.checkbox("Relax first (~5 s each)", value=False)
+    do_relax = e2.checkbox("Relax first (~5 s each)", value=False,
+                           help=f"Each relaxation stops after {RELAX_SECONDS:g} s, or when the cell collapses; such a "
+                                "candidate keeps its generated structure, with the reason in its note.")
     if e3.button("Compute energies", disabled=n_valid == 0):
         todo = [c for c in cands if c.valid_structure][:max_e]
         refs = get_refs(potential)

@@ -138,6 +138,14 @@ def test_relaxation_of_a_collapsed_cell_is_stopped_before_the_potential_runs(pot
         stability.relax(squashed, steps=5, potential=potential)
 
 
+@pytest.mark.parametrize("potential", ["chgnet", "sevennet"])
+def test_relaxation_past_its_time_limit_is_stopped(potential):
+    strained = nacl().copy()
+    strained.scale_lattice(strained.volume * 1.15)  # far from converged: it would take more than one step
+    with pytest.raises(stability.RelaxationError, match="0 s limit"):
+        stability.relax(strained, steps=50, potential=potential, max_seconds=0)
+
+
 def test_add_energies_keeps_a_candidate_whose_relaxation_was_stopped():
     from battgai.materials.pipeline import UniqueTracker, add_energies, check
 

@@ -46,6 +46,7 @@ import functools
 import json
 import math
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -201,22 +202,31 @@ class RelaxationError(ValueError):
     """A relaxation that had to be stopped (reason in the message)."""
 
 
-@functools.cache
-def _guarded_filter():
-    # FrechetCellFilter that refuses to evaluate a collapsed cell; built lazily so ASE loads only when needed.
+#: Wall-clock limit of one relaxation (s): a page must not hang on one crystal (a 20-atom cell takes ~20 s).
+RELAX_SECONDS = 120.0
+
+
+def _guarded_filter(max_seconds: float):
+    # FrechetCellFilter that refuses to evaluate a collapsed cell, or to go on past the time limit (checked
+    # between force calls, so it works in any thread, unlike an alarm signal); ASE loads only when needed.
     from ase.filters import FrechetCellFilter
 
-    class CollapseGuard(FrechetCellFilter):
+    deadline = time.monotonic() + max_seconds
+
+    class Guarded(FrechetCellFilter):
         def get_forces(self, *args, **kwargs):
             per_atom = self.atoms.get_volume() / len(self.atoms)
             if per_atom < MIN_RELAX_VOLUME_PER_ATOM:
                 raise RelaxationError(f"the cell collapsed to {per_atom:.2f} A^3/atom during relaxation")
+            if time.monotonic() > deadline:
+                raise RelaxationError(f"the relaxation ran past its {max_seconds:g} s limit")
             return super().get_forces(*args, **kwargs)
 
-    return CollapseGuard
+    return Guarded
 
 
-def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgnet"):
+def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgnet",
+          max_seconds: float = RELAX_SECONDS):
     """Relax cell + positions (ASE FIRE on a FrechetCellFilter) with ``potential``.
 
     Returns ``(structure, energy per atom)``, the energy of the last step
@@ -228,7 +238,8 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     Raises
     ------
     RelaxationError
-        The cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`.
+        The cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`, or the relaxation ran
+        past ``max_seconds``.
     """
     check_potential(potential)
     if potential == "sevennet":
@@ -238,7 +249,7 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
         with _sevennet_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             atoms = _sevennet_atoms(structure)
-            FIRE(_guarded_filter()(atoms), logfile=None).run(fmax=fmax, steps=steps)
+            FIRE(_guarded_filter(max_seconds)(atoms), logfile=None).run(fmax=fmax, steps=steps)
             energy = float(atoms.get_potential_energy()) / len(atoms)
         atoms.calc = None
         final = AseAtomsAdaptor.get_structure(atoms)
@@ -249,7 +260,7 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         opt = StructOptimizer(model=load_chgnet())
-        r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, ase_filter=_guarded_filter())
+        r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, ase_filter=_guarded_filter(max_seconds))
     final = r["final_structure"]
     return final, float(r["trajectory"].energies[-1]) / len(final)
 
