@@ -158,8 +158,9 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
 
 #: Grammar phase at which the lattice of each crystal system is fully determined (6-8 a b c, 9-11 angles).
 _LAST_LATTICE_PHASE = {"triclinic": 11, "monoclinic": 10}
-#: Phases after which only angles (indices into a b c alpha beta gamma) shape the cell: the sampler looks ahead
-#: over them on a grid there. A monoclinic alpha and gamma are always 90 degrees.
+#: Phases after which only one or two angles (indices into a b c alpha beta gamma) still shape the cell: the
+#: sampler looks ahead over them on a grid there (three, after a triclinic c, would cost too much). A monoclinic
+#: alpha and gamma are always 90 degrees.
 _ANGLES_TO_COME = {"monoclinic": {8: (4,)}, "triclinic": {9: (4, 5), 10: (5,)}}
 #: Lattice angles (degrees) the validity masks allow. MP-20's cells have 60-134; far outside, a cell is a sliver
 #: whose nearest images lie beyond the one cell around that the distance check looks at.
@@ -663,7 +664,9 @@ def _reachable(sg: int, cap: int) -> np.ndarray:
 def _lattice_values(group: str) -> np.ndarray:
     # Value of every "length" or "angle" token, in token order (lengths ascending).
     s, size = tk.LAYOUT[group]
-    return np.array([tk.lattice_value(t) for t in range(s, s + size)])
+    values = np.array([tk.lattice_value(t) for t in range(s, s + size)])
+    values.flags.writeable = False  # shared by every caller
+    return values
 
 
 @functools.cache
