@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from battgai import __version__
 from battgai.materials import validate
 from battgai.materials.sample import Conditions
 from battgai.registry import REPO_ROOT
@@ -653,7 +654,8 @@ def main(argv: list[str] | None = None) -> None:
     corpus = load_corpus()
     known = training_cifs_by_formula()
     refs = ReferencePhases.from_mp20()
-    r: dict = {"date": dt.date.today().isoformat(), "model": lm.name, "sha256": lm.sha256, "n": args.n,
+    r: dict = {"date": dt.date.today().isoformat(), "version": __version__, "model": lm.name, "sha256": lm.sha256,
+               "n": args.n,
                "n_train": int((corpus.split == "train").sum()), "n_heldout": int((corpus.split == "heldout").sum()),
                "sun_n": args.sun_n, "cond_n": args.cond_n, "prop_n": args.prop_n, "select_n": args.select_n,
                "cov_n": args.cov_n}
@@ -734,8 +736,9 @@ def _measure_only(args, lm, command: str) -> None:
     from battgai.materials.stability import ReferencePhases
 
     r = json.loads(RESULTS.read_text())
-    if r["sha256"] != lm.sha256:
-        raise SystemExit(f"{RESULTS} holds a run of other weights; run the whole benchmark")
+    if r["sha256"] != lm.sha256 or r.get("version") != __version__:
+        raise SystemExit(f"{RESULTS} holds a run of other weights or another battgai release (the sampler may "
+                         "differ); run the whole benchmark")
     only = set(args.only.split(","))
     done = r.setdefault("completed_by", [])
     if "throughput" in only:
