@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from battgai.materials.pipeline import UniqueTracker, add_energies, generate_batches
+from battgai.materials.pipeline import MAX_OVERSAMPLE, UniqueTracker, add_energies, generate_batches, screen_problems
 from battgai.materials.sample import DEFAULT_MODEL, check_conditions, load_model, parse_conditions
 
 
@@ -28,8 +28,11 @@ def _progress(done: int, total: int, t0: float) -> None:
 
 def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batch_size: int = 100,
                     model: str = DEFAULT_MODEL, energies: bool = False, novelty: bool = True,
-                    resample: bool = True, guidance: float = 2.0) -> int:
-    """Generate ``n`` candidates into ``out`` (resuming a previous run there); returns candidates written."""
+                    resample: bool = True, guidance: float = 2.0, oversample: int = 1) -> int:
+    """Generate ``n`` candidates into ``out`` (resuming a previous run there); returns candidates written.
+
+    ``oversample`` > 1 keeps the best of that many times more crystals by static CHGNet
+    energies (:func:`~battgai.materials.pipeline.screen`)."""
     from battgai import __version__, data
     from battgai.provenance import Provenance
 
@@ -39,7 +42,7 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
         raise SystemExit("impossible conditions: " + " ".join(problems))
     lm = load_model(model)
     settings = {"n": n, "conditions": conditions.as_dict(), "batch_size": batch_size, "energies": energies,
-                "resample": resample, "guidance": guidance}
+                "resample": resample, "guidance": guidance, "oversample": oversample}
     out.mkdir(parents=True, exist_ok=True)
     (out / "cifs").mkdir(exist_ok=True)
     prov_path, csv_path = out / "provenance.json", out / "checks.csv"
@@ -57,12 +60,15 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
         from battgai.materials.corpus import training_cifs_by_formula
 
         known = training_cifs_by_formula() if novelty else None
-        if energies:
+        if energies or oversample > 1:
             from battgai.materials.stability import ReferencePhases
 
             refs = ReferencePhases.from_mp20()
     except data.DataNotFound as exc:
         sys.stderr.write(f"{exc}\nnovelty and E_hull are left empty\n")
+    problems = screen_problems(conditions, refs) if oversample > 1 else []
+    if problems:
+        raise SystemExit("cannot screen: " + " ".join(problems))
     tracker, start, rows = UniqueTracker(), 0, []
     # Unique structures are also kept as pymatgen JSON: CIF does not round-trip overlapping atoms,
     # and resuming must judge uniqueness exactly as an uninterrupted run would.
@@ -81,8 +87,9 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                         Structure.from_dict(d))
     written, t0 = len(rows), time.time()
     for b, cands, _tally in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start,
-                                             resample=resample, guidance=guidance):
-        if energies:
+                                             resample=resample, guidance=guidance, oversample=oversample,
+                                             refs=refs):
+        if energies and oversample == 1:  # a screen has added them already
             add_energies(cands, refs, conditions.working_ion)
         new_rows = []
         for k, c in enumerate(cands):
@@ -127,10 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--guidance", type=float, default=2.0,
                    help="classifier-free guidance weight on property targets (1 = plain conditioning; "
                         "2, the default, hit them most often in docs/BENCHMARKS.md)")
+    g.add_argument("--screen", type=int, default=1, metavar="K",
+                   help=f"sample K times more crystals (K <= {MAX_OVERSAMPLE}) and keep those whose static CHGNet "
+                        "energies come closest to the formation-energy, E_hull or voltage targets")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     n = generate_to_dir(args.n, args.conditions, args.out, args.seed, args.batch_size, args.model,
-                        args.energies, not args.no_novelty, not args.keep_invalid, args.guidance)
+                        args.energies, not args.no_novelty, not args.keep_invalid, args.guidance, args.screen)
     print(f"{n} candidates in {args.out}")

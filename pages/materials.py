@@ -8,7 +8,15 @@ import streamlit as st
 
 from battgai import data
 from battgai.materials import tokenizer as tk
-from battgai.materials.pipeline import Candidate, UniqueTracker, add_energies, check, generate
+from battgai.materials.pipeline import (
+    MAX_OVERSAMPLE,
+    Candidate,
+    UniqueTracker,
+    add_energies,
+    check,
+    generate,
+    screen_problems,
+)
 from battgai.materials.sample import (
     CRYSTAL_SYSTEMS,
     Conditions,
@@ -93,6 +101,10 @@ with st.form("constraints"):
     resample = g3.checkbox("Resample invalid or non-neutral crystals", True,
                            help="Reject crystals with atoms closer than 0.5 A or without a SMACT charge-neutral "
                                 "assignment and sample again (up to 8 rounds). Untick to see the raw model output.")
+    oversample = g1.number_input(
+        "Screen: sample x times more, keep the best", 1, MAX_OVERSAMPLE, 1,
+        help="With a formation-energy, E_hull or voltage target: sample this many times more crystals, compute "
+             "static CHGNet energies of all (~0.1 s each) and keep those closest to the targets. 1 = no screening.")
     submitted = st.form_submit_button("Generate", type="primary")
 
 ion_value = None if ion == "none" else ion
@@ -110,6 +122,9 @@ conditions = Conditions(allowed_elements=elements(allowed), required_elements=el
                         **property_values)
 problems = check_conditions(conditions) if spacegroups is not None else ["bad space groups"]
 
+screen_refs = get_refs("chgnet") if submitted and oversample > 1 else None
+if submitted and oversample > 1:
+    problems = problems + screen_problems(conditions, screen_refs)
 if submitted and spacegroups is not None:
     if problems:
         st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
@@ -117,13 +132,16 @@ if submitted and spacegroups is not None:
         lm = get_model()
         known = get_known()
         bar = st.progress(0.0, text="Sampling...")
+        done = "Sampled, screened and checked" if oversample > 1 else "Sampled and checked"
         cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
-                                progress=lambda i, t: bar.progress(i / t, text=f"Sampled and checked {i}/{t}"))
+                                oversample=int(oversample), refs=screen_refs,
+                                progress=lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}"))
         bar.empty()
         st.session_state["mat_cands"] = cands
         st.session_state["mat_tally"] = tally
         st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
-            "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance}, int(seed))
+            "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance,
+            "oversample": int(oversample), "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
         if known is None:
             st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
 
@@ -167,7 +185,9 @@ tally = st.session_state.get("mat_tally")
 if tally is not None and tally.dropped:
     st.caption(f"{tally.sampled} sequences sampled for {tally.accepted} candidates: {tally.dead_end} hit a dead end "
                f"or did not build, {tally.invalid} had atoms closer than 0.5 A and {tally.not_neutral} were not "
-               "charge-neutral (rejected and resampled).")
+               "charge-neutral (rejected and resampled)"
+               + (f"; {tally.screened_out} were further from the property targets than those kept (static CHGNet "
+                  "screen)." if tally.screened_out else "."))
 asked = st.session_state["mat_prov"].settings.get("n", 0) if "mat_prov" in st.session_state else 0
 if tally is not None and tally.accepted < asked:
     st.warning(f"Only {tally.accepted} of the {asked} candidates asked for were returned: the constraints leave "

@@ -372,3 +372,34 @@ def test_bench_refuses_an_empty_sun_subsample(capsys):
     with pytest.raises(SystemExit):  # argparse's error exit, before anything loads or runs
         main(["--sun-n", "0", "--no-write"])
     assert "--sun-n must be at least 1" in capsys.readouterr().err
+
+
+def test_screen_problems_name_what_a_screen_lacks():
+    from battgai.materials.pipeline import screen_problems
+
+    assert "band gap" in screen_problems(Conditions(band_gap=2.0), None)[0]
+    assert screen_problems(Conditions(voltage=4.0), None) == ["A voltage screen needs a working ion."]
+    assert "reference phases" in screen_problems(Conditions(e_above_hull=0.0), None)[0]
+    assert screen_problems(Conditions(working_ion="Li", voltage=4.0), None) == []
+
+
+def test_screen_keeps_the_candidates_closest_to_the_targets_in_their_order(monkeypatch):
+    from battgai.materials import pipeline
+
+    cands = [pipeline.check(nacl(), Conditions(), None) for _ in range(5)]
+    predicted = {0: (0.30, 3.0), 1: (0.00, 4.6), 2: (float("nan"), 4.5), 3: (-0.05, 3.9), 4: (0.02, 4.4)}
+
+    def fake_energies(cs, refs, ion=None, relax=False, progress=None, potential="chgnet"):
+        for k, c in enumerate(cands):
+            c.e_above_hull, c.voltage = predicted[k]
+
+    monkeypatch.setattr(pipeline, "add_energies", fake_energies)
+    refs = type("Refs", (), {"potential": "chgnet"})()
+    # E_hull on target 0: below the hull counts as on target (3 ties 1), and a missing prediction comes last.
+    kept = pipeline.screen(cands, Conditions(e_above_hull=0.0), refs, keep=3)
+    assert kept == [cands[1], cands[3], cands[4]]
+    # Voltage 4.5 is two-sided: 4.4, 4.6 and 4.5 are nearest; kept in their original order.
+    kept = pipeline.screen(cands, Conditions(working_ion="Li", voltage=4.5), None, keep=3)
+    assert kept == [cands[1], cands[2], cands[4]]
+    with pytest.raises(ValueError, match="working ion"):
+        pipeline.screen(cands, Conditions(voltage=4.5), None, keep=3)

@@ -161,3 +161,17 @@ def test_chgnet_relaxation_through_the_guard_lowers_a_strained_cell():
     before = stability.static_energies([strained])[0]
     final, after = stability.relax(strained, steps=40)
     assert after < before and final.volume < strained.volume
+
+
+def test_generate_with_a_screen_keeps_the_asked_number_and_their_static_energies():
+    from battgai.materials.pipeline import generate
+    from battgai.materials.sample import load_model
+
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    cands, tally = generate(load_model(), Conditions(working_ion="Li", voltage=4.5), 4, seed=0, oversample=2)
+    assert len(cands) == tally.accepted == 4 and tally.screened_out == 4
+    assert all(c.potential == "chgnet" and np.isfinite(c.e_per_atom) for c in cands)
+    assert all("Li" in c.structure.composition for c in cands)
+    with pytest.raises(ValueError, match="oversample"):
+        generate(load_model(), Conditions(working_ion="Li", voltage=4.5), 4, oversample=9)

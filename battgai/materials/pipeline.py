@@ -110,6 +110,7 @@ class Tally:
     dead_end: int = 0  # hit a dead end in the grammar or did not build into a crystal
     invalid: int = 0  # built, but atoms closer than 0.5 A (rejected and resampled)
     not_neutral: int = 0  # built and valid, but no SMACT charge-neutral assignment (rejected and resampled)
+    screened_out: int = 0  # passed, but further from the property targets than those kept (see ``screen``)
     accepted: int = 0
 
     def __iadd__(self, other: Tally) -> Tally:
@@ -146,7 +147,8 @@ def build_all(tokens: np.ndarray, ok: np.ndarray) -> list[tuple[object, tk.Wycko
 def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
                      start_batch: int = 0, resample: bool = True, max_rounds: int = 8,
-                     guidance: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
+                     guidance: float = 1.0, oversample: int = 1,
+                     refs=None) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
@@ -159,16 +161,25 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     ``guidance`` is the classifier-free guidance weight on property targets
     (see :func:`~battgai.materials.sample.sample_tokens`).
 
+    ``oversample`` > 1 samples that many times more crystals per batch and keeps those
+    whose static CHGNet energies come closest to the property targets (:func:`screen`,
+    with reference phases ``refs``); uniqueness is judged among those kept.
+
     Round ``r`` of batch ``b`` always uses the same seed, so an interrupted run
     resumes exactly by passing ``start_batch``.
     """
+    if not 1 <= oversample <= MAX_OVERSAMPLE:
+        raise ValueError(f"oversample must be 1..{MAX_OVERSAMPLE}, got {oversample}")
+    problems = screen_problems(conditions, refs) if oversample > 1 else []
+    if problems:
+        raise ValueError(" ".join(problems))
     tracker = tracker if tracker is not None else UniqueTracker()
     n_batches = math.ceil(n / batch_size)
     for b in range(start_batch, n_batches):
         size = min(batch_size, n - b * batch_size)
         tally, kept = Tally(), []
         for r in range(max_rounds if resample else 1):
-            want = size - len(kept)
+            want = size * oversample - len(kept)
             if want == 0:
                 break
             tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance)
@@ -184,25 +195,87 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                     tally.not_neutral += 1
                 else:
                     kept.append((s, wc.spacegroup))
-        tally.accepted = len(kept)
-        yield b, [check(s, conditions, known, sg, tracker=tracker) for s, sg in kept], tally
+        if oversample == 1:
+            cands = [check(s, conditions, known, sg, tracker=tracker) for s, sg in kept]
+        else:
+            cands = screen([check(s, conditions, known, sg) for s, sg in kept], conditions, refs, size)
+            for c in cands:
+                c.unique = tracker.add(c.structure)
+        tally.screened_out, tally.accepted = len(kept) - len(cands), len(cands)
+        yield b, cands, tally
 
 
 def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
              known: Mapping[str, Sequence] | None = None, progress: Progress | None = None,
-             resample: bool = True, guidance: float = 1.0) -> tuple[list[Candidate], Tally]:
+             resample: bool = True, guidance: float = 1.0, oversample: int = 1,
+             refs=None) -> tuple[list[Candidate], Tally]:
     """Sample ``n`` crystals under ``conditions``; returns ``(candidates, tally)``.
 
-    See :func:`generate_batches` for ``resample`` and ``guidance``.
+    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample`` and ``refs``.
     """
     cands, total = [], Tally()
     for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
-                                            guidance=guidance):
+                                            guidance=guidance, oversample=oversample, refs=refs):
         cands += batch
         total += tally
         if progress:
             progress(min((b + 1) * batch_size, n), n)
     return cands, total
+
+
+#: Property targets a potential's static energies can screen for, with the spread (eV/atom, V) that makes their
+#: distances comparable. The band gap is missing: no interatomic potential predicts it.
+SCREENABLE = {"formation_energy": 1.0, "e_above_hull": 0.1, "voltage": 1.0}
+#: Most crystals sampled per crystal kept by a screen (static CHGNet costs ~0.1 s per crystal on a CPU core).
+MAX_OVERSAMPLE = 5
+
+
+def _screen_targets(conditions: Conditions) -> dict[str, float]:
+    return {q: getattr(conditions, q) for q in SCREENABLE if getattr(conditions, q) is not None}
+
+
+def screen_problems(conditions: Conditions, refs) -> list[str]:
+    """Why :func:`screen` cannot rank candidates for ``conditions`` (empty when it can)."""
+    targets = _screen_targets(conditions)
+    if not targets:
+        return ["Screening needs a formation-energy, E_hull or voltage target (no potential predicts the band gap)."]
+    problems = []
+    if "voltage" in targets and not conditions.working_ion:
+        problems.append("A voltage screen needs a working ion.")
+    if refs is None and set(targets) - {"voltage"}:
+        problems.append("An E_hull or formation-energy screen needs the MP-20 reference phases (shared data).")
+    return problems
+
+
+def screen(cands: Sequence[Candidate], conditions: Conditions, refs, keep: int) -> list[Candidate]:
+    """The ``keep`` candidates whose static energies come closest to the property targets.
+
+    Generating more than needed and keeping those predicted nearest the targets is
+    rejection by a validated surrogate (docs/BENCHMARKS.md: E_hull and voltage proxies),
+    on top of the model's own conditioning. Energies come from the potential of ``refs``
+    (CHGNet without them) and are added in place (static, on the generated geometry);
+    E_hull below its target counts as on target. A candidate without a prediction comes
+    last. The order of the candidates kept is preserved.
+
+    Raises
+    ------
+    ValueError
+        ``conditions`` holds no target in :data:`SCREENABLE`, or the reference phases
+        an E_hull or formation-energy target needs are missing.
+    """
+    problems = screen_problems(conditions, refs)
+    if problems:
+        raise ValueError(" ".join(problems))
+    targets = _screen_targets(conditions)
+    add_energies(cands, refs, conditions.working_ion, potential=refs.potential if refs is not None else "chgnet")
+
+    def distance(c: Candidate) -> float:
+        d = sum((max(getattr(c, q) - v, 0.0) if q == "e_above_hull" else abs(getattr(c, q) - v)) / SCREENABLE[q]
+                for q, v in targets.items())
+        return d if np.isfinite(d) else math.inf
+
+    best = sorted(range(len(cands)), key=lambda i: distance(cands[i]))[:keep]
+    return [cands[i] for i in sorted(best)]
 
 
 def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax: bool = False,
