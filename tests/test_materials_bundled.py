@@ -116,6 +116,14 @@ def test_page_explains_impossible_constraints():
     assert any("not in the allowed set" in e.value for e in at.error)
 
 
+def test_page_explains_a_screen_without_a_target_it_can_rank_by():
+    at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=60).run()
+    next(n for n in at.number_input if n.label.startswith("Screen")).set_value(3)
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("formation-energy, E_hull or voltage target" in e.value for e in at.error)
+
+
 def test_page_generates_in_demo_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))  # demo mode: no novelty index
     at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=120).run()

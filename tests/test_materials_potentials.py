@@ -175,3 +175,16 @@ def test_generate_with_a_screen_keeps_the_asked_number_and_their_static_energies
     assert all("Li" in c.structure.composition for c in cands)
     with pytest.raises(ValueError, match="oversample"):
         generate(load_model(), Conditions(working_ion="Li", voltage=4.5), 4, oversample=9)
+
+
+def test_cli_screen_writes_screened_candidates_and_refuses_an_unrankable_target(tmp_path):
+    import csv
+
+    from battgai.cli import generate_to_dir
+
+    n = generate_to_dir(4, "ion=Li;voltage=4.5", tmp_path / "run", batch_size=4, novelty=False, oversample=2)
+    with open(tmp_path / "run" / "checks.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert n == len(rows) == 4 and all(r["potential"] == "chgnet" for r in rows)
+    with pytest.raises(SystemExit, match="cannot screen"):
+        generate_to_dir(4, "band_gap=2", tmp_path / "gap", novelty=False, oversample=2)
