@@ -45,7 +45,8 @@ class Sampled:
 def sample_raw(lm, n: int, seed: int, batch_size: int = 100, validity_masks: bool = True) -> Sampled:
     """The raw model: every sequence's crystal as built (None on dead ends), no rejection.
 
-    ``validity_masks=False`` also drops the neutrality and distance masks (the ablation column).
+    ``validity_masks=False`` also drops the neutrality, distance and lattice masks and the lattice look-ahead
+    (the ablation column).
     """
     from battgai.materials.pipeline import build_all
     from battgai.materials.sample import sample_tokens
@@ -490,7 +491,8 @@ def markdown(r: dict, command: str) -> str:
              f"(acceptance {pct(t['accepted'] / t['sampled'])}; {t['dead_end']} dead ends, {t['invalid']} invalid, "
              f"{t['not_neutral']} not neutral), and its throughput pays for that. The raw model's column is the "
              "network as it decodes (grammar, constraint and validity masks on the logits), without rejection; the "
-             "last column also drops the validity masks (neutrality and distance, see `battgai.materials.sample`). "
+             "last column also drops the validity masks (neutrality, distance, lattice look-ahead; see "
+             "`battgai.materials.sample`). "
              "Baselines are built on the same compositions, sizes and space groups as "
              "the app's samples. Fractions are of all N (a missing structure counts as a miss). Throughput is wall "
              "clock on the shared machine while other jobs ran.",
