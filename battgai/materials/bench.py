@@ -527,7 +527,7 @@ def markdown(r: dict, command: str) -> str:
     for label, row in r.get("properties", {}).items():
         targets[f"{label.split(' ')[0]} hit ratio"] = (_hit_ratio(row[f"w{row['w_chosen']:g}"], row["uncond"]), 2.0)
         if "screened" in row:
-            targets[f"{label.split(' ')[0]} hit ratio, screened"] = (_hit_ratio(row["screened"], row["uncond"]), 2.0)
+            targets[f"{label.split(' ')[0]} hit ratio (screened)"] = (_hit_ratio(row["screened"], row["uncond"]), 2.0)
     missed = [k for k, (v, tgt) in targets.items() if not v >= tgt]
     for note in r.get("notes", []):
         lines.insert(4, f"Note: {note}  ")
