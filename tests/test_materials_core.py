@@ -12,6 +12,7 @@ from battgai.demo import licoo2
 from battgai.materials import battery, build, validate
 from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, check_conditions, parse_conditions
+from tests.conftest import requires_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -339,6 +340,35 @@ def test_coverage_counts_both_cutoffs_with_cdvae_scaling():
     assert cov == {"cov_r": 0.5, "cov_p": pytest.approx(1 / 3)}
     gen_close = (np.array([[1.0, 1.0]]), np.stack([mu + 9 * sd / np.sqrt(132)]))
     assert coverage(gen_close, ref)["cov_r"] == 0.5  # matches reference 1 on both counts
+
+
+@requires_data("mp_20_cif_only")
+def test_real_coverage_draws_training_crystals_and_scores_them_like_generated_ones():
+    from types import SimpleNamespace
+
+    from battgai.materials.bench import fingerprints, real_coverage
+    from battgai.materials.corpus import mp20_frame
+
+    df = mp20_frame().head(6)
+    corpus = SimpleNamespace(ids=df.material_id.to_numpy(), split=np.array(["train"] * 4 + ["heldout"] * 2))
+    train = [validate._parse_cif(c) for c in df.cif[:4]]
+    # Only training crystals are drawn: against themselves as references both coverages are complete.
+    assert real_coverage(corpus, 4, 0, fingerprints(train)) == {"cov_r": 1.0, "cov_p": 1.0}
+    with pytest.raises(ValueError):  # more than the training split holds
+        real_coverage(corpus, 5, 0, fingerprints(train))
+
+
+def test_the_real_crystal_ceiling_joins_the_report_only_for_the_same_references(tmp_path, monkeypatch):
+    import json
+
+    from battgai.materials import bench
+
+    monkeypatch.setattr(bench, "REAL", tmp_path / "coverage_real.json")
+    monkeypatch.setattr(bench, "CURVE", tmp_path / "coverage_curve.json")
+    bench.REAL.write_text(json.dumps({"n": 1000, "seed": 0, "ref": 2995, "cov_r": 0.968, "cov_p": 0.992}))
+    r = {"sha256": "x", "version": "0", "cov_ref": 2995}
+    assert bench._with_curve(r)["coverage_real"]["cov_p"] == 0.992
+    assert "coverage_real" not in bench._with_curve({**r, "cov_ref": 500})
 
 
 def test_score_counts_missing_structures_as_misses():
