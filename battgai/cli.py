@@ -28,7 +28,8 @@ def _progress(done: int, total: int, t0: float) -> None:
 
 def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batch_size: int = 100,
                     model: str = DEFAULT_MODEL, energies: bool = False, novelty: bool = True,
-                    resample: bool = True, guidance: float = 2.0, oversample: int = 1) -> int:
+                    resample: bool = True, guidance: float = 2.0, oversample: int = 1,
+                    temperature: float = 1.0) -> int:
     """Generate ``n`` candidates into ``out`` (resuming a previous run there); returns candidates written.
 
     ``oversample`` > 1 keeps the best of that many times more crystals by static CHGNet
@@ -42,7 +43,8 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
         raise SystemExit("impossible conditions: " + " ".join(problems))
     lm = load_model(model)
     settings = {"n": n, "conditions": conditions.as_dict(), "batch_size": batch_size, "energies": energies,
-                "resample": resample, "guidance": guidance, "oversample": oversample}
+                "resample": resample, "guidance": guidance, "oversample": oversample,
+                "temperature": temperature}
     out.mkdir(parents=True, exist_ok=True)
     (out / "cifs").mkdir(exist_ok=True)
     prov_path, csv_path = out / "provenance.json", out / "checks.csv"
@@ -88,7 +90,7 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
     written, t0 = len(rows), time.time()
     for b, cands, _tally in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start,
                                              resample=resample, guidance=guidance, oversample=oversample,
-                                             refs=refs):
+                                             refs=refs, temperature=temperature):
         if energies and oversample == 1:  # a screen has added them already
             add_energies(cands, refs, conditions.working_ion)
         new_rows = []
@@ -137,10 +139,16 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--screen", type=int, default=1, metavar="K",
                    help=f"sample K times more crystals (K <= {MAX_OVERSAMPLE}) and keep those whose static CHGNet "
                         "energies come closest to the formation-energy, E_hull or voltage targets")
+    g.add_argument("--temperature", type=float, default=1.0,
+                   help="divides the logits: below 1 stays closer to the training crystals (higher COV-P, lower "
+                        "COV-R and novelty in docs/BENCHMARKS.md), above 1 strays further")
     args = p.parse_args(argv)
+    if args.temperature <= 0:
+        p.error("--temperature must be above 0")
     import torch
 
     torch.set_num_threads(1)
     n = generate_to_dir(args.n, args.conditions, args.out, args.seed, args.batch_size, args.model,
-                        args.energies, not args.no_novelty, not args.keep_invalid, args.guidance, args.screen)
+                        args.energies, not args.no_novelty, not args.keep_invalid, args.guidance, args.screen,
+                        args.temperature)
     print(f"{n} candidates in {args.out}")

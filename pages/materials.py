@@ -98,6 +98,10 @@ with st.form("constraints"):
     guidance = g2.slider("Property guidance", 1.0, 4.0, 2.0, step=0.5,
                          help="Classifier-free guidance on the property targets: 1 = plain conditioning, "
                               "higher = follow the targets harder (twice the sampling cost).")
+    temperature = g2.slider("Temperature", 0.5, 1.5, 1.0, step=0.1,
+                            help="Divides the model's logits. Below 1 stays closer to the training crystals "
+                                 "(more realistic, fewer novel ones; measured in docs/BENCHMARKS.md), above 1 "
+                                 "strays further from them.")
     resample = g3.checkbox("Resample invalid or non-neutral crystals", True,
                            help="Reject crystals with atoms closer than 0.5 A or without a SMACT charge-neutral "
                                 "assignment and sample again (up to 8 rounds). Untick to see the raw model output.")
@@ -134,14 +138,15 @@ if submitted and spacegroups is not None:
         bar = st.progress(0.0, text="Sampling...")
         done = "Sampled, screened and checked" if oversample > 1 else "Sampled and checked"
         cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
-                                oversample=int(oversample), refs=screen_refs,
+                                oversample=int(oversample), refs=screen_refs, temperature=temperature,
                                 progress=lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}"))
         bar.empty()
         st.session_state["mat_cands"] = cands
         st.session_state["mat_tally"] = tally
         st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
             "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance,
-            "oversample": int(oversample), "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
+            "temperature": temperature, "oversample": int(oversample),
+            "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
         if known is None:
             st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
 

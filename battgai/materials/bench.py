@@ -318,6 +318,17 @@ def coverage(gen_fp, ref_fp, struct_cut: float = 0.4, comp_cut: float = 10.0) ->
 
 CURVE = RESULTS.parent / "coverage_curve.json"
 REAL = RESULTS.parent / "coverage_real.json"
+TEMPERATURE = RESULTS.parent / "coverage_temperature.json"
+
+
+def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known) -> dict[str, float]:
+    """The app's sampler at another sampling temperature: COV, uniqueness and novelty of ``n`` samples."""
+    from battgai.materials.pipeline import generate
+
+    cands, _tally = generate(lm, Conditions(), n, seed, known=None, temperature=temperature)
+    structures = [c.structure for c in cands]
+    scores = score(structures, known)
+    return {"unique": scores["unique"], "novel": scores["novel"], **coverage(fingerprints(structures), ref_fp)}
 
 
 def real_coverage(corpus, n: int, seed: int, ref_fp) -> dict[str, float]:
@@ -573,6 +584,11 @@ def markdown(r: dict, command: str) -> str:
     if cov and real:
         lines[-1] += (f" Real MP-20 training crystals under the same protocol ({real['n']:,} drawn, `--cov-real`): "
                       f"{pct(real['cov_r'])} / {pct(real['cov_p'])}, the ceiling at this sample and reference count.")
+    temp = r.get("coverage_temperature")
+    if cov and temp:
+        lines[-1] += (f" The app's sampler at temperature {temp['temperature']:g} (`--cov-temperature`, same seed, "
+                      f"{temp['n']:,} samples): {pct(temp['cov_r'])} / {pct(temp['cov_p'])}, uniqueness "
+                      f"{pct(temp['unique'])}, novelty {pct(temp['novel'])}.")
     if "conditioned" in r:
         c = r["conditioned"]
         lines += ["", "Conditioned sampling (hard constraints as logit masks, the app's sampler):", "",
@@ -662,6 +678,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cov-real", type=int, default=0, metavar="N",
                    help=f"only measure COV of N real MP-20 training crystals against the same references (the "
                         f"protocol's ceiling), save it to {REAL.name} and re-render the table")
+    p.add_argument("--cov-temperature", type=float, default=0.0, metavar="T",
+                   help=f"only measure COV, uniqueness and novelty of --cov-n samples at sampling temperature T, "
+                        f"save it to {TEMPERATURE.name} and re-render the table")
     p.add_argument("--only", default="", metavar="SECTIONS",
                    help=f"re-measure only these sections (throughput, properties, validation) into {RESULTS.name}, "
                         "keep the rest")
@@ -688,6 +707,16 @@ def main(argv: list[str] | None = None) -> None:
         real = {"n": args.cov_real, "seed": args.seed, "ref": len(ref_fp[0]),
                 **real_coverage(load_corpus(), args.cov_real, args.seed, ref_fp)}
         REAL.write_text(json.dumps(real, indent=1))
+        args.render_only = RESULTS.exists()
+    if args.cov_temperature:
+        torch.set_num_threads(1)
+        lm = load_model(args.model)
+        ref_fp = heldout_reference(load_corpus(), args.cov_ref, args.seed)
+        temp = {"model": lm.name, "sha256": lm.sha256, "version": __version__, "seed": args.seed,
+                "temperature": args.cov_temperature, "n": args.cov_n, "ref": len(ref_fp[0]),
+                **at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp,
+                                 training_cifs_by_formula())}
+        TEMPERATURE.write_text(json.dumps(temp, indent=1))
         args.render_only = RESULTS.exists()
     if args.render_only:
         r = _with_curve(json.loads(RESULTS.read_text()))
@@ -818,12 +847,15 @@ def _publish(r: dict, no_write: bool) -> None:
 
 
 def _with_curve(r: dict) -> dict:
-    # The coverage curve is a separate run; it belongs in the table only if it scored the same weights and sampler.
+    # The coverage curve and the temperature run are separate; they belong in the table only if they scored the same
+    # weights, sampler and references.
     # The real-crystal ceiling needs no model, only the same references.
-    if CURVE.exists():
-        curve = json.loads(CURVE.read_text())
-        if (curve["sha256"], curve.get("version")) == (r["sha256"], r.get("version")):
-            r = {**r, "coverage_curve": curve}
+    for path, key in ((CURVE, "coverage_curve"), (TEMPERATURE, "coverage_temperature")):
+        if path.exists():
+            extra = json.loads(path.read_text())
+            if (extra["sha256"], extra.get("version"), extra["ref"]) == (r["sha256"], r.get("version"),
+                                                                          r.get("cov_ref")):
+                r = {**r, key: extra}
     if REAL.exists():
         real = json.loads(REAL.read_text())
         if real["ref"] == r.get("cov_ref"):

@@ -148,7 +148,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
                      start_batch: int = 0, resample: bool = True, max_rounds: int = 8,
                      guidance: float = 1.0, oversample: int = 1,
-                     refs=None) -> Iterator[tuple[int, list[Candidate], Tally]]:
+                     refs=None, temperature: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
@@ -158,8 +158,9 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     repairing them; the tally records the price. Without ``resample`` every crystal
     that builds is returned, as the raw model makes it.
 
-    ``guidance`` is the classifier-free guidance weight on property targets
-    (see :func:`~battgai.materials.sample.sample_tokens`).
+    ``guidance`` is the classifier-free guidance weight on property targets and
+    ``temperature`` divides the logits (below 1: closer to the training data, fewer
+    surprises); see :func:`~battgai.materials.sample.sample_tokens`.
 
     ``oversample`` > 1 samples that many times more crystals per batch and keeps those
     whose static CHGNet energies come closest to the property targets (:func:`screen`,
@@ -170,6 +171,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     """
     if not 1 <= oversample <= MAX_OVERSAMPLE:
         raise ValueError(f"oversample must be 1..{MAX_OVERSAMPLE}, got {oversample}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be above 0, got {temperature}")
     problems = screen_problems(conditions, refs) if oversample > 1 else []
     if problems:
         raise ValueError(" ".join(problems))
@@ -182,7 +185,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
             want = size * oversample - len(kept)
             if want == 0:
                 break
-            tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance)
+            tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance,
+                                      temperature=temperature)
             tally.sampled += want
             for built in build_all(tokens, ok):
                 if built is None:
@@ -208,14 +212,15 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
 def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
              known: Mapping[str, Sequence] | None = None, progress: Progress | None = None,
              resample: bool = True, guidance: float = 1.0, oversample: int = 1,
-             refs=None) -> tuple[list[Candidate], Tally]:
+             refs=None, temperature: float = 1.0) -> tuple[list[Candidate], Tally]:
     """Sample ``n`` crystals under ``conditions``; returns ``(candidates, tally)``.
 
-    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample`` and ``refs``.
+    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``, ``refs`` and ``temperature``.
     """
     cands, total = [], Tally()
     for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
-                                            guidance=guidance, oversample=oversample, refs=refs):
+                                            guidance=guidance, oversample=oversample, refs=refs,
+                                            temperature=temperature):
         cands += batch
         total += tally
         if progress:
