@@ -107,8 +107,24 @@ def save(name: str, tensors: dict[str, Any], card: ModelCard) -> ModelCard:
         size_bytes=wpath.stat().st_size,
         date=dt.date.today().isoformat(),
     )
-    (out / f"{name}.json").write_text(json.dumps(card.as_dict(), indent=2) + "\n")
+    write_card(card)
     return card
+
+
+def write_card(card: ModelCard) -> None:
+    """Write ``card`` next to its weights; for the bundled weights, refresh docs/MODELS.md with it.
+
+    docs/MODELS.md lists the bundled cards, so a card written without it leaves the docs stale
+    (a test checks); cards written elsewhere (``BATTGAI_WEIGHTS_DIR``) leave the docs alone.
+    """
+    (weights_dir() / f"{card.name}.json").write_text(json.dumps(card.as_dict(), indent=2) + "\n")
+    if weights_dir().resolve() == (REPO_ROOT / "weights").resolve():
+        write_models_md()
+
+
+def write_models_md() -> None:
+    """Render every bundled card into docs/MODELS.md."""
+    (REPO_ROOT / "docs" / "MODELS.md").write_text(models_markdown())
 
 
 def load_tensors(name: str, device: str = "cpu") -> tuple[dict[str, Any], ModelCard]:
@@ -166,4 +182,4 @@ def models_markdown(cards: list[ModelCard] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    (REPO_ROOT / "docs" / "MODELS.md").write_text(models_markdown())
+    write_models_md()

@@ -44,7 +44,9 @@ def test_device_override(monkeypatch):
 
 def test_registry_roundtrip(wdir):
     w = {"weight": torch.arange(12, dtype=torch.float32).reshape(3, 4)}
+    docs = (registry.REPO_ROOT / "docs" / "MODELS.md").read_text()
     card = registry.save("tiny", w, _card())
+    assert (registry.REPO_ROOT / "docs" / "MODELS.md").read_text() == docs  # cards elsewhere leave the docs alone
     assert len(card.sha256) == 64 and card.size_bytes > 0 and card.date
     assert json.loads((wdir / "tiny.json").read_text())["sha256"] == card.sha256
     loaded, card2 = registry.load_tensors("tiny")
@@ -110,6 +112,14 @@ def test_models_md_is_current():
     """docs/MODELS.md must be regenerated (`python -m battgai.registry`) whenever a card changes."""
     md = registry.REPO_ROOT / "docs" / "MODELS.md"
     assert md.read_text() == registry.models_markdown(), "docs/MODELS.md is stale: run python -m battgai.registry"
+
+
+def test_writing_a_bundled_card_refreshes_models_md(monkeypatch):
+    written = {}
+    monkeypatch.setattr(registry, "write_models_md", lambda: written.setdefault("md", True))
+    card = registry.load_card(registry.list_cards()[0].name)
+    registry.write_card(card)  # unchanged card: the file is rewritten byte for byte
+    assert written == {"md": True}
 
 
 def test_write_section_replaces_only_its_own_section(tmp_path, monkeypatch):

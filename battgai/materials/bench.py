@@ -888,5 +888,4 @@ def record_in_card(r: dict) -> None:
     if "coverage" in r:
         card.metrics[f"bench_cov_r_{r['cov_n']}"] = round(r["coverage"][g]["cov_r"], 3)
         card.metrics[f"bench_cov_p_{r['cov_n']}"] = round(r["coverage"][g]["cov_p"], 3)
-    path = registry.weights_dir() / f"{card.name}.json"
-    path.write_text(json.dumps(card.as_dict(), indent=2) + "\n")
+    registry.write_card(card)
