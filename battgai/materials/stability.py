@@ -78,14 +78,17 @@ def energy_cache_path(potential: str = "chgnet"):
 
 @functools.cache
 def load_chgnet():
-    """The bundled CHGNet model (offline; ~0.1 s)."""
+    """The bundled CHGNet model (offline; ~0.1 s), on :func:`battgai.device.get_device`."""
     import torch
     from chgnet.model import CHGNet
+
+    from battgai.device import get_device
 
     torch.set_num_threads(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return CHGNet.load(verbose=False)
+        # Named, because CHGNet's own default follows CHGNET_DEVICE, not BATTGAI_DEVICE.
+        return CHGNet.load(verbose=False, use_device=get_device())
 
 
 @functools.cache
@@ -259,7 +262,8 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = StructOptimizer(model=load_chgnet())
+        model = load_chgnet()
+        opt = StructOptimizer(model=model, use_device=str(next(model.parameters()).device))
         r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, ase_filter=_guarded_filter(max_seconds))
     final = r["final_structure"]
     return final, float(r["trajectory"].energies[-1]) / len(final)
