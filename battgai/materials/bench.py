@@ -577,18 +577,20 @@ def markdown(r: dict, command: str) -> str:
                   "10,000 generated against 9,046 test structures, and COV-R grows with the number generated."]
     curve = r.get("coverage_curve")
     if cov and curve:
-        lines[-1] += (" The app's sampler alone, same seed, more samples (`--cov-curve`): " + "; ".join(
-            f"{int(n):,}: {pct(v['cov_r'])} / {pct(v['cov_p'])}" for n, v in curve["cov"].items())
-            + f" (COV-R / COV-P vs {curve['ref']} held-out).")
+        lines[-1] += (f" The app's sampler alone, same seed, more samples (`--cov-curve {','.join(curve['cov'])}`): "
+                      + "; ".join(f"{int(n):,}: {pct(v['cov_r'])} / {pct(v['cov_p'])}" for n, v in curve["cov"].items())
+                      + f" (COV-R / COV-P vs {curve['ref']} held-out).")
     real = r.get("coverage_real")
     if cov and real:
-        lines[-1] += (f" Real MP-20 training crystals under the same protocol ({real['n']:,} drawn, `--cov-real`): "
-                      f"{pct(real['cov_r'])} / {pct(real['cov_p'])}, the ceiling at this sample and reference count.")
+        lines[-1] += (f" Real MP-20 training crystals under the same protocol ({real['n']:,} drawn, "
+                      f"`--cov-real {real['n']}`): {pct(real['cov_r'])} / {pct(real['cov_p'])}, the ceiling at this "
+                      "sample and reference count.")
     temp = r.get("coverage_temperature")
     if cov and temp:
-        lines[-1] += (f" The app's sampler at temperature {temp['temperature']:g} (`--cov-temperature`, same seed, "
-                      f"{temp['n']:,} samples): {pct(temp['cov_r'])} / {pct(temp['cov_p'])}, uniqueness "
-                      f"{pct(temp['unique'])}, novelty {pct(temp['novel'])}.")
+        t = f"{temp['temperature']:g}"
+        lines[-1] += (f" The app's sampler at temperature {t} (`--cov-temperature {t}`, same seed, {temp['n']:,} "
+                      f"samples): {pct(temp['cov_r'])} / {pct(temp['cov_p'])}, uniqueness {pct(temp['unique'])}, "
+                      f"novelty {pct(temp['novel'])}.")
     if "conditioned" in r:
         c = r["conditioned"]
         lines += ["", "Conditioned sampling (hard constraints as logit masks, the app's sampler):", "",
