@@ -317,6 +317,25 @@ def test_training_loop_fits_two_crystals():
     assert best < 3.0  # nats per token; an untrained model starts near ln(vocab) ~ 6.8
 
 
+def test_train_cli_records_its_settings_in_the_card(tmp_path, monkeypatch):
+    from battgai import registry
+    from battgai.materials import corpus, train
+
+    tokens = np.stack([tk.encode(tk.from_structure(s)) for s in (nacl(), licoo2())])
+    tiny = corpus.Corpus(np.array(["a", "b"]), np.array(["NaCl", "LiCoO2"]), np.array(["train", "heldout"]),
+                         tokens, np.full((2, tk.N_COND), np.nan), 0, {})
+    monkeypatch.setattr(corpus, "load_corpus", lambda: tiny)
+    monkeypatch.setenv("BATTGAI_WEIGHTS_DIR", str(tmp_path))
+    train.main(["--name", "tiny", "--minutes", "1", "--max-steps", "4", "--n-layer", "1", "--n-head", "2",
+                "--n-embd", "32", "--dropout", "0.1"])
+    card = registry.load_card("tiny")
+    assert card.config["dropout"] == 0.1 and card.config["n_layer"] == 1
+    # Retraining from the card's command must rebuild the same architecture and schedule.
+    assert card.retrain_command == ("python -m battgai.train materials --name tiny --minutes 1 --n-layer 1 "
+                                    "--n-head 2 --n-embd 32 --dropout 0.1 --max-steps 4")
+    assert "on 1 CPU thread, batch 64, dropout 0.1" in card.notes
+
+
 def test_conditions_around_uploaded_structure():
     from battgai.materials.sample import conditions_around
 

@@ -33,7 +33,9 @@ class TrainConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    dropout: float = 0.0
     seed: int = 0
+    device: str = "cpu"
 
 
 def make_batch(tokens: np.ndarray, props_known: np.ndarray, rng: np.random.Generator, cond_dropout: float):
@@ -65,12 +67,13 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, cfg.n_layer, cfg.n_head, cfg.n_embd))
+    dev = torch.device(cfg.device)
+    model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     known = np.isfinite(train_props)
     # A fixed 1,000-crystal held-out subset keeps each evaluation to a few seconds on one thread.
     ho = heldout_tokens[:1000]
-    hx, hy = make_batch(ho, np.zeros((len(ho), tk.N_COND), bool), rng, 0.0)
+    hx, hy = (z.to(dev) for z in make_batch(ho, np.zeros((len(ho), tk.N_COND), bool), rng, 0.0))
     budget = cfg.minutes * 60
     t0 = time.time()
     best, best_state, step = math.inf, None, 0
@@ -94,7 +97,7 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(train_tokens), cfg.batch_size)
-        x, y = make_batch(train_tokens[idx], known[idx], rng, cfg.cond_dropout)
+        x, y = (z.to(dev) for z in make_batch(train_tokens[idx], known[idx], rng, cfg.cond_dropout))
         # Trim trailing padding shared by the whole batch: most crystals have few Wyckoff sites.
         t = int((y >= 0).any(0).nonzero().max()) + 1
         loss = model.loss(x[:, :t], y[:, :t])
@@ -112,7 +115,7 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
         best = evaluate()
     else:
         model.load_state_dict(best_state)
-    return model, best, step
+    return model.cpu(), best, step
 
 
 def _failure_summary(failures: dict[str, int]) -> str:
@@ -121,6 +124,12 @@ def _failure_summary(failures: dict[str, int]) -> str:
         key = "lattice length outside the token range" if reason.startswith("lattice length") else reason
         grouped[key] = grouped.get(key, 0) + count
     return "; ".join(f"{v} {k}" for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])) or "none"
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,9 +143,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, default=TrainConfig.minutes)
     p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (the app samples on CPU)")
+    sizes = ("n_layer", "n_head", "n_embd", "dropout", "batch_size", "lr", "eval_every")
+    for field in sizes:
+        default = getattr(TrainConfig, field)
+        p.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    cfg = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed)
+    cfg = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
+                      **{f: getattr(args, f) for f in sizes})
+    # The card's retrain command names every setting that differs from the defaults.
+    changed = [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in sizes if getattr(args, f) != getattr(
+        TrainConfig, f)] + ([f"--max-steps {args.max_steps}"] if args.max_steps != TrainConfig.max_steps else []) + (
+        [f"--device {args.device}"] if args.device != "cpu" else [])
+    where = "1 CPU thread" if args.device == "cpu" else f"{args.device} ({_device_name(args.device)})"
     corpus = load_corpus()
     tr, ho = corpus.subset("train"), corpus.subset("heldout")
     print(f"train {len(tr.ids)} crystals, held-out {len(ho.ids)}, tokenization failures {corpus.n_failed}")
@@ -158,12 +178,14 @@ def main(argv: list[str] | None = None) -> None:
         metrics_command=f"python -m battgai.train materials --minutes {args.minutes:g} (heldout_nll_per_token); "
                         "python -m battgai.bench materials (bench_* metrics: N=1000 unconditional, S.U.N. on a "
                         "subsample with static CHGNet; docs/BENCHMARKS.md)",
-        retrain_command=f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}",
+        retrain_command=" ".join([f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}",
+                                  *changed]),
         notes=("Tokens: BOS, 4 condition tokens (formation energy, band gap, E_hull, voltage bins; "
                "'unknown' allowed), space group, (Wyckoff letter, element, x, y, z) per site, lattice "
                f"a b c alpha beta gamma of the conventional cell. {tk.COORD_BINS} coordinate bins, "
                f"{tk.LENGTH_BINS} log length bins, 1-degree angle bins. Condition dropout {cfg.cond_dropout}. "
-               f"Trained {cfg.minutes:g} min on 1 CPU thread. The held-out loss also picked the best checkpoint "
+               f"Trained {cfg.minutes:g} min on {where}, batch {cfg.batch_size}, dropout {cfg.dropout:g}. The "
+               "held-out loss also picked the best checkpoint "
                f"(evaluated every {cfg.eval_every} steps), so it is a validation, not a test, number; generation "
                "metrics are in docs/BENCHMARKS.md."),
     )
