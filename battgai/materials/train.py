@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     changed = [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in sizes if getattr(args, f) != getattr(
         TrainConfig, f)] + ([f"--max-steps {args.max_steps}"] if args.max_steps != TrainConfig.max_steps else []) + (
         [f"--device {args.device}"] if args.device != "cpu" else [])
+    retrain = " ".join([f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}", *changed])
     where = "1 CPU thread" if args.device == "cpu" else f"{args.device} ({_device_name(args.device)})"
     corpus = load_corpus()
     tr, ho = corpus.subset("train"), corpus.subset("heldout")
@@ -175,11 +176,9 @@ def main(argv: list[str] | None = None) -> None:
                f"held out ({len(ho.ids)} crystals); everything else trains"),
         metrics={"heldout_nll_per_token": round(best, 4), "train_steps": steps,
                  "train_crystals": len(tr.ids), "heldout_crystals": len(ho.ids)},
-        metrics_command=f"python -m battgai.train materials --minutes {args.minutes:g} (heldout_nll_per_token); "
-                        "python -m battgai.bench materials (bench_* metrics: N=1000 unconditional, S.U.N. on a "
-                        "subsample with static CHGNet; docs/BENCHMARKS.md)",
-        retrain_command=" ".join([f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}",
-                                  *changed]),
+        metrics_command=f"{retrain} (heldout_nll_per_token); python -m battgai.bench materials (bench_* metrics: "
+                        "N=1000 unconditional, S.U.N. on a subsample with static CHGNet; docs/BENCHMARKS.md)",
+        retrain_command=retrain,
         notes=("Tokens: BOS, 4 condition tokens (formation energy, band gap, E_hull, voltage bins; "
                "'unknown' allowed), space group, (Wyckoff letter, element, x, y, z) per site, lattice "
                f"a b c alpha beta gamma of the conventional cell. {tk.COORD_BINS} coordinate bins, "
