@@ -695,30 +695,24 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         _measure_only(args, load_model(args.model), "python -m battgai.bench materials " + " ".join(argv or []))
         return
-    if args.cov_curve:
+    if args.cov_curve or args.cov_real or args.cov_temperature:
+        # Side measurements of the COV paragraph, each saved to its own file against the same references.
         torch.set_num_threads(1)
+        corpus = load_corpus()
+        ref_fp = heldout_reference(corpus, args.cov_ref, args.seed)
         lm = load_model(args.model)
-        ref_fp = heldout_reference(load_corpus(), args.cov_ref, args.seed)
-        curve = {"model": lm.name, "sha256": lm.sha256, "version": __version__, "seed": args.seed,
-                 "ref": len(ref_fp[0]),
-                 "cov": coverage_curve(lm, [int(x) for x in args.cov_curve.split(",")], args.seed, ref_fp)}
-        CURVE.write_text(json.dumps(curve, indent=1))
-        args.render_only = RESULTS.exists()
-    if args.cov_real:
-        ref_fp = heldout_reference(load_corpus(), args.cov_ref, args.seed)
-        real = {"n": args.cov_real, "seed": args.seed, "ref": len(ref_fp[0]),
-                **real_coverage(load_corpus(), args.cov_real, args.seed, ref_fp)}
-        REAL.write_text(json.dumps(real, indent=1))
-        args.render_only = RESULTS.exists()
-    if args.cov_temperature:
-        torch.set_num_threads(1)
-        lm = load_model(args.model)
-        ref_fp = heldout_reference(load_corpus(), args.cov_ref, args.seed)
-        temp = {"model": lm.name, "sha256": lm.sha256, "version": __version__, "seed": args.seed,
-                "temperature": args.cov_temperature, "n": args.cov_n, "ref": len(ref_fp[0]),
-                **at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp,
-                                 training_cifs_by_formula())}
-        TEMPERATURE.write_text(json.dumps(temp, indent=1))
+        stamp = {"model": lm.name, "sha256": lm.sha256, "version": __version__, "seed": args.seed,
+                 "ref": len(ref_fp[0])}
+        if args.cov_curve:
+            sizes = [int(x) for x in args.cov_curve.split(",")]
+            CURVE.write_text(json.dumps({**stamp, "cov": coverage_curve(lm, sizes, args.seed, ref_fp)}, indent=1))
+        if args.cov_real:
+            real = real_coverage(corpus, args.cov_real, args.seed, ref_fp)
+            REAL.write_text(json.dumps({"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, indent=1))
+        if args.cov_temperature:
+            temp = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp, training_cifs_by_formula())
+            TEMPERATURE.write_text(json.dumps({**stamp, "temperature": args.cov_temperature, "n": args.cov_n, **temp},
+                                              indent=1))
         args.render_only = RESULTS.exists()
     if args.render_only:
         r = _with_curve(json.loads(RESULTS.read_text()))
@@ -850,8 +844,7 @@ def _publish(r: dict, no_write: bool) -> None:
 
 def _with_curve(r: dict) -> dict:
     # The coverage curve and the temperature run are separate; they belong in the table only if they scored the same
-    # weights, sampler and references.
-    # The real-crystal ceiling needs no model, only the same references.
+    # weights, sampler and references. The real-crystal ceiling needs no model, only the same references.
     for path, key in ((CURVE, "coverage_curve"), (TEMPERATURE, "coverage_temperature")):
         if path.exists():
             extra = json.loads(path.read_text())

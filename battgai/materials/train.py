@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
                       **{f: getattr(args, f) for f in sizes})
     # The card's retrain command names every setting that differs from the defaults.
-    changed = [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in sizes if getattr(args, f) != getattr(
-        TrainConfig, f)] + ([f"--max-steps {args.max_steps}"] if args.max_steps != TrainConfig.max_steps else []) + (
-        [f"--device {args.device}"] if args.device != "cpu" else [])
+    flags = {f: getattr(args, f) for f in (*sizes, "max_steps")}
+    changed = [f"--{f.replace('_', '-')} {v:g}" for f, v in flags.items() if v != getattr(TrainConfig, f)]
+    if args.device != "cpu":
+        changed.append(f"--device {args.device}")
     retrain = " ".join([f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}", *changed])
     where = "1 CPU thread" if args.device == "cpu" else f"{args.device} ({_device_name(args.device)})"
     corpus = load_corpus()
