@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"sample K times more crystals (K <= {MAX_OVERSAMPLE}) and keep those whose static CHGNet "
                         "energies come closest to the formation-energy, E_hull or voltage targets")
     g.add_argument("--temperature", type=float, default=1.0,
-                   help="divides the logits: below 1 stays closer to the training crystals (higher COV-P, lower "
-                        "COV-R and novelty in docs/BENCHMARKS.md), above 1 strays further")
+                   help="divides the logits: below 1 stays closer to the training crystals (lower COV-R and "
+                        "novelty in docs/BENCHMARKS.md), above 1 strays further")
     args = p.parse_args(argv)
     if args.temperature <= 0:
         p.error("--temperature must be above 0")

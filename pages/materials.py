@@ -100,7 +100,7 @@ with st.form("constraints"):
                               "higher = follow the targets harder (twice the sampling cost).")
     temperature = g2.slider("Temperature", 0.5, 1.5, 1.0, step=0.1,
                             help="Divides the model's logits. Below 1 stays closer to the training crystals "
-                                 "(more realistic, fewer novel ones; measured in docs/BENCHMARKS.md), above 1 "
+                                 "(fewer novel ones, less coverage; measured in docs/BENCHMARKS.md), above 1 "
                                  "strays further from them.")
     resample = g3.checkbox("Resample invalid or non-neutral crystals", True,
                            help="Reject crystals with atoms closer than 0.5 A or without a SMACT charge-neutral "
