@@ -624,6 +624,11 @@ def markdown(r: dict, command: str) -> str:
                              f"{_interval(row['screened'], n_row)}; median {row['screened_median']:.2f}) | "
                              f"{_times(_hit_ratio(row['screened'], row['uncond']))} |" if "screened" in row
                              else "– | – |"))
+        # A target most unconditional samples already meet cannot be hit twice as often: say so, with the bound.
+        capped = [f"{label.split(' ')[0]} (unconditional {pct(row['uncond'])}, so at most "
+                  f"{_times(1 / row['uncond'], 2)})" for label, row in r["properties"].items() if row["uncond"] > 0.5]
+        if capped:
+            lines += ["", "Out of reach by construction: a ratio of 2x for " + "; ".join(capped) + "."]
     if "hull_validation" in r:
         h = r["hull_validation"]
         lines += ["", f"Proxy validation (static CHGNet energies on DFT geometries, no relaxation). E_hull on "
