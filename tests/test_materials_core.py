@@ -237,6 +237,16 @@ def test_structural_validity():
     assert not validate.structural_valid(bad)
 
 
+def test_contact_ratio_uses_the_pair_radii():
+    # Na-Cl 2.82 A over Slater radii 1.80 + 1.00 A.
+    assert validate.contact_ratio(nacl()) == pytest.approx(2.82 / 2.80, abs=1e-3)
+    squeezed = nacl()
+    squeezed.scale_lattice(nacl().volume * 0.55**3)  # still > 0.5 A apart: valid, but overlapping
+    assert validate.structural_valid(squeezed)
+    assert validate.contact_ratio(squeezed) < validate.MIN_CONTACT_RATIO
+    assert validate.contact_ratio(Structure(Lattice.cubic(3.0), ["Na"], [[0, 0, 0]])) == math.inf
+
+
 def test_smact_examples():
     assert validate.smact_valid({"Li": 1, "Co": 1, "O": 2})
     assert validate.smact_valid({"Na": 2, "Cl": 2})  # reduced to NaCl
@@ -300,7 +310,8 @@ def test_check_uploaded_structure():
     assert c.capacity == pytest.approx(273.8, abs=0.2)
     again = check(licoo2(), Conditions(), None, tracker=tracker)
     assert not again.unique and again.novel is None
-    assert set(c.row()) >= {"formula", "e_above_hull", "voltage", "capacity_mAh_g", "potential"}
+    assert c.contact_ratio > validate.MIN_CONTACT_RATIO
+    assert set(c.row()) >= {"formula", "contact_ratio", "e_above_hull", "voltage", "capacity_mAh_g", "potential"}
 
 
 def test_training_loop_fits_two_crystals():

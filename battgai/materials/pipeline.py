@@ -1,8 +1,8 @@
 """Generate candidates and run every check on them: the one code path of the page and the CLI.
 
 ``generate`` samples token sequences, builds structures (rejecting and
-resampling invalid or non-neutral ones unless asked not to) and runs the cheap
-checks (validity, SMACT, uniqueness, novelty, symmetry); ``add_energies`` adds
+resampling invalid, overlapping or non-neutral ones unless asked not to) and runs
+the cheap checks (validity, closest contact, SMACT, uniqueness, novelty, symmetry); ``add_energies`` adds
 the interatomic-potential checks (CHGNet or SevenNet-0: energy, E_hull,
 formation energy, voltage), which cost ~0.1-5 s per structure, so callers run
 them on demand.
@@ -34,6 +34,7 @@ class Candidate:
     valid_structure: bool
     valid_smact: bool
     obeys_elements: bool
+    contact_ratio: float = math.nan  # closest pair of atoms over the sum of their radii (validate.contact_ratio)
     unique: bool = True
     novel: bool | None = None
     e_per_atom: float = math.nan
@@ -53,7 +54,8 @@ class Candidate:
         """Flat record for tables and CSV files."""
         return {
             "formula": self.formula, "n_atoms": len(self.structure), "sg_asked": self.spacegroup_asked,
-            "sg_found": self.spacegroup_found, "valid": self.valid_structure, "smact": self.valid_smact,
+            "sg_found": self.spacegroup_found, "valid": self.valid_structure, "contact_ratio": self.contact_ratio,
+            "smact": self.valid_smact,
             "elements_ok": self.obeys_elements, "unique": self.unique, "novel": self.novel,
             "e_per_atom": self.e_per_atom, "e_above_hull": self.e_above_hull,
             "formation_energy": self.formation_energy, "voltage": self.voltage, "capacity_mAh_g": self.capacity,
@@ -88,7 +90,7 @@ def check(structure, conditions: Conditions, known: Mapping[str, Sequence] | Non
         spacegroup_found=validate.spacegroup_found(structure),
         valid_structure=validate.structural_valid(structure),
         valid_smact=validate.smact_valid(structure.composition.element_composition.as_dict()),
-        obeys_elements=obeys,
+        obeys_elements=obeys, contact_ratio=validate.contact_ratio(structure),
         novel=None if known is None else validate.is_novel(structure, known),
     )
     if tracker is not None:
@@ -109,6 +111,7 @@ class Tally:
     sampled: int = 0
     dead_end: int = 0  # hit a dead end in the grammar or did not build into a crystal
     invalid: int = 0  # built, but atoms closer than 0.5 A (rejected and resampled)
+    overlapping: int = 0  # valid, but two atoms closer than MIN_CONTACT_RATIO x their radius sum (likewise)
     not_neutral: int = 0  # built and valid, but no SMACT charge-neutral assignment (rejected and resampled)
     screened_out: int = 0  # passed, but further from the property targets than those kept (see ``screen``)
     accepted: int = 0
@@ -152,7 +155,9 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
-    than 0.5 A) or not charge-neutral by SMACT is rejected and the batch's shortfall is
+    than 0.5 A), has two atoms closer than :data:`~battgai.materials.validate.MIN_CONTACT_RATIO`
+    times their radius sum (a third of the raw samples; they fuse or end far above the hull
+    when relaxed) or is not charge-neutral by SMACT is rejected and the batch's shortfall is
     sampled again, up to ``max_rounds`` rounds. Rejection sampling returns crystals
     from the model's own distribution conditioned on passing both checks, unlike
     repairing them; the tally records the price. Without ``resample`` every crystal
@@ -195,6 +200,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                 s, wc = built
                 if resample and not validate.structural_valid(s):
                     tally.invalid += 1
+                elif resample and validate.contact_ratio(s) < validate.MIN_CONTACT_RATIO:
+                    tally.overlapping += 1
                 elif resample and not validate.smact_valid(s.composition.element_composition.as_dict()):
                     tally.not_neutral += 1
                 else:

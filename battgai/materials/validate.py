@@ -20,6 +20,34 @@ import numpy as np
 
 MIN_DISTANCE = 0.5  # angstrom
 MIN_VOLUME = 0.1  # angstrom^3
+#: Closest two atoms may come, as a share of the sum of their atomic radii (see :func:`contact_ratio`). The closest
+#: pair of each of 4,000 MP-20 training crystals sits at 0.68 or more (0.1st percentile 0.71); generated crystals
+#: below 0.6 mostly fuse or end far above the hull under a CHGNet relaxation, so the sampler rejects them.
+MIN_CONTACT_RATIO = 0.6
+
+
+@functools.cache
+def atomic_radius(z: int) -> float:
+    """Slater's empirical atomic radius (A) of element ``z``; 0 where pymatgen has none (noble gases)."""
+    from pymatgen.core import Element
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(Element.from_Z(z).atomic_radius or 0.0)
+
+
+def contact_ratio(structure) -> float:
+    """Shortest distance between two atoms (periodic images included) over the sum of their atomic radii.
+
+    ``inf`` for a one-atom cell. Real crystals sit at about 0.7 or more; far below, atoms overlap.
+    """
+    if len(structure) < 2:
+        return math.inf
+    radii = np.array([atomic_radius(sp.Z) for sp in structure.species])
+    total = radii[:, None] + radii[None]
+    d = structure.distance_matrix
+    np.fill_diagonal(d, np.inf)
+    return float(np.where(total > 0, d / np.where(total > 0, total, 1.0), np.inf).min())
 
 
 def min_distance(structure) -> float:
