@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--energies", action="store_true", help="CHGNet static energy, E_hull and voltage (slow)")
     g.add_argument("--no-novelty", action="store_true", help="skip matching against the training set")
     g.add_argument("--keep-invalid", action="store_true",
-                   help="return every crystal that builds (default: resample invalid or non-neutral ones)")
+                   help="return every crystal that builds (default: resample invalid, overlapping or non-neutral ones)")
     g.add_argument("--guidance", type=float, default=2.0,
                    help="classifier-free guidance weight on property targets (1 = plain conditioning; "
                         "2, the default, hit them most often in docs/BENCHMARKS.md)")

@@ -37,7 +37,8 @@ st.write(
     "Wyckoff sites, so element, space-group and size constraints are obeyed by construction. Every candidate is "
     "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry). Masks on the "
     "model's choices steer it away from atoms closer than 0.5 A and from compositions with no charge-neutral "
-    "assignment; by default the crystals that still fail are rejected and sampled again. Energy (CHGNet or "
+    "assignment; by default the crystals that still fail, or whose atoms overlap (closest two nearer than "
+    f"{MIN_CONTACT_RATIO:g} x their radius sum), are rejected and sampled again. Energy (CHGNet or "
     "SevenNet-0), energy above hull, voltage and capacity are computed on request."
 )
 
@@ -102,9 +103,11 @@ with st.form("constraints"):
                             help="Divides the model's logits. Below 1 stays closer to the training crystals "
                                  "(fewer novel ones, less coverage; measured in docs/BENCHMARKS.md), above 1 "
                                  "strays further from them.")
-    resample = g3.checkbox("Resample invalid or non-neutral crystals", True,
-                           help="Reject crystals with atoms closer than 0.5 A or without a SMACT charge-neutral "
-                                "assignment and sample again (up to 8 rounds). Untick to see the raw model output.")
+    resample = g3.checkbox("Resample invalid, overlapping or non-neutral crystals", True,
+                           help=f"Reject crystals with atoms closer than 0.5 A, with two atoms closer than "
+                                f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
+                                "when relaxed) or without a SMACT charge-neutral assignment, and sample again (up to "
+                                "8 rounds). Untick to see the raw model output.")
     oversample = g1.number_input(
         "Screen: sample x times more, keep the best", 1, MAX_OVERSAMPLE, 1,
         help="With a formation-energy, E_hull or voltage target: sample this many times more crystals, compute "
