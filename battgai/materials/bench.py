@@ -345,12 +345,13 @@ def real_coverage(corpus, n: int, seed: int, ref_fp) -> dict[str, float]:
     return coverage(fingerprints([validate._parse_cif(c) for c in train.cif]), ref_fp)
 
 
-def contact_check(lm, n: int, seed: int, refs, relax_steps: int = 100) -> dict:
+def contact_check(lm, n: int, seed: int, refs, known, relax_steps: int = 100) -> dict:
     """Why the app's sampler rejects overlapping atoms: the raw model's valid, neutral crystals, relaxed.
 
     ``n`` raw samples (a seed of their own); those that pass the 0.5 A and SMACT checks are grouped
     by closest contact (:func:`~battgai.materials.validate.contact_ratio`) and relaxed with CHGNet
-    like the S.U.N. subsample: the share whose relaxation failed and the share that ends stable.
+    like the S.U.N. subsample: the share whose relaxation failed, the share that ends stable, and
+    the share novel as generated (vs ``known``).
     """
     from battgai.materials.stability import STABLE_EHULL
 
@@ -362,11 +363,13 @@ def contact_check(lm, n: int, seed: int, refs, relax_steps: int = 100) -> dict:
     failed = np.array([x is None for x in relaxed])
     ehull = np.array([math.nan if x is None else refs.hull(x[0].composition, x[1]).e_above_hull for x in relaxed])
     stable = np.nan_to_num(ehull, nan=np.inf) < STABLE_EHULL
+    novel = np.array([validate.is_novel(s, known) for s in kept])
     low = validate.MIN_CONTACT_RATIO
     groups = {"< 0.4": ratio < 0.4, f"0.4-{low:g}": (ratio >= 0.4) & (ratio < low), f">= {low:g}": ratio >= low}
     return {"n_sampled": n, "n": len(kept), "threshold": low,
             "groups": {k: {"n": int(m.sum()), "relax_failed": float(failed[m].mean()) if m.any() else math.nan,
-                           "stable": float(stable[m].mean()) if m.any() else math.nan} for k, m in groups.items()}}
+                           "stable": float(stable[m].mean()) if m.any() else math.nan,
+                           "novel": float(novel[m].mean()) if m.any() else math.nan} for k, m in groups.items()}}
 
 
 def coverage_curve(lm, sizes: list[int], seed: int, ref_fp) -> dict[str, dict[str, float]]:
@@ -607,7 +610,8 @@ def markdown(r: dict, command: str) -> str:
                   f"crystals sits at 0.68 or more). Why (`--contact-check {contact['n_sampled']}`): of "
                   f"{contact['n']} valid, neutral raw-model crystals relaxed the same way, by closest contact: "
                   + "; ".join(f"{k}: {g['n']} crystals, relaxation failed {pct(g['relax_failed'])}, stable "
-                              f"{pct(g['stable'])}" for k, g in contact["groups"].items()) + "."]
+                              f"{pct(g['stable'])}, novel {pct(g.get('novel', math.nan))}"
+                              for k, g in contact["groups"].items()) + "."]
     if cov:
         lines += ["", "COV follows CDVAE's MP-20 protocol (CrystalNN 'ops' site fingerprints averaged per structure, "
                   "cutoff 0.4; Magpie composition features scaled by CDVAE's fixed means / stds, cutoff 10) but with "
@@ -746,7 +750,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.contact_check:
         torch.set_num_threads(1)
         lm = load_model(args.model)
-        out = contact_check(lm, args.contact_check, args.seed, ReferencePhases.from_mp20(), args.relax_steps)
+        out = contact_check(lm, args.contact_check, args.seed, ReferencePhases.from_mp20(),
+                            training_cifs_by_formula(), args.relax_steps)
         CONTACT.write_text(json.dumps({"model": lm.name, "sha256": lm.sha256, "version": __version__,
                                        "seed": args.seed, **out}, indent=1))
         print(out, flush=True)
