@@ -101,8 +101,8 @@ with st.form("constraints"):
                               "higher = follow the targets harder (twice the sampling cost).")
     temperature = g2.slider("Temperature", 0.5, 1.5, 1.0, step=0.1,
                             help="Divides the model's logits. Below 1 stays closer to the training crystals "
-                                 "(fewer novel ones, less coverage; measured in docs/BENCHMARKS.md), above 1 "
-                                 "strays further from them.")
+                                 "(fewer novel ones), above 1 strays further from them (more novel ones, less "
+                                 "precise coverage of real crystals); measured in docs/BENCHMARKS.md.")
     resample = g3.checkbox("Resample invalid, overlapping or non-neutral crystals", True,
                            help=f"Reject crystals with atoms closer than 0.5 A, with two atoms closer than "
                                 f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
