@@ -237,8 +237,9 @@ with st.container(border=True):
                "downloads' provenance.")
 
 table = pd.DataFrame([c.row() for c in cands])
-contact_help = (f"Closest two atoms over the sum of their atomic radii. Real MP-20 crystals sit at 0.68 or more; "
-                f"with resampling, generated ones below {MIN_CONTACT_RATIO:g} are rejected (their atoms overlap).")
+contact_help = ("Closest two atoms over the sum of their atomic radii; real MP-20 crystals sit at about 0.7 or "
+                f"more. With resampling, generated ones below {MIN_CONTACT_RATIO:g} are rejected (their atoms overlap; "
+                "measured in docs/BENCHMARKS.md).")
 selection = st.dataframe(table, width="stretch", on_select="rerun", selection_mode="multi-row", key="mat_table",
                          column_config={"contact_ratio": st.column_config.NumberColumn(
                              "closest contact", help=contact_help, format="%.2f")})

@@ -345,15 +345,21 @@ def real_coverage(corpus, n: int, seed: int, ref_fp) -> dict[str, float]:
     return coverage(fingerprints([validate._parse_cif(c) for c in train.cif]), ref_fp)
 
 
-def contact_check(lm, n: int, seed: int, refs, known, relax_steps: int = 100) -> dict:
+def contact_check(lm, n: int, seed: int, refs, known, relax_steps: int = 100, n_real: int = 4000) -> dict:
     """Why the app's sampler rejects overlapping atoms: the raw model's valid, neutral crystals, relaxed.
 
     ``n`` raw samples (a seed of their own); those that pass the 0.5 A and SMACT checks are grouped
     by closest contact (:func:`~battgai.materials.validate.contact_ratio`) and relaxed with CHGNet
     like the S.U.N. subsample: the share whose relaxation failed, the share that ends stable, and
-    the share novel as generated (vs ``known``).
+    the share novel as generated (vs ``known``). For scale, the contact ratios of ``n_real`` real
+    MP-20 training crystals.
     """
+    from battgai.materials.corpus import load_corpus, mp20_frame
     from battgai.materials.stability import STABLE_EHULL
+
+    corpus, df = load_corpus(), mp20_frame()
+    train = df[df.material_id.isin(corpus.ids[corpus.split == "train"])].sample(n_real, random_state=seed)
+    real = np.array([validate.contact_ratio(validate._parse_cif(c)) for c in train.cif])
 
     raw = sample_raw(lm, n, seed + 7919).structures
     kept = [s for s in raw if s is not None and validate.structural_valid(s)
@@ -367,6 +373,7 @@ def contact_check(lm, n: int, seed: int, refs, known, relax_steps: int = 100) ->
     low = validate.MIN_CONTACT_RATIO
     groups = {"< 0.4": ratio < 0.4, f"0.4-{low:g}": (ratio >= 0.4) & (ratio < low), f">= {low:g}": ratio >= low}
     return {"n_sampled": n, "n": len(kept), "threshold": low,
+            "real": {"n": n_real, "min": float(real.min()), "below": float((real < low).mean())},
             "groups": {k: {"n": int(m.sum()), "relax_failed": float(failed[m].mean()) if m.any() else math.nan,
                            "stable": float(stable[m].mean()) if m.any() else math.nan,
                            "novel": float(novel[m].mean()) if m.any() else math.nan} for k, m in groups.items()}}
@@ -606,8 +613,9 @@ def markdown(r: dict, command: str) -> str:
     contact = r.get("contact_check")
     if contact:
         lines += ["", f"Overlapping atoms: the app's sampler also rejects crystals whose closest two atoms are nearer "
-                  f"than {contact['threshold']:g} x the sum of their atomic radii (every one of 4,000 MP-20 training "
-                  f"crystals sits at 0.68 or more). Why (`--contact-check {contact['n_sampled']}`): of "
+                  f"than {contact['threshold']:g} x the sum of their atomic radii (Slater's), where "
+                  f"{pct(contact['real']['below'])} of {contact['real']['n']:,} real MP-20 training crystals sit "
+                  f"(lowest {contact['real']['min']:.2f}). Why (`--contact-check {contact['n_sampled']}`): of "
                   f"{contact['n']} valid, neutral raw-model crystals relaxed the same way, by closest contact: "
                   + "; ".join(f"{k}: {g['n']} crystals, relaxation failed {pct(g['relax_failed'])}, stable "
                               f"{pct(g['stable'])}, novel {pct(g.get('novel', math.nan))}"
