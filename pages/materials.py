@@ -103,7 +103,7 @@ with st.form("constraints"):
                             help="Divides the model's logits. Below 1 stays closer to the training crystals "
                                  "(fewer novel ones), above 1 strays further from them (more novel ones, less "
                                  "precise coverage of real crystals); measured in docs/BENCHMARKS.md.")
-    resample = g3.checkbox("Resample invalid, overlapping or non-neutral crystals", True,
+    resample = g3.checkbox("Reject and resample", True,
                            help=f"Reject crystals with atoms closer than 0.5 A, with two atoms closer than "
                                 f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
                                 "when relaxed) or without a SMACT charge-neutral assignment, and sample again (up to "
@@ -200,7 +200,7 @@ if tally is not None and tally.dropped:
 asked = st.session_state["mat_prov"].settings.get("n", 0) if "mat_prov" in st.session_state else 0
 if tally is not None and tally.accepted < asked:
     st.warning(f"Only {tally.accepted} of the {asked} candidates asked for were returned: the constraints leave "
-               "the model little room. Loosen them, or untick resampling to see everything it makes.")
+               "the model little room. Loosen them, or untick 'Reject and resample' to see everything it makes.")
 
 with st.container(border=True):
     e0, e1, e2, e3 = st.columns([1, 2, 1, 1])
