@@ -401,6 +401,20 @@ def test_the_real_crystal_ceiling_joins_the_report_only_for_the_same_references(
     assert "coverage_real" not in bench._with_curve({**r, "cov_ref": 500})
 
 
+def test_the_contact_check_joins_the_report_only_for_the_same_weights_and_sampler(tmp_path, monkeypatch):
+    import json
+
+    from battgai.materials import bench
+
+    for name in ("REAL", "CURVE", "TEMPERATURE", "CONTACT"):
+        monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
+    bench.CONTACT.write_text(json.dumps({"sha256": "x", "version": "0", "n_sampled": 10, "n": 9, "groups": {}}))
+    r = {"sha256": "x", "version": "0", "cov_ref": 2995}
+    assert bench._with_curve(r)["contact_check"]["n"] == 9
+    assert "contact_check" not in bench._with_curve({**r, "version": "1"})
+    assert "contact_check" not in bench._with_curve({**r, "sha256": "y"})
+
+
 def test_score_counts_missing_structures_as_misses():
     from battgai.materials.bench import score
 
