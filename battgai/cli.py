@@ -16,7 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from battgai.materials.pipeline import MAX_OVERSAMPLE, UniqueTracker, add_energies, generate_batches, screen_problems
+from battgai.materials.pipeline import (
+    MAX_OVERSAMPLE,
+    MAX_ROUNDS,
+    UniqueTracker,
+    add_energies,
+    generate_batches,
+    screen_problems,
+)
 from battgai.materials.sample import DEFAULT_MODEL, check_conditions, load_model, parse_conditions
 
 
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     g = sub.add_parser("generate", help="generate crystals to a folder (CIFs + checks.csv), resumable")
     g.add_argument("--n", type=int, required=True,
                    help="candidates to write (with resampling, sequences are drawn until this many pass, "
-                        "8 rounds at most)")
+                        f"{MAX_ROUNDS} rounds per batch at most)")
     g.add_argument("--conditions", default="",
                    help='e.g. "allowed=Li,Fe,P,O;required=Li;ion=Li;system=orthorhombic;natoms=14;'
                         'e_above_hull=0;voltage=3.5"')

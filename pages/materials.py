@@ -10,6 +10,7 @@ from battgai import data
 from battgai.materials import tokenizer as tk
 from battgai.materials.pipeline import (
     MAX_OVERSAMPLE,
+    MAX_ROUNDS,
     Candidate,
     UniqueTracker,
     add_energies,
@@ -107,7 +108,7 @@ with st.form("constraints"):
                            help=f"Reject crystals with atoms closer than 0.5 A, with two atoms closer than "
                                 f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
                                 "when relaxed) or without a SMACT charge-neutral assignment, and sample again (up to "
-                                "8 rounds). Untick to see the raw model output.")
+                                f"{MAX_ROUNDS} rounds). Untick to see the raw model output.")
     oversample = g1.number_input(
         "Screen: sample x times more, keep the best", 1, MAX_OVERSAMPLE, 1,
         help="With a formation-energy, E_hull or voltage target: sample this many times more crystals, compute "

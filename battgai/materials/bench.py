@@ -744,8 +744,8 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"only measure COV, uniqueness and novelty of --cov-n samples at sampling temperature T, "
                         f"save it to {TEMPERATURE.name} and re-render the table")
     p.add_argument("--only", default="", metavar="SECTIONS",
-                   help=f"re-measure only these sections (throughput, properties, validation) into {RESULTS.name}, "
-                        "keep the rest")
+                   help="re-measure only these sections (throughput, conditioned, properties, validation) into "
+                        f"{RESULTS.name}, keep the rest")
     p.add_argument("--targets", default="", help="with --only properties: label prefixes of the rows to measure "
                                                  "(e.g. 'E_hull,voltage'); their unconditional rates are sampled anew")
     args = p.parse_args(argv)
@@ -887,6 +887,9 @@ def _measure_only(args, lm, command: str) -> None:
         methods, _tally = sample_methods(lm, r["n"], args.seed)
         r["throughput"] = throughput(methods)
         print("throughput", r["throughput"], flush=True)
+    if "conditioned" in only:
+        r["conditioned"] = conditioned(lm, r["cond_n"], args.seed)
+        print("conditioned", r["conditioned"], flush=True)
     if "properties" in only:
         targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
         rows = property_hits(lm, ReferencePhases.from_mp20(), args.prop_n, args.seed, {}, select_n=args.select_n,

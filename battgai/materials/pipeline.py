@@ -21,6 +21,10 @@ from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, LoadedModel, sample_tokens
 
 Progress = Callable[[int, int], None]
+#: Resampling rounds per batch at most. Under element constraints only about a quarter of the sampled crystals
+#: may pass (docs/BENCHMARKS.md); 16 rounds then leave under 1 % of a batch unfilled, where 8 left 8 %. A request
+#: whose crystals almost never pass costs at most this many times a plain one.
+MAX_ROUNDS = 16
 
 
 @dataclasses.dataclass
@@ -149,7 +153,7 @@ def build_all(tokens: np.ndarray, ok: np.ndarray) -> list[tuple[object, tk.Wycko
 
 def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
-                     start_batch: int = 0, resample: bool = True, max_rounds: int = 8,
+                     start_batch: int = 0, resample: bool = True, max_rounds: int = MAX_ROUNDS,
                      guidance: float = 1.0, oversample: int = 1,
                      refs=None, temperature: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
