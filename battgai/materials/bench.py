@@ -338,11 +338,16 @@ def real_coverage(corpus, n: int, seed: int, ref_fp) -> dict[str, float]:
     What the protocol gives real data at this sample and reference count: the ceiling a
     generator's COV is read against (even real crystals do not reach 100 %).
     """
+    return coverage(fingerprints(training_crystals(corpus, n, seed)), ref_fp)
+
+
+def training_crystals(corpus, n: int, seed: int) -> list:
+    """``n`` real MP-20 training crystals drawn with ``seed`` (the same draw for the same arguments)."""
     from battgai.materials.corpus import mp20_frame
 
     df = mp20_frame()
     train = df[df.material_id.isin(corpus.ids[corpus.split == "train"])].sample(n, random_state=seed)
-    return coverage(fingerprints([validate._parse_cif(c) for c in train.cif]), ref_fp)
+    return [validate._parse_cif(c) for c in train.cif]
 
 
 def contact_check(lm, n: int, seed: int, refs, known, relax_steps: int = 100, n_real: int = 4000) -> dict:
@@ -354,12 +359,10 @@ def contact_check(lm, n: int, seed: int, refs, known, relax_steps: int = 100, n_
     the share novel as generated (vs ``known``). For scale, the contact ratios of ``n_real`` real
     MP-20 training crystals.
     """
-    from battgai.materials.corpus import load_corpus, mp20_frame
+    from battgai.materials.corpus import load_corpus
     from battgai.materials.stability import STABLE_EHULL
 
-    corpus, df = load_corpus(), mp20_frame()
-    train = df[df.material_id.isin(corpus.ids[corpus.split == "train"])].sample(n_real, random_state=seed)
-    real = np.array([validate.contact_ratio(validate._parse_cif(c)) for c in train.cif])
+    real = np.array([validate.contact_ratio(s) for s in training_crystals(load_corpus(), n_real, seed)])
 
     raw = sample_raw(lm, n, seed + 7919).structures
     kept = [s for s in raw if s is not None and validate.structural_valid(s)
@@ -618,7 +621,7 @@ def markdown(r: dict, command: str) -> str:
                   f"(lowest {contact['real']['min']:.2f}). Why (`--contact-check {contact['n_sampled']}`): of "
                   f"{contact['n']} valid, neutral raw-model crystals relaxed the same way, by closest contact: "
                   + "; ".join(f"{k}: {g['n']} crystals, relaxation failed {pct(g['relax_failed'])}, stable "
-                              f"{pct(g['stable'])}, novel {pct(g.get('novel', math.nan))}"
+                              f"{pct(g['stable'])}, novel {pct(g['novel'])}"
                               for k, g in contact["groups"].items()) + "."]
     if cov:
         lines += ["", "COV follows CDVAE's MP-20 protocol (CrystalNN 'ops' site fingerprints averaged per structure, "

@@ -163,7 +163,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     times their radius sum (a third of the raw samples; they fuse or end far above the hull
     when relaxed) or is not charge-neutral by SMACT is rejected and the batch's shortfall is
     sampled again, up to ``max_rounds`` rounds. Rejection sampling returns crystals
-    from the model's own distribution conditioned on passing both checks, unlike
+    from the model's own distribution conditioned on passing the checks, unlike
     repairing them; the tally records the price. Without ``resample`` every crystal
     that builds is returned, as the raw model makes it.
 

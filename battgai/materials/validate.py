@@ -47,7 +47,8 @@ def contact_ratio(structure) -> float:
     total = radii[:, None] + radii[None]
     d = structure.distance_matrix
     np.fill_diagonal(d, np.inf)
-    return float(np.where(total > 0, d / np.where(total > 0, total, 1.0), np.inf).min())
+    # A pair of elements without radii (noble gases) never counts as overlapping.
+    return float(np.divide(d, total, out=np.full_like(d, np.inf), where=total > 0).min())
 
 
 def min_distance(structure) -> float:
