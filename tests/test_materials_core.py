@@ -376,16 +376,31 @@ def test_coverage_counts_both_cutoffs_with_cdvae_scaling():
 def test_real_coverage_draws_training_crystals_and_scores_them_like_generated_ones():
     from types import SimpleNamespace
 
-    from battgai.materials.bench import fingerprints, real_coverage
+    from battgai.materials.bench import crystal_properties, fingerprints, real_coverage
     from battgai.materials.corpus import mp20_frame
 
     df = mp20_frame().head(6)
     corpus = SimpleNamespace(ids=df.material_id.to_numpy(), split=np.array(["train"] * 4 + ["heldout"] * 2))
     train = [validate._parse_cif(c) for c in df.cif[:4]]
-    # Only training crystals are drawn: against themselves as references both coverages are complete.
-    assert real_coverage(corpus, 4, 0, fingerprints(train)) == {"cov_r": 1.0, "cov_p": 1.0}
+    # Only training crystals are drawn: against themselves as references coverage is complete, distances zero.
+    assert real_coverage(corpus, 4, 0, fingerprints(train), crystal_properties(train)) == {
+        "cov_r": 1.0, "cov_p": 1.0, "wdist_density": 0.0, "wdist_num_elems": 0.0}
     with pytest.raises(ValueError):  # more than the training split holds
-        real_coverage(corpus, 5, 0, fingerprints(train))
+        real_coverage(corpus, 5, 0, fingerprints(train), crystal_properties(train))
+
+
+def test_distribution_distances_are_wasserstein_distances_of_density_and_element_count():
+    from battgai.materials.bench import crystal_properties, distribution_distances
+
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cu = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    props = crystal_properties([nacl, None, cu])  # a missing structure is skipped
+    assert props[:, 1].tolist() == [2, 1]
+    assert props[0, 0] == pytest.approx(nacl.density)
+    d = distribution_distances(props[:1], props)
+    # Moving half the mass from NaCl's values to Cu's: half the gap on each axis.
+    assert d["wdist_density"] == pytest.approx(abs(cu.density - nacl.density) / 2)
+    assert d["wdist_num_elems"] == pytest.approx(0.5)
 
 
 def test_the_real_crystal_ceiling_joins_the_report_only_for_the_same_references(tmp_path, monkeypatch):

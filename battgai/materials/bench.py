@@ -280,15 +280,41 @@ def heldout_fingerprints(ids, cifs) -> tuple[np.ndarray, np.ndarray]:
     return fp
 
 
-def heldout_reference(corpus, n_ref: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fingerprints of the held-out MP-20 structures (all, or ``n_ref`` drawn with ``seed``)."""
+def _heldout_frame(corpus, n_ref: int, seed: int):
+    # The held-out MP-20 rows (all, or n_ref drawn with seed), in material_id order.
     from battgai.materials.corpus import mp20_frame
 
     held = mp20_frame()
     held = held[held.material_id.isin(corpus.ids[corpus.split == "heldout"])].sort_values("material_id")
     if n_ref:
         held = held.sample(n_ref, random_state=seed).sort_values("material_id")
+    return held
+
+
+def heldout_reference(corpus, n_ref: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprints of the held-out MP-20 structures (all, or ``n_ref`` drawn with ``seed``)."""
+    held = _heldout_frame(corpus, n_ref, seed)
     return heldout_fingerprints(list(held.material_id), list(held.cif))
+
+
+def heldout_properties(corpus, n_ref: int, seed: int) -> np.ndarray:
+    """:func:`crystal_properties` of the same held-out structures as :func:`heldout_reference`."""
+    return crystal_properties([validate._parse_cif(c) for c in _heldout_frame(corpus, n_ref, seed).cif])
+
+
+def crystal_properties(structures) -> np.ndarray:
+    """Density (g/cm^3) and number of elements of each structure, skipping None: shape ``(n, 2)``."""
+    rows = [(s.density, len(s.composition.elements)) for s in structures if s is not None]
+    return np.array(rows, dtype=float).reshape(-1, 2)
+
+
+def distribution_distances(gen: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """CDVAE's property statistics: Wasserstein distances between generated and reference
+    densities (g/cm^3) and numbers of elements (rows of :func:`crystal_properties`); 0 = same distribution."""
+    from scipy.stats import wasserstein_distance
+
+    return {"wdist_density": float(wasserstein_distance(gen[:, 0], ref[:, 0])),
+            "wdist_num_elems": float(wasserstein_distance(gen[:, 1], ref[:, 1]))}
 
 
 def coverage(gen_fp, ref_fp, struct_cut: float = 0.4, comp_cut: float = 10.0) -> dict[str, float]:
@@ -332,13 +358,15 @@ def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known) -> 
     return {"unique": scores["unique"], "novel": scores["novel"], **coverage(fingerprints(structures), ref_fp)}
 
 
-def real_coverage(corpus, n: int, seed: int, ref_fp) -> dict[str, float]:
-    """COV of ``n`` real MP-20 training crystals (drawn with ``seed``) against the held-out references.
+def real_coverage(corpus, n: int, seed: int, ref_fp, ref_props: np.ndarray) -> dict[str, float]:
+    """COV and property distances of ``n`` real MP-20 training crystals (drawn with ``seed``) against the
+    held-out references.
 
     What the protocol gives real data at this sample and reference count: the ceiling a
-    generator's COV is read against (even real crystals do not reach 100 %).
+    generator's COV is read against (even real crystals do not reach 100 %), and the floor of its distances.
     """
-    return coverage(fingerprints(training_crystals(corpus, n, seed)), ref_fp)
+    real = training_crystals(corpus, n, seed)
+    return {**coverage(fingerprints(real), ref_fp), **distribution_distances(crystal_properties(real), ref_props)}
 
 
 def training_crystals(corpus, n: int, seed: int) -> list:
@@ -579,6 +607,12 @@ def markdown(r: dict, command: str) -> str:
         lines.append(f"| COV-R / COV-P (>= 99 %; first {r['cov_n']} vs {r['cov_ref']} held-out) | "
                      + " | ".join(f"{pct(cov[k]['cov_r'])} / {pct(cov[k]['cov_p'])}" if k in cov else "–"
                                   for k in names) + " |")
+    dist = r.get("distribution", {})
+    if dist:
+        lines.append(f"| Wasserstein distance to held-out, density g/cm^3 / number of elements (first {r['cov_n']}; "
+                     "lower is closer) | " + " | ".join(f"{dist[k]['wdist_density']:.3f} / "
+                                                        f"{dist[k]['wdist_num_elems']:.3f}" if k in dist else "–"
+                                                        for k in names) + " |")
     lines.append("| throughput, valid structures / min (>= 1,000) | "
                  + " | ".join(f"{r['throughput'][k]:.0f}" for k in names) + " |")
     targets = {"structural validity (raw model)": (m[raw]["valid"], 0.99), "SMACT (raw model)": (m[raw]["smact"], 0.90),
@@ -638,6 +672,9 @@ def markdown(r: dict, command: str) -> str:
         lines[-1] += (f" Real MP-20 training crystals under the same protocol ({real['n']:,} drawn, "
                       f"`--cov-real {real['n']}`): {pct(real['cov_r'])} / {pct(real['cov_p'])}, the ceiling at this "
                       "sample and reference count.")
+        if "wdist_density" in real:
+            lines[-1] += (f" Their Wasserstein distances (density / number of elements, as CDVAE's property "
+                          f"statistics): {real['wdist_density']:.3f} / {real['wdist_num_elems']:.3f}, the floor.")
     temp = r.get("coverage_temperature")
     if cov and temp:
         t = f"{temp['temperature']:g}"
@@ -747,7 +784,8 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"only measure COV, uniqueness and novelty of --cov-n samples at sampling temperature T, "
                         f"save it to {TEMPERATURE.name} and re-render the table")
     p.add_argument("--only", default="", metavar="SECTIONS",
-                   help="re-measure only these sections (throughput, conditioned, properties, validation) into "
+                   help="re-measure only these sections (throughput, distribution, conditioned, properties, "
+                        "validation) into "
                         f"{RESULTS.name}, keep the rest")
     p.add_argument("--targets", default="", help="with --only properties: label prefixes of the rows to measure "
                                                  "(e.g. 'E_hull,voltage'); their unconditional rates are sampled anew")
@@ -779,7 +817,8 @@ def main(argv: list[str] | None = None) -> None:
             sizes = [int(x) for x in args.cov_curve.split(",")]
             CURVE.write_text(json.dumps({**stamp, "cov": coverage_curve(lm, sizes, args.seed, ref_fp)}, indent=1))
         if args.cov_real:
-            real = real_coverage(corpus, args.cov_real, args.seed, ref_fp)
+            real = real_coverage(corpus, args.cov_real, args.seed, ref_fp,
+                                 heldout_properties(corpus, args.cov_ref, args.seed))
             REAL.write_text(json.dumps({"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, indent=1))
         if args.cov_temperature:
             temp = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp, training_cifs_by_formula())
@@ -832,6 +871,7 @@ def main(argv: list[str] | None = None) -> None:
             gen = [s for s in m.structures if s is not None][: args.cov_n]
             r["coverage"][m.name] = coverage(fingerprints(gen), ref_fp)
         print("coverage", r["coverage"], f"{time.time() - t:.0f} s", flush=True)
+        r["distribution"] = distributions(methods, args.cov_n, heldout_properties(corpus, args.cov_ref, args.seed))
     r["conditioned"] = conditioned(lm, args.cond_n, args.seed)
     print("conditioned", r["conditioned"], f"{time.time() - t:.0f} s", flush=True)
     if args.prop_n and args.relax_steps:
@@ -849,6 +889,12 @@ def sample_methods(lm, n: int, seed: int):
     product, tally, sgs = sample_product(lm, n, seed)
     return [product, pyxtal_random(product.structures, sgs, seed), ion_substitution(product.structures, seed),
             sample_raw(lm, n, seed), sample_raw(lm, n, seed, validity_masks=False)], tally
+
+
+def distributions(methods, n: int, ref_props: np.ndarray) -> dict[str, dict[str, float]]:
+    """:func:`distribution_distances` of each method's first ``n`` structures to the references."""
+    return {m.name: distribution_distances(crystal_properties([s for s in m.structures if s is not None][:n]),
+                                           ref_props) for m in methods}
 
 
 def throughput(methods) -> dict[str, float]:
@@ -886,10 +932,17 @@ def _measure_only(args, lm, command: str) -> None:
                          "differ); run the whole benchmark")
     only = set(args.only.split(","))
     done = r.setdefault("completed_by", [])
-    if "throughput" in only:
+    if only & {"throughput", "distribution"}:
         methods, _tally = sample_methods(lm, r["n"], args.seed)
-        r["throughput"] = throughput(methods)
-        print("throughput", r["throughput"], flush=True)
+        if "throughput" in only:
+            r["throughput"] = throughput(methods)
+            print("throughput", r["throughput"], flush=True)
+        if "distribution" in only:
+            from battgai.materials.corpus import load_corpus
+
+            r["distribution"] = distributions(methods, r["cov_n"],
+                                              heldout_properties(load_corpus(), args.cov_ref, args.seed))
+            print("distribution", r["distribution"], flush=True)
     if "conditioned" in only:
         r["conditioned"] = conditioned(lm, r["cond_n"], args.seed)
         print("conditioned", r["conditioned"], flush=True)
@@ -959,6 +1012,9 @@ def record_in_card(r: dict) -> None:
         f"bench_sun_pyxtal_baseline_relaxed_{r['sun_n']}": round(sun_[px]["sun_relaxed"], 3),
         "bench_spacegroup_hit": round(r["conditioned"]["spacegroup_hit"], 3),
     })
+    if "distribution" in r:
+        card.metrics["bench_wdist_density"] = round(r["distribution"][g]["wdist_density"], 3)
+        card.metrics["bench_wdist_num_elems"] = round(r["distribution"][g]["wdist_num_elems"], 3)
     if "coverage" in r:
         card.metrics[f"bench_cov_r_{r['cov_n']}"] = round(r["coverage"][g]["cov_r"], 3)
         card.metrics[f"bench_cov_p_{r['cov_n']}"] = round(r["coverage"][g]["cov_p"], 3)
