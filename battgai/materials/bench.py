@@ -41,6 +41,10 @@ class Sampled:
     structures: list
     seconds: float
 
+    def produced(self, n: int) -> list:
+        """The first ``n`` structures it produced (None skipped): what COV and the distances both score."""
+        return [s for s in self.structures if s is not None][:n]
+
 
 def sample_raw(lm, n: int, seed: int, batch_size: int = 100, validity_masks: bool = True) -> Sampled:
     """The raw model: every sequence's crystal as built (None on dead ends), no rejection.
@@ -868,8 +872,7 @@ def main(argv: list[str] | None = None) -> None:
         r["cov_ref"] = len(ref_fp[0])
         r["coverage"] = {}
         for m in methods[:3]:
-            gen = [s for s in m.structures if s is not None][: args.cov_n]
-            r["coverage"][m.name] = coverage(fingerprints(gen), ref_fp)
+            r["coverage"][m.name] = coverage(fingerprints(m.produced(args.cov_n)), ref_fp)
         print("coverage", r["coverage"], f"{time.time() - t:.0f} s", flush=True)
         r["distribution"] = distributions(methods, args.cov_n, heldout_properties(corpus, args.cov_ref, args.seed))
     r["conditioned"] = conditioned(lm, args.cond_n, args.seed)
@@ -893,8 +896,7 @@ def sample_methods(lm, n: int, seed: int):
 
 def distributions(methods, n: int, ref_props: np.ndarray) -> dict[str, dict[str, float]]:
     """:func:`distribution_distances` of each method's first ``n`` structures to the references."""
-    return {m.name: distribution_distances(crystal_properties([s for s in m.structures if s is not None][:n]),
-                                           ref_props) for m in methods}
+    return {m.name: distribution_distances(crystal_properties(m.produced(n)), ref_props) for m in methods}
 
 
 def throughput(methods) -> dict[str, float]:
