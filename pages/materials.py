@@ -109,6 +109,10 @@ with st.form("constraints"):
                                 f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
                                 "when relaxed) or without a SMACT charge-neutral assignment, and sample again (up to "
                                 f"{MAX_ROUNDS} rounds). Untick to see the raw model output.")
+    novel_only = g3.checkbox("Novel only", False,
+                             help="Also reject crystals that match a structure the model was trained on "
+                                  "(StructureMatcher, the novelty check) and sample again: about a quarter of "
+                                  "unconstrained samples reproduce a training crystal. Needs the shared MP-20 data.")
     oversample = g1.number_input(
         "Screen: sample x times more, keep the best", 1, MAX_OVERSAMPLE, 1,
         help="With a formation-energy, E_hull or voltage target: sample this many times more crystals, compute "
@@ -133,6 +137,9 @@ problems = check_conditions(conditions) if spacegroups is not None else ["bad sp
 screen_refs = get_refs("chgnet") if submitted and oversample > 1 else None
 if submitted and oversample > 1:
     problems = problems + screen_problems(conditions, screen_refs)
+if submitted and novel_only and get_known() is None:
+    problems = [*problems, "'Novel only' needs the training structures: shared MP-20 data not found "
+                           "(set BATTGAI_DATA_DIR)."]
 if submitted and spacegroups is not None:
     if problems:
         st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
@@ -143,13 +150,14 @@ if submitted and spacegroups is not None:
         done = "Sampled, screened and checked" if oversample > 1 else "Sampled and checked"
         cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
                                 oversample=int(oversample), refs=screen_refs, temperature=temperature,
+                                novel_only=novel_only,
                                 progress=lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}"))
         bar.empty()
         st.session_state["mat_cands"] = cands
         st.session_state["mat_tally"] = tally
         st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
             "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance,
-            "temperature": temperature, "oversample": int(oversample),
+            "temperature": temperature, "oversample": int(oversample), "novel_only": novel_only,
             "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
         if known is None:
             st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
@@ -176,12 +184,14 @@ with st.expander("Check your own CIF"):
             if st.button("Generate around it (same elements, space group and size)", disabled=bool(seed_problems)):
                 lm = get_model()
                 with st.spinner("Sampling around the uploaded structure..."):
-                    found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample)
+                    around_novel = novel_only and get_known() is not None
+                    found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample,
+                                            novel_only=around_novel)
                 st.session_state["mat_cands"] = [*cands, *found]
                 st.session_state["mat_tally"] = tally
                 st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
-                    "conditions": seeded.as_dict(), "n": n, "resample": resample, "seeded_from": upload.name},
-                    int(seed))
+                    "conditions": seeded.as_dict(), "n": n, "resample": resample, "novel_only": around_novel,
+                    "seeded_from": upload.name}, int(seed))
             for p in seed_problems:
                 st.warning(f"Cannot generate around it: {p}")
 
@@ -195,13 +205,16 @@ if tally is not None and tally.dropped:
     st.caption(f"{tally.sampled} sequences sampled for {tally.accepted} candidates: {tally.dead_end} hit a dead end "
                f"or did not build, {tally.invalid} had atoms closer than 0.5 A, {tally.overlapping} had two atoms "
                f"closer than {MIN_CONTACT_RATIO:g} x their radius sum and {tally.not_neutral} were not "
-               "charge-neutral (rejected and resampled)"
+               "charge-neutral"
+               + (f"; {tally.known} matched a training structure" if tally.known else "")
+               + " (rejected and resampled)"
                + (f"; {tally.screened_out} were further from the property targets than those kept (static CHGNet "
                   "screen)." if tally.screened_out else "."))
 asked = st.session_state["mat_prov"].settings.get("n", 0) if "mat_prov" in st.session_state else 0
 if tally is not None and tally.accepted < asked:
     st.warning(f"Only {tally.accepted} of the {asked} candidates asked for were returned: the constraints leave "
-               "the model little room. Loosen them, or untick 'Reject and resample' to see everything it makes.")
+               "the model little room. Loosen them, or untick 'Reject and resample' or 'Novel only' to see "
+               "everything it makes.")
 
 with st.container(border=True):
     e0, e1, e2, e3 = st.columns([1, 2, 1, 1])

@@ -36,3 +36,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def no_shared_data(tmp_path, monkeypatch):
+    """Demo mode: BATTGAI_DATA_DIR points nowhere, and the loaders that cache shared data forget it
+    (an earlier test in the same process may have filled them, which would hide the absence)."""
+    import streamlit as st
+
+    from battgai.materials import corpus
+
+    cached = (corpus.mp20_frame, corpus.electrode_pairs, corpus.training_cifs_by_formula)
+    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
+    for f in cached:
+        f.cache_clear()
+    st.cache_resource.clear()  # the pages keep the training set and reference phases there
+    yield
+    for f in cached:
+        f.cache_clear()
+    st.cache_resource.clear()

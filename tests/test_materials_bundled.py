@@ -41,6 +41,25 @@ def test_resampling_returns_only_valid_neutral_crystals_and_counts_the_rejected(
     assert tally.overlapping > 10
 
 
+def test_novel_only_rejects_known_structures_and_resamples():
+    from battgai.materials.pipeline import generate
+
+    plain, _ = generate(load_model(), Conditions(), 20, seed=3)
+    # Pretend the first eight were in the training set: the same seed samples them again, and they must go.
+    known: dict[str, list] = {}
+    for c in plain[:8]:
+        known.setdefault(c.formula, []).append(c.structure)
+    cands, tally = generate(load_model(), Conditions(), 20, seed=3, known=known, novel_only=True)
+    assert len(cands) == tally.accepted == 20
+    assert tally.known >= 8 and all(c.novel for c in cands)
+    assert tally.sampled == (tally.accepted + tally.dead_end + tally.invalid + tally.overlapping
+                             + tally.not_neutral + tally.known)
+    # The first round draws the same sequences as before: what it kept after the eight comes first.
+    assert cands[0].structure == plain[8].structure
+    with pytest.raises(ValueError, match="training structures"):
+        generate(load_model(), Conditions(), 5, novel_only=True)
+
+
 def test_guidance_without_targets_changes_nothing_and_with_targets_changes_samples():
     plain, _ = sample_tokens(load_model(), Conditions(), 6, seed=4)
     same, _ = sample_tokens(load_model(), Conditions(), 6, seed=4, guidance=3.0)
@@ -123,6 +142,9 @@ def test_cli_refuses_a_temperature_of_zero(capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--n", "5", "--out", "unused", "--temperature", "0"])
     assert "--temperature must be above 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "--n", "5", "--out", "unused", "--novel-only", "--no-novelty"])
+    assert "--novel-only needs the novelty check" in capsys.readouterr().err
 
 
 def test_page_default_render_is_light():
@@ -148,14 +170,25 @@ def test_page_explains_a_screen_without_a_target_it_can_rank_by():
     assert any("formation-energy, E_hull or voltage target" in e.value for e in at.error)
 
 
-def test_page_generates_in_demo_mode(tmp_path, monkeypatch):
-    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))  # demo mode: no novelty index
+@pytest.mark.usefixtures("no_shared_data")
+def test_page_explains_novel_only_without_the_training_set():
+    at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=60).run()
+    next(c for c in at.checkbox if c.label == "Novel only").check()
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("'Novel only' needs the training structures" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.dataframe
+
+
+@pytest.mark.usefixtures("no_shared_data")  # demo mode: no novelty index
+def test_page_generates_in_demo_mode():
     at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=120).run()
     at.slider[0].set_value(10)
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.dataframe and len(at.dataframe[0].value) >= 8
     assert at.dataframe[0].value.n_atoms.max() <= tk.MAX_ATOMS
+    assert any("novelty is not checked" in i.value for i in at.info)
 
 
 def test_sampling_leaves_autograd_on_for_chgnet():

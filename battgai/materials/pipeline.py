@@ -117,6 +117,7 @@ class Tally:
     invalid: int = 0  # built, but atoms closer than 0.5 A (rejected and resampled)
     overlapping: int = 0  # valid, but two atoms closer than MIN_CONTACT_RATIO x their radius sum (likewise)
     not_neutral: int = 0  # built and valid, but no SMACT charge-neutral assignment (rejected and resampled)
+    known: int = 0  # passed, but matches a training structure (rejected and resampled with ``novel_only``)
     screened_out: int = 0  # passed, but further from the property targets than those kept (see ``screen``)
     accepted: int = 0
 
@@ -155,7 +156,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
                      start_batch: int = 0, resample: bool = True, max_rounds: int = MAX_ROUNDS,
                      guidance: float = 1.0, oversample: int = 1,
-                     refs=None, temperature: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
+                     refs=None, temperature: float = 1.0,
+                     novel_only: bool = False) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
@@ -175,9 +177,16 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     whose static CHGNet energies come closest to the property targets (:func:`screen`,
     with reference phases ``refs``); uniqueness is judged among those kept.
 
+    ``novel_only`` also rejects and resamples crystals that match a structure the model
+    was trained on (``known``, StructureMatcher): a quarter of the app's samples reproduce
+    one (docs/BENCHMARKS.md), and a researcher looking for new materials has no use for them.
+    It works with or without ``resample``.
+
     Round ``r`` of batch ``b`` always uses the same seed, so an interrupted run
     resumes exactly by passing ``start_batch``.
     """
+    if novel_only and known is None:
+        raise ValueError("novel_only needs the training structures (known) to judge novelty against")
     if not 1 <= oversample <= MAX_OVERSAMPLE:
         raise ValueError(f"oversample must be 1..{MAX_OVERSAMPLE}, got {oversample}")
     if not temperature > 0:
@@ -190,7 +199,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     for b in range(start_batch, n_batches):
         size = min(batch_size, n - b * batch_size)
         tally, kept = Tally(), []
-        for r in range(max_rounds if resample else 1):
+        for r in range(max_rounds if resample or novel_only else 1):
             want = size * oversample - len(kept)
             if want == 0:
                 break
@@ -208,14 +217,20 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                     tally.overlapping += 1
                 elif resample and not validate.smact_valid(s.composition.element_composition.as_dict()):
                     tally.not_neutral += 1
+                elif novel_only and not validate.is_novel(s, known):
+                    tally.known += 1
                 else:
                     kept.append((s, wc.spacegroup))
+        judge = None if novel_only else known  # novel_only has judged every crystal kept already
         if oversample == 1:
-            cands = [check(s, conditions, known, sg, tracker=tracker) for s, sg in kept]
+            cands = [check(s, conditions, judge, sg, tracker=tracker) for s, sg in kept]
         else:
-            cands = screen([check(s, conditions, known, sg) for s, sg in kept], conditions, refs, size)
+            cands = screen([check(s, conditions, judge, sg) for s, sg in kept], conditions, refs, size)
             for c in cands:
                 c.unique = tracker.add(c.structure)
+        if novel_only:
+            for c in cands:
+                c.novel = True
         tally.screened_out, tally.accepted = len(kept) - len(cands), len(cands)
         yield b, cands, tally
 
@@ -223,15 +238,16 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
 def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
              known: Mapping[str, Sequence] | None = None, progress: Progress | None = None,
              resample: bool = True, guidance: float = 1.0, oversample: int = 1,
-             refs=None, temperature: float = 1.0) -> tuple[list[Candidate], Tally]:
+             refs=None, temperature: float = 1.0, novel_only: bool = False) -> tuple[list[Candidate], Tally]:
     """Sample ``n`` crystals under ``conditions``; returns ``(candidates, tally)``.
 
-    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``, ``refs`` and ``temperature``.
+    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``, ``refs``, ``temperature``
+    and ``novel_only``.
     """
     cands, total = [], Tally()
     for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
                                             guidance=guidance, oversample=oversample, refs=refs,
-                                            temperature=temperature):
+                                            temperature=temperature, novel_only=novel_only):
         cands += batch
         total += tally
         if progress:
