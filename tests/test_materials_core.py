@@ -421,13 +421,38 @@ def test_the_contact_check_joins_the_report_only_for_the_same_weights_and_sample
 
     from battgai.materials import bench
 
-    for name in ("REAL", "CURVE", "TEMPERATURE", "CONTACT"):
+    for name in ("REAL", "CURVE", "TEMPERATURE", "CONTACT", "NOVEL_ONLY"):
         monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
     bench.CONTACT.write_text(json.dumps({"sha256": "x", "version": "0", "n_sampled": 10, "n": 9, "groups": {}}))
     r = {"sha256": "x", "version": "0", "cov_ref": 2995}
     assert bench._with_curve(r)["contact_check"]["n"] == 9
     assert "contact_check" not in bench._with_curve({**r, "version": "1"})
     assert "contact_check" not in bench._with_curve({**r, "sha256": "y"})
+
+
+def test_the_novel_only_comparison_joins_the_report_only_for_the_same_weights_and_references(tmp_path, monkeypatch):
+    import json
+
+    from battgai.materials import bench
+
+    for name in ("REAL", "CURVE", "TEMPERATURE", "CONTACT", "NOVEL_ONLY"):
+        monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
+    run = {"n": 10, "seconds": 6.0, "tally": {"accepted": 10, "sampled": 16}, "novel": 0.7, "unique": 1.0,
+           "cov_r": 0.4, "cov_p": 0.9, "wdist_density": 0.3, "wdist_num_elems": 0.1, "stable_static": 0.5,
+           "sun_static": 0.3, "sun_static_per_minute": 30.0, "relax_n": 4, "stable_relaxed": 0.75,
+           "sun_relaxed": 0.5}
+    bench.NOVEL_ONLY.write_text(json.dumps({"sha256": "x", "version": "0", "ref": 2995, "runs": {
+        "app sampler": run, "app sampler, novel only": {**run, "novel": 1.0, "tally": {"accepted": 10,
+                                                                                        "sampled": 20}}}}))
+    r = {"sha256": "x", "version": "0", "cov_ref": 2995}
+    lines = bench.novel_only_lines(bench._with_curve(r)["novel_only"])
+    assert "| novelty | 70.0 % | 100.0 % |" in lines
+    assert "| acceptance (returned / sampled) | 62.5 % | 50.0 % |" in lines
+    assert "| S.U.N., relaxed CHGNet (first 4) | 50.0 % | 50.0 % |" in lines
+    assert "by construction" in lines[1]
+    for other in ({**r, "cov_ref": 500}, {**r, "sha256": "y"}, {**r, "version": "1"}):
+        assert "novel_only" not in bench._with_curve(other)
+    assert bench.novel_only_lines(None) == []
 
 
 def test_score_counts_missing_structures_as_misses():

@@ -350,6 +350,7 @@ CURVE = RESULTS.parent / "coverage_curve.json"
 REAL = RESULTS.parent / "coverage_real.json"
 TEMPERATURE = RESULTS.parent / "coverage_temperature.json"
 CONTACT = RESULTS.parent / "contact_check.json"
+NOVEL_ONLY = RESULTS.parent / "novel_only.json"
 
 
 def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known) -> dict[str, float]:
@@ -360,6 +361,44 @@ def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known) -> 
     structures = [c.structure for c in cands]
     scores = score(structures, known)
     return {"unique": scores["unique"], "novel": scores["novel"], **coverage(fingerprints(structures), ref_fp)}
+
+
+def novel_only_comparison(lm, n: int, seed: int, ref_fp, ref_props: np.ndarray, known, refs, relax_n: int = 100,
+                          relax_steps: int = 100) -> dict[str, dict]:
+    """The app's sampler with and without 'Novel only', side by side on one seed.
+
+    Rejecting the crystals that reproduce a training structure makes novelty 100 % by
+    construction, so that number proves nothing; what this measures is the rest. Both runs
+    check novelty as the page does (both pay for it). Per run: sampling seconds and the tally,
+    uniqueness, COV and property distances against the held-out crystals, static CHGNet
+    stability and S.U.N. over all ``n``, relaxed S.U.N. over the first ``relax_n``, and static
+    S.U.N. crystals per minute of sampling (energies not counted; an untimed run first, so
+    neither pays for warming up).
+    """
+    from battgai.materials.pipeline import generate
+
+    out = {}
+    generate(lm, Conditions(), n, seed, known=known)  # untimed: warms torch and the parsed training CIFs
+    for name, novel_only in (("app sampler", False), ("app sampler, novel only", True)):
+        t0 = time.time()
+        cands, tally = generate(lm, Conditions(), n, seed, known=known, novel_only=novel_only)
+        seconds = time.time() - t0
+        structures = [c.structure for c in cands]
+        sc = score(structures, known)
+        uniq_of = dict(zip(sc["_ok_index"], sc["_unique_mask"], strict=True))
+        novel_of = dict(zip(sc["_ok_index"], sc["_novel_mask"], strict=True))
+        every = sun(structures, list(range(len(structures))), uniq_of, novel_of, refs, known, relax_steps=0)
+        first = sun(structures, list(range(min(relax_n, len(structures)))), uniq_of, novel_of, refs, known,
+                    relax_steps)
+        out[name] = {"n": len(structures), "seconds": seconds, "tally": dataclasses.asdict(tally),
+                     "unique": sc["unique"], "novel": sc["novel"], **coverage(fingerprints(structures), ref_fp),
+                     **distribution_distances(crystal_properties(structures), ref_props),
+                     "stable_static": every["stable"], "sun_static": every["sun"],
+                     "sun_static_per_minute": every["sun"] * len(structures) / seconds * 60,
+                     "relax_n": len(first["_ehull"]), "stable_relaxed": first["stable_relaxed"],
+                     "sun_relaxed": first["sun_relaxed"]}
+        print(name, {k: v for k, v in out[name].items() if k != "tally"}, tally, flush=True)
+    return out
 
 
 def real_coverage(corpus, n: int, seed: int, ref_fp, ref_props: np.ndarray) -> dict[str, float]:
@@ -571,6 +610,32 @@ def _cell(d: dict | None, key: str, fmt=pct) -> str:
     return "–" if d is None or key not in d else fmt(d[key])
 
 
+def novel_only_lines(run: dict | None) -> list[str]:
+    """The 'Novel only' comparison as a small table (nothing when it was not run on these weights)."""
+    if not run:
+        return []
+    plain, novel = run["runs"].values()
+    n, k = plain["n"], plain["relax_n"]
+    rows = {
+        "acceptance (returned / sampled)": lambda m: pct(m["tally"]["accepted"] / m["tally"]["sampled"]),
+        "sampling time (s, novelty checks included)": lambda m: f"{m['seconds']:.0f}",
+        "novelty": lambda m: pct(m["novel"]),
+        "uniqueness": lambda m: pct(m["unique"]),
+        f"COV-R / COV-P at {n:,}": lambda m: f"{pct(m['cov_r'])} / {pct(m['cov_p'])}",
+        "Wasserstein density / number of elements": lambda m: f"{m['wdist_density']:.3f} / {m['wdist_num_elems']:.3f}",
+        f"stable, static CHGNet (all {n:,})": lambda m: pct(m["stable_static"]),
+        f"S.U.N., static CHGNet (all {n:,})": lambda m: pct(m["sun_static"]),
+        "static S.U.N. crystals per minute of sampling": lambda m: f"{m['sun_static_per_minute']:.0f}",
+        f"stable, relaxed CHGNet (first {k})": lambda m: pct(m["stable_relaxed"]),
+        f"S.U.N., relaxed CHGNet (first {k})": lambda m: pct(m["sun_relaxed"]),
+    }
+    return ["", f"'Novel only' (page checkbox, `--novel-only` in the CLI) rejects and resamples crystals that match a "
+            f"training structure. Side by side on one seed (`--novel-only {n}`; {n:,} samples each, COV and "
+            f"distances vs {run['ref']:,} held-out; its novelty is 100 % by construction, not a result):", "",
+            "| | app sampler | novel only |", "|---|---|---|",
+            *(f"| {label} | {f(plain)} | {f(novel)} |" for label, f in rows.items())]
+
+
 def markdown(r: dict, command: str) -> str:
     m = r["methods"]
     names = list(m)
@@ -685,6 +750,7 @@ def markdown(r: dict, command: str) -> str:
         lines[-1] += (f" The app's sampler at temperature {t} (`--cov-temperature {t}`, same seed, {temp['n']:,} "
                       f"samples): {pct(temp['cov_r'])} / {pct(temp['cov_p'])}, uniqueness {pct(temp['unique'])}, "
                       f"novelty {pct(temp['novel'])}.")
+    lines += novel_only_lines(r.get("novel_only"))
     if "conditioned" in r:
         c = r["conditioned"]
         lines += ["", "Conditioned sampling (hard constraints as logit masks, the app's sampler):", "",
@@ -787,6 +853,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cov-temperature", type=float, default=0.0, metavar="T",
                    help=f"only measure COV, uniqueness and novelty of --cov-n samples at sampling temperature T, "
                         f"save it to {TEMPERATURE.name} and re-render the table")
+    p.add_argument("--novel-only", type=int, default=0, metavar="N",
+                   help=f"only compare N samples of the app's sampler with and without 'Novel only' (COV, "
+                        f"static S.U.N. over all N, relaxed S.U.N. over the first --sun-n) into {NOVEL_ONLY.name}")
     p.add_argument("--only", default="", metavar="SECTIONS",
                    help="re-measure only these sections (throughput, distribution, conditioned, properties, "
                         "validation) into "
@@ -809,7 +878,7 @@ def main(argv: list[str] | None = None) -> None:
                                        "seed": args.seed, **out}, indent=1))
         print(out, flush=True)
         args.render_only = RESULTS.exists()
-    if args.cov_curve or args.cov_real or args.cov_temperature:
+    if args.cov_curve or args.cov_real or args.cov_temperature or args.novel_only:
         # Side measurements of the COV paragraph, each saved to its own file against the same references.
         torch.set_num_threads(1)
         corpus = load_corpus()
@@ -828,6 +897,12 @@ def main(argv: list[str] | None = None) -> None:
             temp = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp, training_cifs_by_formula())
             TEMPERATURE.write_text(json.dumps({**stamp, "temperature": args.cov_temperature, "n": args.cov_n, **temp},
                                               indent=1))
+        if args.novel_only:
+            runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp,
+                                         heldout_properties(corpus, args.cov_ref, args.seed),
+                                         training_cifs_by_formula(), ReferencePhases.from_mp20(), args.sun_n,
+                                         args.relax_steps)
+            NOVEL_ONLY.write_text(json.dumps({**stamp, "runs": runs}, indent=1))
         args.render_only = RESULTS.exists()
     if args.render_only:
         r = _with_curve(json.loads(RESULTS.read_text()))
@@ -975,7 +1050,7 @@ def _publish(r: dict, no_write: bool) -> None:
 def _with_curve(r: dict) -> dict:
     # The coverage curve and the temperature run are separate; they belong in the table only if they scored the same
     # weights, sampler and references. The real-crystal ceiling needs no model, only the same references.
-    for path, key in ((CURVE, "coverage_curve"), (TEMPERATURE, "coverage_temperature")):
+    for path, key in ((CURVE, "coverage_curve"), (TEMPERATURE, "coverage_temperature"), (NOVEL_ONLY, "novel_only")):
         if path.exists():
             extra = json.loads(path.read_text())
             if (extra["sha256"], extra.get("version"), extra["ref"]) == (r["sha256"], r.get("version"),
