@@ -39,7 +39,8 @@ st.write(
     "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry). Masks on the "
     "model's choices steer it away from atoms closer than 0.5 A and from compositions with no charge-neutral "
     "assignment; by default the crystals that still fail, or whose atoms overlap (closest two nearer than "
-    f"{MIN_CONTACT_RATIO:g} x their radius sum), are rejected and sampled again. Energy (CHGNet or "
+    f"{MIN_CONTACT_RATIO:g} x their radius sum), are rejected and sampled again ('Novel only' also rejects those "
+    "that match a training structure). Energy (CHGNet or "
     "SevenNet-0), energy above hull, voltage and capacity are computed on request."
 )
 
