@@ -166,8 +166,12 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     when relaxed) or is not charge-neutral by SMACT is rejected and the batch's shortfall is
     sampled again, up to ``max_rounds`` rounds. Rejection sampling returns crystals
     from the model's own distribution conditioned on passing the checks, unlike
-    repairing them; the tally records the price. Without ``resample`` every crystal
-    that builds is returned, as the raw model makes it.
+    repairing them; the tally records the price. For the same reason the sampler's
+    neutrality mask is off then (:func:`~battgai.materials.sample.sample_tokens`,
+    ``hold_neutral``): holding the site list open until the composition is neutral
+    made the model add elements, over-producing 4- and 5-element crystals, and fewer
+    relaxed stable (docs/BENCHMARKS.md). Without ``resample`` every crystal that
+    builds is returned, as the raw model makes it, with all masks on.
 
     ``guidance`` is the classifier-free guidance weight on property targets and
     ``temperature`` divides the logits (below 1: closer to the training data, fewer
@@ -203,8 +207,9 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
             want = size * oversample - len(kept)
             if want == 0:
                 break
+            # Rejecting non-neutral crystals replaces the neutrality mask, which distorts what the model writes.
             tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance,
-                                      temperature=temperature)
+                                      temperature=temperature, hold_neutral=not resample)
             tally.sampled += want
             for built in build_all(tokens, ok):
                 if built is None:

@@ -14,6 +14,11 @@ within :data:`MAX_VOLUME_PER_ATOM` with all atoms 0.5 A apart possible (a mask f
 necessary condition, then a look-ahead over the parameters still to come for the value
 drawn, redrawn while it fails), with angles in :data:`ANGLE_RANGE`. Where nothing
 passes, a mask is lifted and the crystal comes out invalid.
+
+The neutrality mask holds the site list open, so the model adds sites (mostly new
+elements) it would not have chosen; a caller that rejects non-neutral crystals
+anyway turns it off (``hold_neutral=False``) and samples the model's own distribution
+given neutrality, which over-produces fewer 4- and 5-element crystals (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -181,7 +186,7 @@ _SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)
 class _Masks:
     """Per-sequence grammar state and the logit mask for the next token."""
 
-    def __init__(self, c: Conditions, n: int, validity: bool = True):
+    def __init__(self, c: Conditions, n: int, validity: bool = True, hold_neutral: bool = True):
         from pymatgen.core import Element
 
         self.table = tk.wyckoff_table()
@@ -211,6 +216,7 @@ class _Masks:
         self.n_sites = np.zeros(n, int)
         self.stuck = np.zeros(n, bool)
         self.validity = validity
+        self.hold_neutral = validity and hold_neutral
         self.letter = np.zeros(n, int)  # Wyckoff letter index of the site being written
         self.xyz = [[] for _ in range(n)]  # its coordinates so far
         self.atoms = [np.zeros((0, 3)) for _ in range(n)]  # fractional coordinates of finished sites
@@ -287,7 +293,8 @@ class _Masks:
         done = self.count[i] > 0 and self.required <= self.elements[i]
         if self.n_atoms:
             done = done and self.count[i] == cap
-        if done and m.any() and self.validity and len(self.counts[i]) <= _NEUTRAL_MAX_ELEMENTS and not self._neutral(i):
+        if done and m.any() and self.hold_neutral and len(self.counts[i]) <= _NEUTRAL_MAX_ELEMENTS \
+                and not self._neutral(i):
             self.forced[i] = True
             return m  # another site still fits: do not end on a composition SMACT calls impossible
         if done or not m.any():
@@ -565,7 +572,7 @@ def condition_prefix(c: Conditions) -> list[int]:
 
 
 def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0,
-                  guidance: float = 1.0, validity_masks: bool = True):
+                  guidance: float = 1.0, validity_masks: bool = True, hold_neutral: bool = True):
     """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
 
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
@@ -577,24 +584,26 @@ def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, tempera
     both through condition dropout). It doubles the cost; without targets it does nothing.
 
     ``validity_masks=False`` turns off the charge-neutrality and distance masks
-    (see the module docstring), leaving the grammar and the researcher's constraints.
+    (see the module docstring), leaving the grammar and the researcher's constraints;
+    ``hold_neutral=False`` turns off only the neutrality mask, for callers that reject
+    non-neutral crystals themselves.
     """
     import torch
 
     # Local no_grad: CHGNet in the same process needs autograd for forces.
     with torch.no_grad():
-        return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks)
+        return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks, hold_neutral)
 
 
 def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float,
-                   validity_masks: bool):
+                   validity_masks: bool, hold_neutral: bool):
     import torch
 
     problems = check_conditions(c)
     if problems:
         raise ValueError(" ".join(problems))
     gen = torch.Generator().manual_seed(seed)
-    masks = _Masks(c, n, validity_masks)
+    masks = _Masks(c, n, validity_masks, hold_neutral)
     prefix = condition_prefix(c)
     unconditional = condition_prefix(Conditions())
     guided = guidance != 1.0 and prefix != unconditional
