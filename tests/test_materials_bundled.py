@@ -60,6 +60,21 @@ def test_novel_only_rejects_known_structures_and_resamples():
         generate(load_model(), Conditions(), 5, novel_only=True)
 
 
+def test_the_neutrality_mask_holds_the_site_list_open_unless_the_caller_rejects_instead():
+    from battgai.materials.pipeline import build_all
+    from battgai.materials.validate import smact_valid
+
+    def not_neutral(hold: bool) -> tuple[int, float]:
+        built = [x[0] for x in build_all(*sample_tokens(load_model(), Conditions(), 60, seed=0, hold_neutral=hold))
+                 if x is not None]
+        bad = sum(not smact_valid(s.composition.element_composition.as_dict()) for s in built)
+        return bad, sum(len(s.composition.elements) for s in built) / len(built)
+
+    (held, elements_held), (free, elements_free) = not_neutral(True), not_neutral(False)
+    assert free > held  # the mask did make compositions neutral...
+    assert elements_free < elements_held  # ...by adding elements the model would not have written
+
+
 def test_guidance_without_targets_changes_nothing_and_with_targets_changes_samples():
     plain, _ = sample_tokens(load_model(), Conditions(), 6, seed=4)
     same, _ = sample_tokens(load_model(), Conditions(), 6, seed=4, guidance=3.0)
