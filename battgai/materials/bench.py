@@ -649,7 +649,9 @@ def markdown(r: dict, command: str) -> str:
              f"{r['n_heldout']} MP-20 test crystals never trained on.  ",
              f"Samples: N = {r['n']} unconditional per method. The app's sampler rejects crystals with atoms closer "
              "than 0.5 A, with overlapping atoms (below) or without a SMACT charge-neutral assignment and samples "
-             f"again, so its validity and SMACT are 100 % by construction: it drew {t['sampled']} sequences for "
+             "again (it leaves the neutrality mask off: rejecting keeps the compositions the model writes, holding "
+             "the site list open made it add elements), so its validity and SMACT are 100 % by construction: it "
+             f"drew {t['sampled']} sequences for "
              f"{t['accepted']} crystals (acceptance {pct(t['accepted'] / t['sampled'])}; {t['dead_end']} dead ends, "
              f"{t['invalid']} invalid, {t.get('overlapping', 0)} overlapping, {t['not_neutral']} not neutral), and "
              "its throughput pays for that. The raw model's column is the "
@@ -658,7 +660,8 @@ def markdown(r: dict, command: str) -> str:
              "`battgai.materials.sample`). "
              "Baselines are built on the same compositions, sizes and space groups as "
              "the app's samples. Fractions are of all N (a missing structure counts as a miss). Throughput is wall "
-             "clock on the shared machine while other jobs ran.",
+             "clock on the shared machine; `--only throughput` (under 'Completed by') re-measures it with nothing "
+             "else running.",
              "", "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, key in rows:
         lines.append(f"| {label} | " + " | ".join(pct(m[k][key]) for k in names) + " |")
