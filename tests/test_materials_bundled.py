@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, load_model, sample_tokens
 from battgai.materials.validate import MIN_CONTACT_RATIO
+from tests.conftest import requires_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,6 +150,21 @@ def test_cli_streams_and_resumes(tmp_path):
         generate_to_dir(12, "allowed=Na,Cl,K", out, seed=2, batch_size=6, novelty=False)
     with pytest.raises(SystemExit, match="impossible"):
         generate_to_dir(5, "allowed=Li,O;required=Fe", tmp_path / "x", novelty=False)
+
+
+@requires_data("mp_20_cif_only")
+def test_cli_novel_only_writes_only_novel_crystals_and_records_it(tmp_path):
+    from battgai.cli import generate_to_dir
+
+    out = tmp_path / "novel"
+    # Na-Cl-K: half of a plain run with this seed reproduces training crystals (NaCl, KCl, K3Na); here none
+    # does, and up to 16 resampling rounds may still leave a slot empty.
+    n = generate_to_dir(10, "allowed=Na,Cl,K", out, seed=2, batch_size=10, novel_only=True)
+    rows = read_rows(out / "checks.csv")
+    assert n == len(rows) >= 8 and all(r["novel"] == "True" for r in rows)
+    assert json.loads((out / "provenance.json").read_text())["settings"]["novel_only"] is True
+    with pytest.raises(SystemExit, match="other settings"):  # a plain run does not extend a novel-only one
+        generate_to_dir(10, "allowed=Na,Cl,K", out, seed=2, batch_size=10)
 
 
 def test_cli_refuses_a_temperature_of_zero(capsys):
