@@ -37,10 +37,10 @@ st.write(
     "Ask for crystals under constraints; a small transformer trained here on MP-20 writes them as space group + "
     "Wyckoff sites, so element, space-group and size constraints are obeyed by construction. Every candidate is "
     "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry). Masks on the "
-    "model's choices steer it away from atoms closer than 0.5 A and from compositions with no charge-neutral "
-    "assignment; by default the crystals that still fail, or whose atoms overlap (closest two nearer than "
-    f"{MIN_CONTACT_RATIO:g} x their radius sum), are rejected and sampled again ('Novel only' also rejects those "
-    "that match a training structure). Energy (CHGNet or "
+    "model's choices steer it away from atoms closer than 0.5 A; by default the crystals that still fail, whose "
+    f"atoms overlap (closest two nearer than {MIN_CONTACT_RATIO:g} x their radius sum) or that have no "
+    "charge-neutral assignment are rejected and sampled again ('Novel only' also rejects those that match a "
+    "training structure; without resampling, a mask steers the model to neutral compositions). Energy (CHGNet or "
     "SevenNet-0), energy above hull, voltage and capacity are computed on request."
 )
 
@@ -184,8 +184,10 @@ with st.expander("Check your own CIF"):
             seed_problems = check_conditions(seeded)
             if st.button("Generate around it (same elements, space group and size)", disabled=bool(seed_problems)):
                 lm = get_model()
+                around_novel = novel_only and get_known() is not None
+                if novel_only and not around_novel:
+                    st.warning("'Novel only' is ignored here: shared MP-20 data not found (set BATTGAI_DATA_DIR).")
                 with st.spinner("Sampling around the uploaded structure..."):
-                    around_novel = novel_only and get_known() is not None
                     found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample,
                                             novel_only=around_novel)
                 st.session_state["mat_cands"] = [*cands, *found]
