@@ -161,6 +161,12 @@ def score(structures, known) -> dict[str, float]:
             "_unique_mask": uniq, "_novel_mask": novel, "_ok_index": [i for i, s in enumerate(structures) if s]}
 
 
+def _by_index(sc: dict) -> tuple[dict, dict]:
+    """:func:`score`'s uniqueness and novelty masks keyed by structure index, as :func:`sun` takes them."""
+    ok = sc["_ok_index"]
+    return dict(zip(ok, sc["_unique_mask"], strict=True)), dict(zip(ok, sc["_novel_mask"], strict=True))
+
+
 #: Wall-clock limit of one benchmark relaxation (s). A cell that collapses under the potential makes CHGNet's
 #: neighbour lists explode (one took 19 GB and minutes per step); it is stopped and counted as failed.
 RELAX_TIMEOUT = 90
@@ -353,14 +359,17 @@ CONTACT = RESULTS.parent / "contact_check.json"
 NOVEL_ONLY = RESULTS.parent / "novel_only.json"
 
 
-def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known) -> dict[str, float]:
-    """The app's sampler at another sampling temperature: COV, uniqueness and novelty of ``n`` samples."""
+def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known, refs) -> dict[str, float]:
+    """The app's sampler at another sampling temperature: COV, uniqueness, novelty and static CHGNet
+    stability and S.U.N. of ``n`` samples (novelty alone would hide what a hotter sampler costs)."""
     from battgai.materials.pipeline import generate
 
     cands, _tally = generate(lm, Conditions(), n, seed, known=None, temperature=temperature)
     structures = [c.structure for c in cands]
-    scores = score(structures, known)
-    return {"unique": scores["unique"], "novel": scores["novel"], **coverage(fingerprints(structures), ref_fp)}
+    sc = score(structures, known)
+    every = sun(structures, list(range(len(structures))), *_by_index(sc), refs, known, relax_steps=0)
+    return {"unique": sc["unique"], "novel": sc["novel"], **coverage(fingerprints(structures), ref_fp),
+            "stable_static": every["stable"], "sun_static": every["sun"]}
 
 
 def novel_only_comparison(lm, n: int, seed: int, ref_fp, ref_props: np.ndarray, known, refs, relax_n: int = 100,
@@ -385,8 +394,7 @@ def novel_only_comparison(lm, n: int, seed: int, ref_fp, ref_props: np.ndarray, 
         seconds = time.time() - t0
         structures = [c.structure for c in cands]
         sc = score(structures, known)
-        uniq_of = dict(zip(sc["_ok_index"], sc["_unique_mask"], strict=True))
-        novel_of = dict(zip(sc["_ok_index"], sc["_novel_mask"], strict=True))
+        uniq_of, novel_of = _by_index(sc)
         every = sun(structures, list(range(len(structures))), uniq_of, novel_of, refs, known, relax_steps=0)
         first = sun(structures, list(range(min(relax_n, len(structures)))), uniq_of, novel_of, refs, known,
                     relax_steps)
@@ -752,7 +760,10 @@ def markdown(r: dict, command: str) -> str:
         t = f"{temp['temperature']:g}"
         lines[-1] += (f" The app's sampler at temperature {t} (`--cov-temperature {t}`, same seed, {temp['n']:,} "
                       f"samples): {pct(temp['cov_r'])} / {pct(temp['cov_p'])}, uniqueness {pct(temp['unique'])}, "
-                      f"novelty {pct(temp['novel'])}.")
+                      f"novelty {pct(temp['novel'])}"
+                      + (f"; static CHGNet over all of them: stable {pct(temp['stable_static'])}, S.U.N. "
+                         f"{pct(temp['sun_static'])} (temperature 1: see the 'Novel only' table)."
+                         if "sun_static" in temp else "."))
     lines += novel_only_lines(r.get("novel_only"))
     if "conditioned" in r:
         c = r["conditioned"]
@@ -897,7 +908,8 @@ def main(argv: list[str] | None = None) -> None:
                                  heldout_properties(corpus, args.cov_ref, args.seed))
             REAL.write_text(json.dumps({"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, indent=1))
         if args.cov_temperature:
-            temp = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp, training_cifs_by_formula())
+            temp = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp, training_cifs_by_formula(),
+                                  ReferencePhases.from_mp20())
             TEMPERATURE.write_text(json.dumps({**stamp, "temperature": args.cov_temperature, "n": args.cov_n, **temp},
                                               indent=1))
         if args.novel_only:
@@ -935,10 +947,8 @@ def main(argv: list[str] | None = None) -> None:
     idx = sorted(rng.choice(both, size=min(args.sun_n, len(both)), replace=False).tolist())
     for k, m in enumerate(methods):
         sc = score(m.structures, known)
-        ok = sc.pop("_ok_index")
-        uniq_of = dict(zip(ok, sc.pop("_unique_mask"), strict=True))
-        novel_of = dict(zip(ok, sc.pop("_novel_mask"), strict=True))
-        r["methods"][m.name] = sc
+        uniq_of, novel_of = _by_index(sc)
+        r["methods"][m.name] = sc = {k: v for k, v in sc.items() if not k.startswith("_")}
         if k < 3:  # the raw model's S.U.N. would differ from the app's only by its invalid share
             r["sun"][m.name] = sun(m.structures, idx, uniq_of, novel_of, refs, known, args.relax_steps)
         print(m.name, {k: round(v, 3) for k, v in sc.items()},
