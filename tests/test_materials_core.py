@@ -455,6 +455,36 @@ def test_the_novel_only_comparison_joins_the_report_only_for_the_same_weights_an
     assert bench.novel_only_lines(None) == []
 
 
+def test_temperature_runs_accumulate_and_render_after_the_plain_sampler(tmp_path, monkeypatch):
+    import json
+
+    from battgai.materials import bench
+
+    monkeypatch.setattr(bench, "TEMPERATURE", tmp_path / "t.json")
+    stamp = {"model": "m", "sha256": "x", "version": "0", "seed": 0, "ref": 2995}
+    run = {"temperature": 1.2, "element_temperature": 1.0, "n": 10, "novel": 0.8, "unique": 1.0, "cov_r": 0.9,
+           "cov_p": 0.95, "wdist_density": 0.3, "wdist_num_elems": 0.1, "stable_static": 0.4, "sun_static": 0.2}
+
+    def add(m: dict, st: dict = stamp) -> None:
+        bench.TEMPERATURE.write_text(json.dumps({**st, "runs": bench._add_run(bench.TEMPERATURE, st, m)}))
+
+    add(run)
+    add({**run, "temperature": 1.0, "element_temperature": 1.4, "novel": 0.81})
+    add({**run, "novel": 0.85})  # the same temperatures again: replaces the first run
+    temp = json.loads(bench.TEMPERATURE.read_text())
+    assert [m["novel"] for m in temp["runs"]] == [0.81, 0.85]
+    plain = {"runs": {"app sampler": {**run, "temperature": 1.0, "novel": 0.73}}}
+    lines = bench.temperature_lines(temp, plain)
+    table = [line for line in lines if line.startswith("| temperature")]
+    assert [line.split(" | ")[1] for line in table] == ["73.0 %", "85.0 %", "81.0 %"]
+    assert table[1].startswith("| temperature 1.2, element temperature 1 |")
+    assert "`--cov-temperature 1 --element-temperature 1.4`" in lines[1]
+    assert len(bench.temperature_lines(temp, None)) == len(lines) - 1  # no plain row without its run
+    assert bench.temperature_lines(None, plain) == []
+    add(run, {**stamp, "sha256": "y"})  # other weights: earlier runs are dropped
+    assert len(json.loads(bench.TEMPERATURE.read_text())["runs"]) == 1
+
+
 def test_score_counts_missing_structures_as_misses():
     from battgai.materials.bench import score
 

@@ -359,17 +359,45 @@ CONTACT = RESULTS.parent / "contact_check.json"
 NOVEL_ONLY = RESULTS.parent / "novel_only.json"
 
 
-def at_temperature(lm, n: int, seed: int, temperature: float, ref_fp, known, refs) -> dict[str, float]:
-    """The app's sampler at another sampling temperature: COV, uniqueness, novelty and static CHGNet
-    stability and S.U.N. of ``n`` samples (novelty alone would hide what a hotter sampler costs)."""
+def at_temperature(lm, n: int, seed: int, temperature: float, element_temperature: float, ref_fp,
+                   ref_props: np.ndarray, known, refs) -> dict[str, float]:
+    """The app's sampler at another overall and element temperature: COV, uniqueness, novelty, property
+    distances and static CHGNet stability and S.U.N. of ``n`` samples (novelty alone would hide what a
+    hotter sampler costs)."""
     from battgai.materials.pipeline import generate
 
-    cands, _tally = generate(lm, Conditions(), n, seed, known=None, temperature=temperature)
+    cands, _tally = generate(lm, Conditions(), n, seed, known=None, temperature=temperature,
+                             element_temperature=element_temperature)
     structures = [c.structure for c in cands]
     sc = score(structures, known)
     every = sun(structures, list(range(len(structures))), *_by_index(sc), refs, known, relax_steps=0)
-    return {"unique": sc["unique"], "novel": sc["novel"], **coverage(fingerprints(structures), ref_fp),
+    return {"temperature": temperature, "element_temperature": element_temperature, "n": len(structures),
+            "unique": sc["unique"], "novel": sc["novel"], **coverage(fingerprints(structures), ref_fp),
+            **distribution_distances(crystal_properties(structures), ref_props),
             "stable_static": every["stable"], "sun_static": every["sun"]}
+
+
+def temperature_lines(temp: dict | None, novel_only: dict | None) -> list[str]:
+    """The temperature runs as a small table, after the app's sampler at temperature 1 when the
+    'Novel only' comparison measured it on the same seed and count (nothing when none was run)."""
+    if not temp:
+        return []
+    runs = sorted(temp["runs"], key=lambda m: (m["element_temperature"], m["temperature"]))
+    n = runs[0]["n"]
+    plain = (novel_only or {}).get("runs", {}).get("app sampler")
+    label = "temperature {temperature:g}, element temperature {element_temperature:g}"
+    rows = [(label.format(temperature=1, element_temperature=1), plain)] if plain and plain["n"] == n else []
+    rows += [(label.format(**m), m) for m in runs]
+    flags = " ".join(sorted({f"`--cov-temperature {m['temperature']:g} --element-temperature "
+                             f"{m['element_temperature']:g}`" for m in runs}))
+    return ["", f"Sampling temperatures: the app's sampler on one seed, {n:,} samples per row ({flags}); COV and "
+            f"distances vs {temp['ref']:,} held-out, static CHGNet over all samples. The element temperature divides "
+            "only the element tokens' logits, once more:", "",
+            "| sampler | novelty | uniqueness | COV-R / COV-P | Wasserstein density / number of elements | stable, "
+            "static | S.U.N., static |", "|---|---|---|---|---|---|---|",
+            *(f"| {name} | {pct(m['novel'])} | {pct(m['unique'])} | {pct(m['cov_r'])} / {pct(m['cov_p'])} | "
+              + (f"{m['wdist_density']:.3f} / {m['wdist_num_elems']:.3f}" if "wdist_density" in m else "–")
+              + f" | {pct(m['stable_static'])} | {pct(m['sun_static'])} |" for name, m in rows)]
 
 
 def novel_only_comparison(lm, n: int, seed: int, ref_fp, ref_props: np.ndarray, known, refs, relax_n: int = 100,
@@ -755,16 +783,8 @@ def markdown(r: dict, command: str) -> str:
         if "wdist_density" in real:
             lines[-1] += (f" Their Wasserstein distances (density / number of elements, as CDVAE's property "
                           f"statistics): {real['wdist_density']:.3f} / {real['wdist_num_elems']:.3f}, the floor.")
-    temp = r.get("coverage_temperature")
-    if cov and temp:
-        t = f"{temp['temperature']:g}"
-        lines[-1] += (f" The app's sampler at temperature {t} (`--cov-temperature {t}`, same seed, {temp['n']:,} "
-                      f"samples): {pct(temp['cov_r'])} / {pct(temp['cov_p'])}, uniqueness {pct(temp['unique'])}, "
-                      f"novelty {pct(temp['novel'])}"
-                      + (f"; static CHGNet over all of them: stable {pct(temp['stable_static'])}, S.U.N. "
-                         f"{pct(temp['sun_static'])} (temperature 1: see the 'Novel only' table)."
-                         if "sun_static" in temp else "."))
     lines += novel_only_lines(r.get("novel_only"))
+    lines += temperature_lines(r.get("coverage_temperature"), r.get("novel_only"))
     if "conditioned" in r:
         c = r["conditioned"]
         lines += ["", "Conditioned sampling (hard constraints as logit masks, the app's sampler):", "",
@@ -865,8 +885,10 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"only relax the valid, neutral crystals among N raw-model samples, grouped by closest "
                         f"contact, into {CONTACT.name} (why the sampler rejects overlapping atoms)")
     p.add_argument("--cov-temperature", type=float, default=0.0, metavar="T",
-                   help=f"only measure COV, uniqueness and novelty of --cov-n samples at sampling temperature T, "
-                        f"save it to {TEMPERATURE.name} and re-render the table")
+                   help=f"only measure COV, uniqueness, novelty and static S.U.N. of --cov-n samples at sampling "
+                        f"temperature T, add them to {TEMPERATURE.name} and re-render the table")
+    p.add_argument("--element-temperature", type=float, default=0.0, metavar="E",
+                   help="as --cov-temperature (which defaults to 1 then), with element temperature E")
     p.add_argument("--novel-only", type=int, default=0, metavar="N",
                    help=f"only compare N samples of the app's sampler with and without 'Novel only' (COV, "
                         f"static S.U.N. over all N, relaxed S.U.N. over the first --sun-n) into {NOVEL_ONLY.name}")
@@ -892,7 +914,7 @@ def main(argv: list[str] | None = None) -> None:
                                        "seed": args.seed, **out}, indent=1))
         print(out, flush=True)
         args.render_only = RESULTS.exists()
-    if args.cov_curve or args.cov_real or args.cov_temperature or args.novel_only:
+    if args.cov_curve or args.cov_real or args.cov_temperature or args.element_temperature or args.novel_only:
         # Side measurements of the COV paragraph, each saved to its own file against the same references.
         torch.set_num_threads(1)
         corpus = load_corpus()
@@ -907,11 +929,12 @@ def main(argv: list[str] | None = None) -> None:
             real = real_coverage(corpus, args.cov_real, args.seed, ref_fp,
                                  heldout_properties(corpus, args.cov_ref, args.seed))
             REAL.write_text(json.dumps({"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, indent=1))
-        if args.cov_temperature:
-            temp = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature, ref_fp, training_cifs_by_formula(),
-                                  ReferencePhases.from_mp20())
-            TEMPERATURE.write_text(json.dumps({**stamp, "temperature": args.cov_temperature, "n": args.cov_n, **temp},
-                                              indent=1))
+        if args.cov_temperature or args.element_temperature:
+            run = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature or 1.0,
+                                 args.element_temperature or 1.0, ref_fp,
+                                 heldout_properties(corpus, args.cov_ref, args.seed), training_cifs_by_formula(),
+                                 ReferencePhases.from_mp20())
+            TEMPERATURE.write_text(json.dumps({**stamp, "runs": _add_run(TEMPERATURE, stamp, run)}, indent=1))
         if args.novel_only:
             runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp,
                                          heldout_properties(corpus, args.cov_ref, args.seed),
@@ -1058,6 +1081,15 @@ def _publish(r: dict, no_write: bool) -> None:
         RESULTS.write_text(json.dumps(r, indent=1, default=str))
         bench_mod.write_section("materials", md)
         record_in_card(r)
+
+
+def _add_run(path: Path, stamp: dict, run: dict) -> list[dict]:
+    # Runs at other temperatures of the same weights, sampler, seed and references stay; one at the same ones is
+    # replaced.
+    old = json.loads(path.read_text()) if path.exists() else {}
+    keep = old.get("runs", []) if {k: old.get(k) for k in stamp} == stamp else []
+    same = ("temperature", "element_temperature", "n")
+    return [m for m in keep if [m[k] for k in same] != [run[k] for k in same]] + [run]
 
 
 def _with_curve(r: dict) -> dict:

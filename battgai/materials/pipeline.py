@@ -156,8 +156,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
                      start_batch: int = 0, resample: bool = True, max_rounds: int = MAX_ROUNDS,
                      guidance: float = 1.0, oversample: int = 1,
-                     refs=None, temperature: float = 1.0,
-                     novel_only: bool = False) -> Iterator[tuple[int, list[Candidate], Tally]]:
+                     refs=None, temperature: float = 1.0, novel_only: bool = False,
+                     element_temperature: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
@@ -173,9 +173,10 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     relaxed stable (docs/BENCHMARKS.md). Without ``resample`` every crystal that
     builds is returned, as the raw model makes it, with all masks on.
 
-    ``guidance`` is the classifier-free guidance weight on property targets and
+    ``guidance`` is the classifier-free guidance weight on property targets,
     ``temperature`` divides the logits (below 1: closer to the training data, fewer
-    surprises); see :func:`~battgai.materials.sample.sample_tokens`.
+    surprises) and ``element_temperature`` those of element tokens once more (above 1:
+    new compositions in familiar structures); see :func:`~battgai.materials.sample.sample_tokens`.
 
     ``oversample`` > 1 samples that many times more crystals per batch and keeps those
     whose static CHGNet energies come closest to the property targets (:func:`screen`,
@@ -193,8 +194,9 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
         raise ValueError("novel_only needs the training structures (known) to judge novelty against")
     if not 1 <= oversample <= MAX_OVERSAMPLE:
         raise ValueError(f"oversample must be 1..{MAX_OVERSAMPLE}, got {oversample}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be above 0, got {temperature}")
+    if not (temperature > 0 and element_temperature > 0):
+        raise ValueError(f"temperature and element temperature must be above 0, got {temperature}, "
+                         f"{element_temperature}")
     problems = screen_problems(conditions, refs) if oversample > 1 else []
     if problems:
         raise ValueError(" ".join(problems))
@@ -209,7 +211,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                 break
             # Rejecting non-neutral crystals replaces the neutrality mask, which distorts what the model writes.
             tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance,
-                                      temperature=temperature, hold_neutral=not resample)
+                                      temperature=temperature, hold_neutral=not resample,
+                                      element_temperature=element_temperature)
             tally.sampled += want
             for built in build_all(tokens, ok):
                 if built is None:
@@ -243,16 +246,18 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
 def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
              known: Mapping[str, Sequence] | None = None, progress: Progress | None = None,
              resample: bool = True, guidance: float = 1.0, oversample: int = 1,
-             refs=None, temperature: float = 1.0, novel_only: bool = False) -> tuple[list[Candidate], Tally]:
+             refs=None, temperature: float = 1.0, novel_only: bool = False,
+             element_temperature: float = 1.0) -> tuple[list[Candidate], Tally]:
     """Sample ``n`` crystals under ``conditions``; returns ``(candidates, tally)``.
 
-    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``, ``refs``, ``temperature``
-    and ``novel_only``.
+    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``, ``refs``, ``temperature``,
+    ``novel_only`` and ``element_temperature``.
     """
     cands, total = [], Tally()
     for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
                                             guidance=guidance, oversample=oversample, refs=refs,
-                                            temperature=temperature, novel_only=novel_only):
+                                            temperature=temperature, novel_only=novel_only,
+                                            element_temperature=element_temperature):
         cands += batch
         total += tally
         if progress:

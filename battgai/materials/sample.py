@@ -572,7 +572,8 @@ def condition_prefix(c: Conditions) -> list[int]:
 
 
 def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0,
-                  guidance: float = 1.0, validity_masks: bool = True, hold_neutral: bool = True):
+                  guidance: float = 1.0, validity_masks: bool = True, hold_neutral: bool = True,
+                  element_temperature: float = 1.0):
     """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
 
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
@@ -587,16 +588,22 @@ def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, tempera
     (see the module docstring), leaving the grammar and the researcher's constraints;
     ``hold_neutral=False`` turns off only the neutrality mask, for callers that reject
     non-neutral crystals themselves.
+
+    ``temperature`` divides every logit; ``element_temperature`` divides the logits of
+    element tokens once more, so above 1 the model writes less common elements into
+    symmetry, sites and geometry it samples as usual (new compositions in familiar
+    structures; measured in docs/BENCHMARKS.md).
     """
     import torch
 
     # Local no_grad: CHGNet in the same process needs autograd for forces.
     with torch.no_grad():
-        return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks, hold_neutral)
+        return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks, hold_neutral,
+                              element_temperature)
 
 
 def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float,
-                   validity_masks: bool, hold_neutral: bool):
+                   validity_masks: bool, hold_neutral: bool, element_temperature: float):
     import torch
 
     problems = check_conditions(c)
@@ -618,7 +625,9 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
         lg = logits[:, -1, :]
         if guided:
             lg = lg[n:] + guidance * (lg[:n] - lg[n:])
-        lg = (lg / temperature).masked_fill(~torch.from_numpy(allowed), float("-inf"))
+        # Phase 2 is an element token; every other token is divided by the overall temperature only.
+        t = torch.from_numpy(np.where(phase == 2, temperature * element_temperature, temperature)[:, None])
+        lg = (lg / t.to(lg.dtype)).masked_fill(~torch.from_numpy(allowed), float("-inf"))
         probs = torch.softmax(lg, -1)
         tok = torch.multinomial(probs, 1, generator=gen).squeeze(1).numpy()
         for i in range(n):
