@@ -478,7 +478,7 @@ def test_temperature_runs_accumulate_and_render_after_the_plain_sampler(tmp_path
     table = [line for line in lines if line.startswith("| temperature")]
     assert [line.split(" | ")[1] for line in table] == ["73.0 %", "85.0 %", "81.0 %"]
     assert table[1].startswith("| temperature 1.2, element temperature 1 |")
-    assert "`--cov-temperature 1 --element-temperature 1.4`" in lines[1]
+    assert "(`--cov-temperature 1.2`, `--element-temperature 1.4`)" in lines[1]
     assert len(bench.temperature_lines(temp, None)) == len(lines) - 1  # no plain row without its run
     assert bench.temperature_lines(None, plain) == []
     add(run, {**stamp, "sha256": "y"})  # other weights: earlier runs are dropped

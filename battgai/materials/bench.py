@@ -377,6 +377,13 @@ def at_temperature(lm, n: int, seed: int, temperature: float, element_temperatur
             "stable_static": every["stable"], "sun_static": every["sun"]}
 
 
+def _temperature_flags(run: dict) -> str:
+    # The bench flags that made this run; the element temperature alone leaves the overall one at 1.
+    flags = [f"--cov-temperature {run['temperature']:g}"] if run["temperature"] != 1 else []
+    return " ".join(flags + ([f"--element-temperature {run['element_temperature']:g}"]
+                             if run["element_temperature"] != 1 else []))
+
+
 def temperature_lines(temp: dict | None, novel_only: dict | None) -> list[str]:
     """The temperature runs as a small table, after the app's sampler at temperature 1 when the
     'Novel only' comparison measured it on the same seed and count (nothing when none was run)."""
@@ -388,8 +395,7 @@ def temperature_lines(temp: dict | None, novel_only: dict | None) -> list[str]:
     label = "temperature {temperature:g}, element temperature {element_temperature:g}"
     rows = [(label.format(temperature=1, element_temperature=1), plain)] if plain and plain["n"] == n else []
     rows += [(label.format(**m), m) for m in runs]
-    flags = " ".join(sorted({f"`--cov-temperature {m['temperature']:g} --element-temperature "
-                             f"{m['element_temperature']:g}`" for m in runs}))
+    flags = ", ".join(f"`{_temperature_flags(m)}`" for m in runs)
     return ["", f"Sampling temperatures: the app's sampler on one seed, {n:,} samples per row ({flags}); COV and "
             f"distances vs {temp['ref']:,} held-out, static CHGNet over all samples. The element temperature divides "
             "only the element tokens' logits, once more:", "",
