@@ -469,7 +469,8 @@ def test_temperature_runs_accumulate_and_render_after_the_plain_sampler(tmp_path
         bench.TEMPERATURE.write_text(json.dumps({**st, "runs": bench._add_run(bench.TEMPERATURE, st, m)}))
 
     add(run)
-    add({**run, "temperature": 1.0, "element_temperature": 1.4, "novel": 0.81})
+    add({**run, "temperature": 1.0, "element_temperature": 1.4, "novel": 0.81, "relax_n": 4, "stable_relaxed": 0.75,
+         "sun_relaxed": 0.5})
     add({**run, "novel": 0.85})  # the same temperatures again: replaces the first run
     temp = json.loads(bench.TEMPERATURE.read_text())
     assert [m["novel"] for m in temp["runs"]] == [0.81, 0.85]
@@ -477,7 +478,8 @@ def test_temperature_runs_accumulate_and_render_after_the_plain_sampler(tmp_path
     lines = bench.temperature_lines(temp, plain)
     table = [line for line in lines if line.startswith("| temperature")]
     assert [line.split(" | ")[1] for line in table] == ["73.0 %", "85.0 %", "81.0 %"]
-    assert table[1].startswith("| temperature 1.2, element temperature 1 |")
+    assert table[1].startswith("| temperature 1.2, element temperature 1 |") and table[1].endswith("| – |")
+    assert table[2].endswith("| 75.0 % / 50.0 % (N = 4) |")
     assert "(`--cov-temperature 1.2`, `--element-temperature 1.4`)" in lines[1]
     assert len(bench.temperature_lines(temp, None)) == len(lines) - 1  # no plain row without its run
     assert bench.temperature_lines(None, plain) == []

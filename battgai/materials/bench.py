@@ -360,21 +360,31 @@ NOVEL_ONLY = RESULTS.parent / "novel_only.json"
 
 
 def at_temperature(lm, n: int, seed: int, temperature: float, element_temperature: float, ref_fp,
-                   ref_props: np.ndarray, known, refs) -> dict[str, float]:
+                   ref_props: np.ndarray, known, refs, relax_n: int = 100, relax_steps: int = 100) -> dict[str, float]:
     """The app's sampler at another overall and element temperature: COV, uniqueness, novelty, property
-    distances and static CHGNet stability and S.U.N. of ``n`` samples (novelty alone would hide what a
-    hotter sampler costs)."""
+    distances, static CHGNet stability and S.U.N. of all ``n`` samples and relaxed S.U.N. of the first
+    ``relax_n`` (novelty alone would hide what a hotter sampler costs)."""
     from battgai.materials.pipeline import generate
 
     cands, _tally = generate(lm, Conditions(), n, seed, known=None, temperature=temperature,
                              element_temperature=element_temperature)
-    structures = [c.structure for c in cands]
+    return {"temperature": temperature, "element_temperature": element_temperature,
+            **sampler_quality([c.structure for c in cands], ref_fp, ref_props, known, refs, relax_n, relax_steps)}
+
+
+def sampler_quality(structures: list, ref_fp, ref_props: np.ndarray, known, refs, relax_n: int,
+                    relax_steps: int) -> dict[str, float]:
+    """What the side runs report of one sample: uniqueness, novelty, COV and property distances against the
+    held-out crystals, static CHGNet stability and S.U.N. over all, relaxed over the first ``relax_n``."""
     sc = score(structures, known)
-    every = sun(structures, list(range(len(structures))), *_by_index(sc), refs, known, relax_steps=0)
-    return {"temperature": temperature, "element_temperature": element_temperature, "n": len(structures),
-            "unique": sc["unique"], "novel": sc["novel"], **coverage(fingerprints(structures), ref_fp),
+    uniq_of, novel_of = _by_index(sc)
+    every = sun(structures, list(range(len(structures))), uniq_of, novel_of, refs, known, relax_steps=0)
+    first = sun(structures, list(range(min(relax_n, len(structures)))), uniq_of, novel_of, refs, known, relax_steps)
+    return {"n": len(structures), "unique": sc["unique"], "novel": sc["novel"],
+            **coverage(fingerprints(structures), ref_fp),
             **distribution_distances(crystal_properties(structures), ref_props),
-            "stable_static": every["stable"], "sun_static": every["sun"]}
+            "stable_static": every["stable"], "sun_static": every["sun"], "relax_n": len(first["_ehull"]),
+            "stable_relaxed": first["stable_relaxed"], "sun_relaxed": first["sun_relaxed"]}
 
 
 def _temperature_flags(run: dict) -> str:
@@ -400,10 +410,12 @@ def temperature_lines(temp: dict | None, novel_only: dict | None) -> list[str]:
             f"distances vs {temp['ref']:,} held-out, static CHGNet over all samples. The element temperature divides "
             "only the element tokens' logits, once more:", "",
             "| sampler | novelty | uniqueness | COV-R / COV-P | Wasserstein density / number of elements | stable, "
-            "static | S.U.N., static |", "|---|---|---|---|---|---|---|",
+            "static | S.U.N., static | stable / S.U.N., relaxed (first N) |", "|---|---|---|---|---|---|---|---|",
             *(f"| {name} | {pct(m['novel'])} | {pct(m['unique'])} | {pct(m['cov_r'])} / {pct(m['cov_p'])} | "
-              + (f"{m['wdist_density']:.3f} / {m['wdist_num_elems']:.3f}" if "wdist_density" in m else "–")
-              + f" | {pct(m['stable_static'])} | {pct(m['sun_static'])} |" for name, m in rows)]
+              f"{m['wdist_density']:.3f} / {m['wdist_num_elems']:.3f} | {pct(m['stable_static'])} | "
+              f"{pct(m['sun_static'])} | "
+              + (f"{pct(m['stable_relaxed'])} / {pct(m['sun_relaxed'])} (N = {m['relax_n']})" if "relax_n" in m
+                 else "–") + " |" for name, m in rows)]
 
 
 def novel_only_comparison(lm, n: int, seed: int, ref_fp, ref_props: np.ndarray, known, refs, relax_n: int = 100,
@@ -426,19 +438,9 @@ def novel_only_comparison(lm, n: int, seed: int, ref_fp, ref_props: np.ndarray, 
         t0 = time.time()
         cands, tally = generate(lm, Conditions(), n, seed, known=known, novel_only=novel_only)
         seconds = time.time() - t0
-        structures = [c.structure for c in cands]
-        sc = score(structures, known)
-        uniq_of, novel_of = _by_index(sc)
-        every = sun(structures, list(range(len(structures))), uniq_of, novel_of, refs, known, relax_steps=0)
-        first = sun(structures, list(range(min(relax_n, len(structures)))), uniq_of, novel_of, refs, known,
-                    relax_steps)
-        out[name] = {"n": len(structures), "seconds": seconds, "tally": dataclasses.asdict(tally),
-                     "unique": sc["unique"], "novel": sc["novel"], **coverage(fingerprints(structures), ref_fp),
-                     **distribution_distances(crystal_properties(structures), ref_props),
-                     "stable_static": every["stable"], "sun_static": every["sun"],
-                     "sun_static_per_minute": every["sun"] * len(structures) / seconds * 60,
-                     "relax_n": len(first["_ehull"]), "stable_relaxed": first["stable_relaxed"],
-                     "sun_relaxed": first["sun_relaxed"]}
+        m = sampler_quality([c.structure for c in cands], ref_fp, ref_props, known, refs, relax_n, relax_steps)
+        out[name] = {**m, "seconds": seconds, "tally": dataclasses.asdict(tally),
+                     "sun_static_per_minute": m["sun_static"] * m["n"] / seconds * 60}
         print(name, {k: v for k, v in out[name].items() if k != "tally"}, tally, flush=True)
     return out
 
@@ -939,7 +941,7 @@ def main(argv: list[str] | None = None) -> None:
             run = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature or 1.0,
                                  args.element_temperature or 1.0, ref_fp,
                                  heldout_properties(corpus, args.cov_ref, args.seed), training_cifs_by_formula(),
-                                 ReferencePhases.from_mp20())
+                                 ReferencePhases.from_mp20(), args.sun_n, args.relax_steps)
             TEMPERATURE.write_text(json.dumps({**stamp, "runs": _add_run(TEMPERATURE, stamp, run)}, indent=1))
         if args.novel_only:
             runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp,
