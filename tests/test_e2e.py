@@ -223,8 +223,11 @@ def test_materials_generate_then_view_in_3d(server, browser):
     page, errors, _, _ = _open(browser, server, nav="materials")
     try:
         _click_and_wait(page, page.get_by_role("button", name="Generate", exact=True))
+        # The running indicator can show up after _click_and_wait has stopped looking for it (seen once in CI, the
+        # page still sampling): wait for what Generate must produce, or an exception; the asserts say which.
+        page.locator('[data-testid="stDataFrame"], [data-testid="stException"]').first.wait_for(timeout=180_000)
         _assert_clean(page, errors, "materials")
-        assert page.locator('[data-testid="stDataFrame"]').count() > 0, "no candidate table after Generate"
+        assert page.locator('[data-testid="stDataFrame"]').count() > 0, f"no candidate table: {_alerts(page)}"
         frame_el = page.locator("iframe").first
         frame_el.scroll_into_view_if_needed()
         frame_el.content_frame.locator("canvas").first.wait_for(timeout=30_000)
