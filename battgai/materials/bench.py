@@ -893,8 +893,9 @@ def main(argv: list[str] | None = None) -> None:
                    help=f"only relax the valid, neutral crystals among N raw-model samples, grouped by closest "
                         f"contact, into {CONTACT.name} (why the sampler rejects overlapping atoms)")
     p.add_argument("--cov-temperature", type=float, default=0.0, metavar="T",
-                   help=f"only measure COV, uniqueness, novelty and static S.U.N. of --cov-n samples at sampling "
-                        f"temperature T, add them to {TEMPERATURE.name} and re-render the table")
+                   help=f"only measure COV, uniqueness, novelty, property distances and S.U.N. (static over all, "
+                        f"relaxed over the first --sun-n) of --cov-n samples at sampling temperature T, add them to "
+                        f"{TEMPERATURE.name} and re-render the table")
     p.add_argument("--element-temperature", type=float, default=0.0, metavar="E",
                    help="as --cov-temperature (which defaults to 1 then), with element temperature E")
     p.add_argument("--novel-only", type=int, default=0, metavar="N",
@@ -930,24 +931,23 @@ def main(argv: list[str] | None = None) -> None:
         lm = load_model(args.model)
         stamp = {"model": lm.name, "sha256": lm.sha256, "version": __version__, "seed": args.seed,
                  "ref": len(ref_fp[0])}
+        # Parsed once however many of the side runs below need them (each parses thousands of CIFs).
+        ref_props = functools.cache(lambda: heldout_properties(corpus, args.cov_ref, args.seed))
+        refs = functools.cache(ReferencePhases.from_mp20)
         if args.cov_curve:
             sizes = [int(x) for x in args.cov_curve.split(",")]
             CURVE.write_text(json.dumps({**stamp, "cov": coverage_curve(lm, sizes, args.seed, ref_fp)}, indent=1))
         if args.cov_real:
-            real = real_coverage(corpus, args.cov_real, args.seed, ref_fp,
-                                 heldout_properties(corpus, args.cov_ref, args.seed))
+            real = real_coverage(corpus, args.cov_real, args.seed, ref_fp, ref_props())
             REAL.write_text(json.dumps({"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, indent=1))
         if args.cov_temperature or args.element_temperature:
             run = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature or 1.0,
-                                 args.element_temperature or 1.0, ref_fp,
-                                 heldout_properties(corpus, args.cov_ref, args.seed), training_cifs_by_formula(),
-                                 ReferencePhases.from_mp20(), args.sun_n, args.relax_steps)
+                                 args.element_temperature or 1.0, ref_fp, ref_props(), training_cifs_by_formula(),
+                                 refs(), args.sun_n, args.relax_steps)
             TEMPERATURE.write_text(json.dumps({**stamp, "runs": _add_run(TEMPERATURE, stamp, run)}, indent=1))
         if args.novel_only:
-            runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp,
-                                         heldout_properties(corpus, args.cov_ref, args.seed),
-                                         training_cifs_by_formula(), ReferencePhases.from_mp20(), args.sun_n,
-                                         args.relax_steps)
+            runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp, ref_props(),
+                                         training_cifs_by_formula(), refs(), args.sun_n, args.relax_steps)
             NOVEL_ONLY.write_text(json.dumps({**stamp, "runs": runs}, indent=1))
         args.render_only = RESULTS.exists()
     if args.render_only:
