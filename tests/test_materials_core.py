@@ -338,13 +338,13 @@ def test_train_cli_records_its_settings_in_the_card(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus, "load_corpus", lambda: tiny)
     monkeypatch.setenv("BATTGAI_WEIGHTS_DIR", str(tmp_path))
     train.main(["--name", "tiny", "--minutes", "1", "--max-steps", "4", "--n-layer", "1", "--n-head", "2",
-                "--n-embd", "32", "--dropout", "0.1"])
+                "--n-embd", "32", "--dropout", "0.1", "--weight-decay", "0.2"])
     card = registry.load_card("tiny")
     assert card.config["dropout"] == 0.1 and card.config["n_layer"] == 1
     # Retraining from the card's command must rebuild the same architecture and schedule.
     assert card.retrain_command == ("python -m battgai.train materials --name tiny --minutes 1 --n-layer 1 "
-                                    "--n-head 2 --n-embd 32 --dropout 0.1 --max-steps 4")
-    assert "on 1 CPU thread, batch 64, dropout 0.1" in card.notes
+                                    "--n-head 2 --n-embd 32 --dropout 0.1 --weight-decay 0.2 --max-steps 4")
+    assert "on 1 CPU thread, batch 64, dropout 0.1, weight decay 0.2." in card.notes
 
 
 def test_conditions_around_uploaded_structure():

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (the app samples on CPU)")
-    sizes = ("n_layer", "n_head", "n_embd", "dropout", "batch_size", "lr", "eval_every")
+    sizes = ("n_layer", "n_head", "n_embd", "dropout", "weight_decay", "batch_size", "lr", "eval_every")
     for field in sizes:
         default = getattr(TrainConfig, field)
         p.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                "'unknown' allowed), space group, (Wyckoff letter, element, x, y, z) per site, lattice "
                f"a b c alpha beta gamma of the conventional cell. {tk.COORD_BINS} coordinate bins, "
                f"{tk.LENGTH_BINS} log length bins, 1-degree angle bins. Condition dropout {cfg.cond_dropout}. "
-               f"Trained {cfg.minutes:g} min on {where}, batch {cfg.batch_size}, dropout {cfg.dropout:g}. The "
+               f"Trained {cfg.minutes:g} min on {where}, batch {cfg.batch_size}, dropout {cfg.dropout:g}, weight decay "
+               f"{cfg.weight_decay:g}. The "
                "held-out loss also picked the best checkpoint "
                f"(evaluated every {cfg.eval_every} steps), so it is a validation, not a test, number; generation "
                "metrics are in docs/BENCHMARKS.md."),
