@@ -416,6 +416,28 @@ def test_the_real_crystal_ceiling_joins_the_report_only_for_the_same_references(
     assert "coverage_real" not in bench._with_curve({**r, "cov_ref": 500})
 
 
+def test_a_side_run_before_any_full_run_saves_its_file_and_stops(tmp_path, monkeypatch, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from battgai.materials import bench, corpus, sample
+
+    for name in ("RESULTS", "CURVE"):
+        monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
+    monkeypatch.setattr(corpus, "load_corpus", lambda: None)
+    monkeypatch.setattr(bench, "heldout_reference", lambda c, n, seed: (np.zeros((2, 2)), np.zeros((2, 3))))
+    monkeypatch.setattr(sample, "load_model", lambda name: SimpleNamespace(name=name, sha256="x"))
+    monkeypatch.setattr(bench, "coverage_curve", lambda lm, sizes, seed, ref: {str(n): {"cov_r": 0.5} for n in sizes})
+
+    def full_run(*args, **kwargs):
+        raise AssertionError("a side run must not start the full benchmark")
+
+    monkeypatch.setattr(bench, "sample_methods", full_run)
+    bench.main(["--cov-curve", "10"])
+    assert json.loads(bench.CURVE.read_text())["cov"] == {"10": {"cov_r": 0.5}}
+    assert "no RESULTS.json yet" in capsys.readouterr().out
+
+
 def test_the_contact_check_joins_the_report_only_for_the_same_weights_and_sampler(tmp_path, monkeypatch):
     import json
 

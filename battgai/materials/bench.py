@@ -922,7 +922,7 @@ def main(argv: list[str] | None = None) -> None:
         CONTACT.write_text(json.dumps({"model": lm.name, "sha256": lm.sha256, "version": __version__,
                                        "seed": args.seed, **out}, indent=1))
         print(out, flush=True)
-        args.render_only = RESULTS.exists()
+        args.render_only = True  # a side run re-renders the table and never starts the full run
     if args.cov_curve or args.cov_real or args.cov_temperature or args.element_temperature or args.novel_only:
         # Side measurements of the COV paragraph, each saved to its own file against the same references.
         torch.set_num_threads(1)
@@ -949,8 +949,11 @@ def main(argv: list[str] | None = None) -> None:
             runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp, ref_props(),
                                          training_cifs_by_formula(), refs(), args.sun_n, args.relax_steps)
             NOVEL_ONLY.write_text(json.dumps({**stamp, "runs": runs}, indent=1))
-        args.render_only = RESULTS.exists()
+        args.render_only = True  # a side run re-renders the table and never starts the full run
     if args.render_only:
+        if not RESULTS.exists():
+            print(f"no {RESULTS.name} yet: the table is rendered after a full run")
+            return
         r = _with_curve(json.loads(RESULTS.read_text()))
         md = markdown(r, r.get("command", "python -m battgai.bench materials"))
         print(md)
