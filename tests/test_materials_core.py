@@ -45,6 +45,22 @@ def test_tokenize_roundtrip_matches(make):
     assert validate.spacegroup_found(back) == validate.spacegroup_found(s)
 
 
+@pytest.mark.parametrize("make", [nacl, licoo2])
+def test_equivalent_forms_are_distinct_sequences_of_the_same_crystal(make):
+    s = make()
+    forms = tk.equivalent_forms(s)
+    assert forms[0] == tk.from_structure(s)
+    assert len({tuple(tk.encode(f)) for f in forms}) == len(forms) >= 2
+    for form in forms:
+        assert validate._fit(s, build.to_structure(form))
+
+
+def test_nacl_equivalent_forms_swap_4a_and_4b():
+    letters = {tuple((site.element, site.letter) for site in f.sites) for f in tk.equivalent_forms(nacl())}
+    assert {("Na", "a"), ("Cl", "b")} <= {pair for form in letters for pair in form}
+    assert {("Na", "b"), ("Cl", "a")} <= {pair for form in letters for pair in form}
+
+
 def test_nacl_is_one_token_site_each():
     wc = tk.from_structure(nacl())
     assert wc.spacegroup == 225
@@ -328,6 +344,26 @@ def test_training_loop_fits_two_crystals():
     assert best < 3.0  # nats per token; an untrained model starts near ln(vocab) ~ 6.8
 
 
+def test_augmented_training_draws_each_crystals_own_forms():
+    from battgai.materials.corpus import Alternatives
+    from battgai.materials.train import TrainConfig, train
+
+    forms = [[tk.encode(f) for f in tk.equivalent_forms(s)] for s in (nacl(), licoo2())]
+    alt = Alternatives(np.array(["nacl", "lco"]), np.stack(forms[0] + forms[1]),
+                       np.array([0, len(forms[0])]), np.array([len(forms[0]), len(forms[1])]))
+    flipped = alt.align(np.array(["lco", "nacl"]))
+    drawn = {tuple(t) for t in flipped.draw(np.zeros(200, dtype=np.int64), np.random.default_rng(0))}
+    assert drawn == {tuple(t) for t in forms[1]}  # every form of LiCoO2 comes up, nothing of NaCl
+    tokens = np.stack([forms[0][0], forms[1][0]])
+    props = np.full((2, tk.N_COND), np.nan)
+    cfg = TrainConfig(minutes=1.0, max_steps=5, batch_size=4, eval_every=5, n_layer=1, n_head=2, n_embd=32,
+                      augment=True)
+    with pytest.raises(ValueError, match="alternatives"):
+        train(cfg, tokens, props, tokens, log=lambda *_: None)
+    _model, _best, steps = train(cfg, tokens, props, tokens, log=lambda *_: None, alternatives=alt)
+    assert steps == 5
+
+
 def test_train_cli_records_its_settings_in_the_card(tmp_path, monkeypatch):
     from battgai import registry
     from battgai.materials import corpus, train
@@ -345,6 +381,14 @@ def test_train_cli_records_its_settings_in_the_card(tmp_path, monkeypatch):
     assert card.retrain_command == ("python -m battgai.train materials --name tiny --minutes 1 --n-layer 1 "
                                     "--n-head 2 --n-embd 32 --dropout 0.1 --weight-decay 0.2 --max-steps 4")
     assert "on 1 CPU thread, batch 64, dropout 0.1, weight decay 0.2." in card.notes
+    # Continuing from those weights on equivalent forms: the card names the start and the augmentation.
+    alt = corpus.Alternatives(tiny.ids[:1], tokens[:1], np.array([0]), np.array([1]))
+    monkeypatch.setattr(corpus, "load_alternatives", lambda: alt)
+    train.main(["--name", "tiny2", "--minutes", "1", "--max-steps", "2", "--init", "tiny", "--augment"])
+    card2 = registry.load_card("tiny2")
+    assert card2.config["n_embd"] == 32
+    assert card2.retrain_command.endswith("--max-steps 2 --augment --init tiny")
+    assert f", from tiny (sha256 {card.sha256[:12]}), on random equivalent Wyckoff forms" in card2.notes
 
 
 def test_conditions_around_uploaded_structure():

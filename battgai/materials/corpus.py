@@ -29,6 +29,7 @@ from battgai.materials import tokenizer as tk
 from battgai.registry import REPO_ROOT
 
 CACHE = REPO_ROOT / "runs" / "materials" / "corpus_v1.npz"
+ALT_CACHE = REPO_ROOT / "runs" / "materials" / "corpus_alt_v1.npz"
 HELDOUT_FRACTION = 1 / 3  # of the MP-20 test split: ~3,000 structures
 WORKING_IONS = ("Li", "Na", "K", "Mg", "Zn")
 
@@ -98,11 +99,9 @@ def electrode_pairs() -> pd.DataFrame:
     return pairs.dropna(subset=["high_cif", "low_cif"]).reset_index(drop=True)
 
 
-def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
-    """Parse and tokenize every structure (slow: ~30 ms each); see :func:`load_corpus`."""
-    from pymatgen.core import Structure
-
-    rows: list[tuple[str, str, dict, str]] = []  # id, split, props, cif
+def _source_rows() -> list[tuple[str, str, dict, str]]:
+    """``(material id, split, properties, CIF)`` of every structure the corpus is built from."""
+    rows: list[tuple[str, str, dict, str]] = []
     for r in mp20_frame().itertuples():
         split = "heldout" if r.mp20_split == "test" and is_heldout(r.material_id) else "train"
         props = {"formation_energy": r.formation_energy, "band_gap": r.band_gap,
@@ -116,6 +115,14 @@ def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
     for r in pairs[pairs.ion.isin(WORKING_IONS)].drop_duplicates("low_mpid").itertuples():
         if r.low_mpid not in seen:
             rows.append((r.low_mpid, "train", {"voltage": r.average_voltage}, r.low_cif))
+    return rows
+
+
+def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
+    """Parse and tokenize every structure (slow: ~30 ms each); see :func:`load_corpus`."""
+    from pymatgen.core import Structure
+
+    rows = _source_rows()
     ids, formulas, splits, toks, props, failures = [], [], [], [], [], {}
     for i, (mid, split, p, cif) in enumerate(rows):
         if progress:
@@ -158,6 +165,81 @@ def load_corpus(cache: Path = CACHE, rebuild: bool = False) -> Corpus:
                         fail_reasons=np.array(list(c.failures), dtype=str),
                         fail_counts=np.array(list(c.failures.values()), dtype=np.int64))
     return c
+
+
+@dataclasses.dataclass
+class Alternatives:
+    """Equivalent token sequences of training crystals (see :func:`tokenizer.equivalent_forms`).
+
+    Rows of one crystal are contiguous: crystal ``i`` owns ``tokens[start[i]: start[i] + count[i]]``,
+    the sequence :func:`build_corpus` writes first.
+    """
+
+    ids: np.ndarray  # (N,) str material ids
+    tokens: np.ndarray  # (M, SEQ_LEN) int16
+    start: np.ndarray  # (N,) int64
+    count: np.ndarray  # (N,) int64, >= 1
+
+    def align(self, ids: np.ndarray) -> Alternatives:
+        """The same forms, crystal ``i`` being ``ids[i]`` (KeyError when one has none)."""
+        pos = {m: i for i, m in enumerate(self.ids)}
+        j = np.array([pos[m] for m in ids], dtype=np.int64)
+        return Alternatives(np.asarray(ids), self.tokens, self.start[j], self.count[j])
+
+    def draw(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One random equivalent sequence of each crystal in ``idx``."""
+        return self.tokens[self.start[idx] + rng.integers(0, self.count[idx])]
+
+
+def build_alternatives(progress: Callable[[int, int], None] | None = None) -> Alternatives:
+    """Every distinct equivalent sequence of each training crystal (~80 ms per crystal).
+
+    Independent of the corpus cache (so both can be built at once); crystals that
+    do not tokenize are left out, as :func:`build_corpus` leaves them out.
+    """
+    from pymatgen.core import Structure
+
+    rows = [r for r in _source_rows() if r[1] == "train"]
+    ids, toks, start, count = [], [], [], []
+    for i, (mid, _, props, cif) in enumerate(rows):
+        if progress:
+            progress(i, len(rows))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                s = Structure.from_str(cif, fmt="cif")
+            if len(s) > tk.MAX_ATOMS:
+                continue
+            forms: list[np.ndarray] = []
+            for form in tk.equivalent_forms(s):
+                seq = tk.encode(form, props)
+                if not any(np.array_equal(seq, f) for f in forms):
+                    forms.append(seq)
+        except Exception:  # as in build_corpus: a crystal that does not parse or tokenize is skipped
+            continue
+        ids.append(mid)
+        start.append(len(toks))
+        count.append(len(forms))
+        toks.extend(forms)
+    return Alternatives(np.array(ids), np.stack(toks), np.array(start, dtype=np.int64),
+                        np.array(count, dtype=np.int64))
+
+
+def load_alternatives(cache: Path = ALT_CACHE) -> Alternatives:
+    """:func:`build_alternatives`, from the cache if present (built and cached otherwise)."""
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        return Alternatives(z["ids"], z["tokens"], z["start"], z["count"])
+    t0 = time.time()
+
+    def report(i: int, n: int) -> None:
+        if i % 1000 == 0:
+            print(f"equivalent forms {i}/{n} ({time.time() - t0:.0f} s)", flush=True)
+
+    a = build_alternatives(report)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, ids=a.ids, tokens=a.tokens, start=a.start, count=a.count)
+    return a
 
 
 @functools.cache

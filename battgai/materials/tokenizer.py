@@ -231,6 +231,37 @@ def from_structure(structure, symprec: float = 0.01) -> WyckoffCrystal:
 
     Sites are ordered by Wyckoff letter then atomic number, so equal crystals give equal sequences.
     """
+    return _from_pyxtal(_pyxtal_of(structure, symprec))
+
+
+def equivalent_forms(structure, symprec: float = 0.01) -> list[WyckoffCrystal]:
+    """All Wyckoff descriptions of ``structure`` in the standard setting of its space group.
+
+    The same crystal can be written with other Wyckoff letters and representative
+    coordinates (an origin shift or an axis permutation of the group's Euclidean
+    normalizer maps e.g. 4a <-> 4b in Fm-3m). The first form is :func:`from_structure`'s;
+    the rest are the distinct alternatives pyxtal finds from the Wyckoff sets, for
+    training-data augmentation.
+    """
+    x = _pyxtal_of(structure, symprec)
+    forms = [_from_pyxtal(x)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            alternatives = x.get_alternatives()
+        except Exception:  # pyxtal raises bare Exceptions; the first form is still valid
+            alternatives = []
+    for alt in alternatives:
+        try:
+            form = _from_pyxtal(alt)
+        except TokenizeError:
+            continue
+        if form.spacegroup == forms[0].spacegroup and form not in forms:
+            forms.append(form)
+    return forms
+
+
+def _pyxtal_of(structure, symprec: float):
     from pyxtal import pyxtal
 
     x = pyxtal()
@@ -240,12 +271,16 @@ def from_structure(structure, symprec: float = 0.01) -> WyckoffCrystal:
             x.from_seed(structure, tol=symprec)
         except Exception as exc:  # pyxtal raises bare Exceptions for odd cells
             raise TokenizeError(f"symmetry analysis failed: {exc}") from exc
+    return x
+
+
+def _from_pyxtal(x) -> WyckoffCrystal:
+    from pymatgen.core import Element
+
     if getattr(x.group, "hall_number", None) not in (None, _default_hall(x.group.number)):
         raise TokenizeError("non-standard setting")
     sites = [Site(s.wp.letter, str(s.specie), tuple(float(c) % 1.0 for c in s.position))
              for s in x.atom_sites]
-    from pymatgen.core import Element
-
     sites.sort(key=lambda s: (WYCKOFF_LETTERS.index(s.letter), Element(s.element).Z, s.xyz))
     a, b, c, al, be, ga = (float(v) for v in x.lattice.get_para(degree=True))
     return WyckoffCrystal(int(x.group.number), (a, b, c, al, be, ga), tuple(sites))

@@ -11,10 +11,14 @@ import argparse
 import dataclasses
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from battgai.materials import tokenizer as tk
+
+if TYPE_CHECKING:
+    from battgai.materials.corpus import Alternatives
 
 DEFAULT_NAME = "materials_gpt"
 
@@ -34,6 +38,7 @@ class TrainConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+    augment: bool = False  # train on random equivalent Wyckoff forms of each crystal
     seed: int = 0
     device: str = "cpu"
 
@@ -59,16 +64,25 @@ def make_batch(tokens: np.ndarray, props_known: np.ndarray, rng: np.random.Gener
 
 
 def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, heldout_tokens: np.ndarray,
-          log=print):
-    """Fit a :class:`~battgai.materials.model.GPT`; returns ``(model, best held-out loss, steps)``."""
+          log=print, alternatives: Alternatives | None = None, init: dict | None = None):
+    """Fit a :class:`~battgai.materials.model.GPT`; returns ``(model, best held-out loss, steps)``.
+
+    ``alternatives`` (aligned with ``train_tokens``) replaces each drawn crystal by a random
+    equivalent form when ``cfg.augment`` is set; ``init`` is a state dict to start from.
+    """
     import torch
 
     from battgai.materials.model import GPT, GPTConfig
 
+    if cfg.augment and alternatives is None:
+        raise ValueError("augment needs the crystals' alternatives")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dev = torch.device(cfg.device)
-    model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout)).to(dev)
+    model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout))
+    if init is not None:
+        model.load_state_dict(init)
+    model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     known = np.isfinite(train_props)
     # A fixed 1,000-crystal held-out subset keeps each evaluation to a few seconds on one thread.
@@ -97,7 +111,8 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.integers(0, len(train_tokens), cfg.batch_size)
-        x, y = (z.to(dev) for z in make_batch(train_tokens[idx], known[idx], rng, cfg.cond_dropout))
+        batch = alternatives.draw(idx, rng) if cfg.augment else train_tokens[idx]
+        x, y = (z.to(dev) for z in make_batch(batch, known[idx], rng, cfg.cond_dropout))
         # Trim trailing padding shared by the whole batch: most crystals have few Wyckoff sites.
         t = int((y >= 0).any(0).nonzero().max()) + 1
         loss = model.loss(x[:, :t], y[:, :t])
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from battgai import registry
-    from battgai.materials.corpus import load_corpus
+    from battgai.materials.corpus import load_alternatives, load_corpus
 
     p = argparse.ArgumentParser(prog="python -m battgai.train materials", description=__doc__)
     p.add_argument("--name", default=DEFAULT_NAME)
@@ -144,25 +159,42 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-steps", type=int, default=TrainConfig.max_steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (the app samples on CPU)")
+    p.add_argument("--augment", action="store_true",
+                   help="draw a random equivalent Wyckoff form of each crystal (origin shifts, axis permutations); "
+                        "the forms are built once (~45 min on one core) and cached under runs/materials/")
+    p.add_argument("--init", metavar="NAME", help="start from these registry weights (their size overrides the flags)")
     sizes = ("n_layer", "n_head", "n_embd", "dropout", "weight_decay", "batch_size", "lr", "eval_every")
     for field in sizes:
         default = getattr(TrainConfig, field)
         p.add_argument("--" + field.replace("_", "-"), type=type(default), default=default)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    init = None
+    if args.init:
+        state, init_card = registry.load_tensors(args.init)
+        init = dict(state, **{"lm_head.weight": state["wte.weight"]})  # tied weights are stored once
+        for f in ("n_layer", "n_head", "n_embd"):
+            setattr(args, f, init_card.config[f])
     cfg = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
-                      **{f: getattr(args, f) for f in sizes})
+                      augment=args.augment, **{f: getattr(args, f) for f in sizes})
     # The card's retrain command names every setting that differs from the defaults.
     flags = {f: getattr(args, f) for f in (*sizes, "max_steps")}
     changed = [f"--{f.replace('_', '-')} {v:g}" for f, v in flags.items() if v != getattr(TrainConfig, f)]
     if args.device != "cpu":
         changed.append(f"--device {args.device}")
+    if args.augment:
+        changed.append("--augment")
+    if args.init:
+        changed.append(f"--init {args.init}")
     retrain = " ".join([f"python -m battgai.train materials --name {args.name} --minutes {args.minutes:g}", *changed])
     where = "1 CPU thread" if args.device == "cpu" else f"{args.device} ({_device_name(args.device)})"
     corpus = load_corpus()
     tr, ho = corpus.subset("train"), corpus.subset("heldout")
     print(f"train {len(tr.ids)} crystals, held-out {len(ho.ids)}, tokenization failures {corpus.n_failed}")
-    model, best, steps = train(cfg, tr.tokens, tr.props, ho.tokens)
+    alternatives = load_alternatives().align(tr.ids) if cfg.augment else None
+    if alternatives is not None:
+        print(f"{len(alternatives.tokens)} equivalent forms of {len(tr.ids)} crystals")
+    model, best, steps = train(cfg, tr.tokens, tr.props, ho.tokens, alternatives=alternatives, init=init)
     n_volt = int(np.isfinite(tr.props[:, list(tk.PROPERTIES).index("voltage")]).sum())
     card = registry.ModelCard(
         name=args.name, task="materials",
@@ -185,7 +217,10 @@ def main(argv: list[str] | None = None) -> None:
                f"a b c alpha beta gamma of the conventional cell. {tk.COORD_BINS} coordinate bins, "
                f"{tk.LENGTH_BINS} log length bins, 1-degree angle bins. Condition dropout {cfg.cond_dropout}. "
                f"Trained {cfg.minutes:g} min on {where}, batch {cfg.batch_size}, dropout {cfg.dropout:g}, weight decay "
-               f"{cfg.weight_decay:g}. The "
+               f"{cfg.weight_decay:g}"
+               + (f", from {args.init} (sha256 {init_card.sha256[:12]})" if args.init else "")
+               + (", on random equivalent Wyckoff forms of each crystal (--augment)" if cfg.augment else "")
+               + ". The "
                "held-out loss also picked the best checkpoint "
                f"(evaluated every {cfg.eval_every} steps), so it is a validation, not a test, number; generation "
                "metrics are in docs/BENCHMARKS.md."),
