@@ -118,9 +118,20 @@ def _source_rows() -> list[tuple[str, str, dict, str]]:
     return rows
 
 
+def _parse(cif: str):
+    """The CIF's structure; TokenizeError beyond MAX_ATOMS atoms."""
+    from pymatgen.core import Structure
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = Structure.from_str(cif, fmt="cif")
+    if len(s) > tk.MAX_ATOMS:
+        raise tk.TokenizeError(f"more than {tk.MAX_ATOMS} atoms")
+    return s
+
+
 def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
     """Parse and tokenize every structure (slow: ~30 ms each); see :func:`load_corpus`."""
-    from pymatgen.core import Structure
 
     rows = _source_rows()
     ids, formulas, splits, toks, props, failures = [], [], [], [], [], {}
@@ -128,11 +139,7 @@ def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
         if progress:
             progress(i, len(rows))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                s = Structure.from_str(cif, fmt="cif")
-            if len(s) > tk.MAX_ATOMS:
-                raise tk.TokenizeError(f"more than {tk.MAX_ATOMS} atoms")
+            s = _parse(cif)
             toks.append(tk.encode(tk.from_structure(s), p))
         except Exception as exc:
             reason = re.sub(r"\d+(\.\d+)?", "N", str(exc).split(":")[0])[:60]  # group by kind, not value
@@ -197,7 +204,6 @@ def build_alternatives(progress: Callable[[int, int], None] | None = None) -> Al
     Independent of the corpus cache (so both can be built at once); crystals that
     do not tokenize are left out, as :func:`build_corpus` leaves them out.
     """
-    from pymatgen.core import Structure
 
     rows = [r for r in _source_rows() if r[1] == "train"]
     ids, toks, start, count = [], [], [], []
@@ -205,11 +211,7 @@ def build_alternatives(progress: Callable[[int, int], None] | None = None) -> Al
         if progress:
             progress(i, len(rows))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                s = Structure.from_str(cif, fmt="cif")
-            if len(s) > tk.MAX_ATOMS:
-                continue
+            s = _parse(cif)
             forms: list[np.ndarray] = []
             for form in tk.equivalent_forms(s):
                 seq = tk.encode(form, props)
