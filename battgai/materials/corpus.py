@@ -132,7 +132,6 @@ def _parse(cif: str):
 
 def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
     """Parse and tokenize every structure (slow: ~30 ms each); see :func:`load_corpus`."""
-
     rows = _source_rows()
     ids, formulas, splits, toks, props, failures = [], [], [], [], [], {}
     for i, (mid, split, p, cif) in enumerate(rows):
@@ -153,6 +152,17 @@ def build_corpus(progress: Callable[[int, int], None] | None = None) -> Corpus:
                   np.array(props, dtype=float), sum(failures.values()), failures)
 
 
+def _report_every_1000(what: str) -> Callable[[int, int], None]:
+    """A progress callback printing ``what i/n (seconds)`` every 1,000 crystals of a slow build."""
+    t0 = time.time()
+
+    def report(i: int, n: int) -> None:
+        if i % 1000 == 0:
+            print(f"{what} {i}/{n} ({time.time() - t0:.0f} s)", flush=True)
+
+    return report
+
+
 def load_corpus(cache: Path = CACHE, rebuild: bool = False) -> Corpus:
     """The tokenized corpus, from the cache if present (built and cached otherwise)."""
     if cache.exists() and not rebuild:
@@ -160,13 +170,7 @@ def load_corpus(cache: Path = CACHE, rebuild: bool = False) -> Corpus:
         reasons = [str(x) for x in z["fail_reasons"]]
         return Corpus(z["ids"], z["formulas"], z["split"], z["tokens"], z["props"],
                       int(z["fail_counts"].sum()), dict(zip(reasons, z["fail_counts"].tolist(), strict=True)))
-    t0 = time.time()
-
-    def report(i: int, n: int) -> None:
-        if i % 1000 == 0:
-            print(f"tokenized {i}/{n} ({time.time() - t0:.0f} s)", flush=True)
-
-    c = build_corpus(report)
+    c = build_corpus(_report_every_1000("tokenized"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, ids=c.ids, formulas=c.formulas, split=c.split, tokens=c.tokens, props=c.props,
                         fail_reasons=np.array(list(c.failures), dtype=str),
@@ -204,7 +208,6 @@ def build_alternatives(progress: Callable[[int, int], None] | None = None) -> Al
     Independent of the corpus cache (so both can be built at once); crystals that
     do not tokenize are left out, as :func:`build_corpus` leaves them out.
     """
-
     rows = [r for r in _source_rows() if r[1] == "train"]
     ids, toks, start, count = [], [], [], []
     for i, (mid, _, props, cif) in enumerate(rows):
@@ -232,13 +235,7 @@ def load_alternatives(cache: Path = ALT_CACHE) -> Alternatives:
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         return Alternatives(z["ids"], z["tokens"], z["start"], z["count"])
-    t0 = time.time()
-
-    def report(i: int, n: int) -> None:
-        if i % 1000 == 0:
-            print(f"equivalent forms {i}/{n} ({time.time() - t0:.0f} s)", flush=True)
-
-    a = build_alternatives(report)
+    a = build_alternatives(_report_every_1000("equivalent forms"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, ids=a.ids, tokens=a.tokens, start=a.start, count=a.count)
     return a
