@@ -460,7 +460,7 @@ def test_the_real_crystal_ceiling_joins_the_report_only_for_the_same_references(
     assert "coverage_real" not in bench._with_curve({**r, "cov_ref": 500})
 
 
-def test_a_side_run_before_any_full_run_saves_its_file_and_stops(tmp_path, monkeypatch, capsys):
+def test_a_side_run_saves_its_file_and_stops_and_a_trial_only_prints_it(tmp_path, monkeypatch, capsys):
     import json
     from types import SimpleNamespace
 
@@ -477,6 +477,10 @@ def test_a_side_run_before_any_full_run_saves_its_file_and_stops(tmp_path, monke
         raise AssertionError("a side run must not start the full benchmark")
 
     monkeypatch.setattr(bench, "sample_methods", full_run)
+    bench.main(["--cov-curve", "10", "--no-write"])  # a trial: printed, nothing saved, no table
+    out = capsys.readouterr().out
+    assert '"cov_r": 0.5' in out and "RESULTS.json" not in out
+    assert not bench.CURVE.exists()
     bench.main(["--cov-curve", "10"])
     assert json.loads(bench.CURVE.read_text())["cov"] == {"10": {"cov_r": 0.5}}
     assert "no RESULTS.json yet" in capsys.readouterr().out

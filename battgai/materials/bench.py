@@ -881,7 +881,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--volt-n", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-write", action="store_true",
-                   help=f"print only; leave docs/BENCHMARKS.md, the model card and {RESULTS.name} alone")
+                   help=f"print only; leave docs/BENCHMARKS.md, the model card, {RESULTS.name} and the side runs' "
+                        "files alone")
     p.add_argument("--render-only", action="store_true", help=f"rewrite the table from {RESULTS.name}, no run")
     p.add_argument("--cov-curve", default="", metavar="SIZES",
                    help="only measure the app sampler's COV at these comma-separated sample counts (e.g. "
@@ -914,14 +915,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         _measure_only(args, load_model(args.model), "python -m battgai.bench materials " + " ".join(argv or []))
         return
+    rerender = args.render_only  # asked for, not implied by a side run below
     if args.contact_check:
         torch.set_num_threads(1)
         lm = load_model(args.model)
         out = contact_check(lm, args.contact_check, args.seed, ReferencePhases.from_mp20(),
                             training_cifs_by_formula(), args.relax_steps)
-        CONTACT.write_text(json.dumps({"model": lm.name, "sha256": lm.sha256, "version": __version__,
-                                       "seed": args.seed, **out}, indent=1))
-        print(out, flush=True)
+        _save_side(CONTACT, {"model": lm.name, "sha256": lm.sha256, "version": __version__, "seed": args.seed,
+                             **out}, args.no_write)
         args.render_only = True  # a side run re-renders the table and never starts the full run
     if args.cov_curve or args.cov_real or args.cov_temperature or args.element_temperature or args.novel_only:
         # Side measurements of the COV paragraph, each saved to its own file against the same references.
@@ -936,21 +937,23 @@ def main(argv: list[str] | None = None) -> None:
         refs = functools.cache(ReferencePhases.from_mp20)
         if args.cov_curve:
             sizes = [int(x) for x in args.cov_curve.split(",")]
-            CURVE.write_text(json.dumps({**stamp, "cov": coverage_curve(lm, sizes, args.seed, ref_fp)}, indent=1))
+            _save_side(CURVE, {**stamp, "cov": coverage_curve(lm, sizes, args.seed, ref_fp)}, args.no_write)
         if args.cov_real:
             real = real_coverage(corpus, args.cov_real, args.seed, ref_fp, ref_props())
-            REAL.write_text(json.dumps({"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, indent=1))
+            _save_side(REAL, {"n": args.cov_real, "seed": args.seed, "ref": stamp["ref"], **real}, args.no_write)
         if args.cov_temperature or args.element_temperature:
             run = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature or 1.0,
                                  args.element_temperature or 1.0, ref_fp, ref_props(), training_cifs_by_formula(),
                                  refs(), args.sun_n, args.relax_steps)
-            TEMPERATURE.write_text(json.dumps({**stamp, "runs": _add_run(TEMPERATURE, stamp, run)}, indent=1))
+            _save_side(TEMPERATURE, {**stamp, "runs": _add_run(TEMPERATURE, stamp, run)}, args.no_write)
         if args.novel_only:
             runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp, ref_props(),
                                          training_cifs_by_formula(), refs(), args.sun_n, args.relax_steps)
-            NOVEL_ONLY.write_text(json.dumps({**stamp, "runs": runs}, indent=1))
+            _save_side(NOVEL_ONLY, {**stamp, "runs": runs}, args.no_write)
         args.render_only = True  # a side run re-renders the table and never starts the full run
     if args.render_only:
+        if args.no_write and not rerender:
+            return  # a side trial printed its measurement above; the table holds only saved ones
         if not RESULTS.exists():
             print(f"no {RESULTS.name} yet: the table is rendered after a full run")
             return
@@ -1092,6 +1095,14 @@ def _publish(r: dict, no_write: bool) -> None:
         RESULTS.write_text(json.dumps(r, indent=1, default=str))
         bench_mod.write_section("materials", md)
         record_in_card(r)
+
+
+def _save_side(path: Path, data: dict, no_write: bool) -> None:
+    # A side measurement is printed, and saved for the table unless this is a trial (--no-write).
+    text = json.dumps(data, indent=1)
+    print(text, flush=True)
+    if not no_write:
+        path.write_text(text)
 
 
 def _add_run(path: Path, stamp: dict, run: dict) -> list[dict]:
