@@ -486,6 +486,31 @@ def test_a_side_run_saves_its_file_and_stops_and_a_trial_only_prints_it(tmp_path
     assert "no RESULTS.json yet" in capsys.readouterr().out
 
 
+def test_a_temperature_trial_prints_its_run_alone_and_leaves_the_saved_runs(tmp_path, monkeypatch, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from battgai.materials import bench, corpus, sample, stability
+
+    for name in ("RESULTS", "TEMPERATURE"):
+        monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
+    monkeypatch.setattr(corpus, "load_corpus", lambda: None)
+    monkeypatch.setattr(corpus, "training_cifs_by_formula", lambda: {})
+    monkeypatch.setattr(stability.ReferencePhases, "from_mp20", classmethod(lambda cls: None))
+    monkeypatch.setattr(bench, "heldout_reference", lambda c, n, seed: (np.zeros((2, 2)), np.zeros((2, 3))))
+    monkeypatch.setattr(bench, "heldout_properties", lambda c, n, seed: np.zeros((2, 2)))
+    monkeypatch.setattr(sample, "load_model", lambda name: SimpleNamespace(name=name, sha256="x"))
+    monkeypatch.setattr(bench, "at_temperature", lambda lm, n, seed, t, e, *rest: {"temperature": t,
+                                                                                   "element_temperature": e, "n": n})
+    saved = {"model": "materials_gpt", "sha256": "x", "version": bench.__version__, "seed": 0, "ref": 2,
+             "runs": [{"temperature": 1.2, "element_temperature": 1.0, "n": 1000}]}
+    bench.TEMPERATURE.write_text(json.dumps(saved))
+    bench.main(["--element-temperature", "1.4", "--no-write"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["runs"] == [{"temperature": 1.0, "element_temperature": 1.4, "n": 1000}]
+    assert json.loads(bench.TEMPERATURE.read_text()) == saved
+
+
 def test_the_contact_check_joins_the_report_only_for_the_same_weights_and_sampler(tmp_path, monkeypatch):
     import json
 

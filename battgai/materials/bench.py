@@ -945,7 +945,9 @@ def main(argv: list[str] | None = None) -> None:
             run = at_temperature(lm, args.cov_n, args.seed, args.cov_temperature or 1.0,
                                  args.element_temperature or 1.0, ref_fp, ref_props(), training_cifs_by_formula(),
                                  refs(), args.sun_n, args.relax_steps)
-            _save_side(TEMPERATURE, {**stamp, "runs": _add_run(TEMPERATURE, stamp, run)}, args.no_write)
+            # A trial shows its own run alone, not mixed with the saved runs it would join.
+            runs = [run] if args.no_write else _add_run(TEMPERATURE, stamp, run)
+            _save_side(TEMPERATURE, {**stamp, "runs": runs}, args.no_write)
         if args.novel_only:
             runs = novel_only_comparison(lm, args.novel_only, args.seed, ref_fp, ref_props(),
                                          training_cifs_by_formula(), refs(), args.sun_n, args.relax_steps)
