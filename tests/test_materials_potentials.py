@@ -188,3 +188,49 @@ def test_cli_screen_writes_screened_candidates_and_refuses_an_unrankable_target(
     assert n == len(rows) == 4 and all(r["potential"] == "chgnet" for r in rows)
     with pytest.raises(SystemExit, match="cannot screen"):
         generate_to_dir(4, "band_gap=2", tmp_path / "gap", novelty=False, oversample=2)
+
+
+@pytest.mark.parametrize(("potential", "element"), [("chgnet", "Am"), ("sevennet", "Am"), ("sevennet", "Po")])
+def test_an_element_the_potential_lacks_gives_no_energy_and_leaves_its_batch_alone(potential, element):
+    # The element tokens reach Z 103 (a hot element temperature writes Am); CHGNet failed the whole batch on one.
+    odd = Structure(Lattice.cubic(5.0), [element, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert stability.uncovered_elements(odd, potential) == [element]
+    assert stability.uncovered_elements(nacl(), potential) == []
+    e = stability.static_energies([nacl(), odd, nacl()], potential=potential)
+    assert np.isfinite(e[[0, 2]]).all() and np.isnan(e[1])
+    with pytest.raises(stability.RelaxationError, match=f"no parameters for {element}"):
+        stability.relax(odd, steps=5, potential=potential)
+
+
+def test_chgnet_covers_polonium_that_sevennet_lacks():
+    po = Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])
+    assert stability.uncovered_elements(po) == [] and np.isfinite(stability.static_energies([po])[0])
+
+
+def test_add_energies_notes_a_candidate_with_an_element_beyond_the_potential():
+    from battgai.materials.pipeline import UniqueTracker, add_energies, check
+
+    amo = Structure(Lattice.cubic(5.0), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cands = [check(s, Conditions(), None, source="uploaded", tracker=UniqueTracker()) for s in (amo, nacl())]
+    add_energies(cands, None, ion="Li")
+    assert math.isnan(cands[0].e_per_atom)
+    assert cands[0].note.startswith("no energy: CHGNet 0.3 has no parameters for Am")
+    assert np.isfinite(cands[1].e_per_atom)
+
+
+def test_page_computes_energies_past_an_uploaded_crystal_beyond_the_potential(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from battgai.materials.pipeline import UniqueTracker, check
+    from battgai.provenance import Provenance
+
+    monkeypatch.setattr(stability, "ENERGY_CACHE", tmp_path / "chgnet_static_energies.json")  # keep runs/ clean
+    amo = Structure(Lattice.cubic(5.0), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cands = [check(s, Conditions(), None, source="uploaded", tracker=UniqueTracker()) for s in (amo, nacl())]
+    at = AppTest.from_file(str(stability.REPO_ROOT / "pages" / "materials.py"), default_timeout=120)
+    at.session_state["mat_cands"] = cands
+    at.session_state["mat_prov"] = Provenance.now("upload", "", {"file": "amo.cif"})
+    at.run()
+    next(b for b in at.button if b.label == "Compute energies").click().run()
+    assert not at.exception
+    assert "no parameters for Am" in cands[0].note and np.isfinite(cands[1].e_per_atom)

@@ -346,6 +346,9 @@ def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax
 def _add_energy(c: Candidate, refs, ion: str | None, relax: bool, potential: str) -> None:
     from battgai.materials import stability
 
+    if missing := stability.uncovered_elements(c.structure, potential):
+        c.note = f"no energy: {stability.no_parameters_message(missing, potential)}"
+        return
     if relax:
         try:
             c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)

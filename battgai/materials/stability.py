@@ -150,6 +150,36 @@ def mp2020_correction(structure) -> float:
         return sum(a.value for a in compat.get_adjustments(entry)) / len(structure)
 
 
+@functools.cache
+def _covered_numbers(potential: str) -> frozenset[int]:
+    # Read from the loaded model, not a list: CHGNet embeds Z 1-94 (H-Pu); SevenNet-0 also lacks Po-Ra (84-88).
+    if potential == "sevennet":
+        return frozenset(load_sevennet().type_map)
+    return frozenset(range(1, load_chgnet().atom_embedding.embedding.num_embeddings + 1))
+
+
+def uncovered_elements(structure, potential: str = "chgnet") -> list[str]:
+    """Elements of ``structure`` that ``potential`` has no parameters for, by atomic number.
+
+    CHGNet 0.3 covers H to Pu (Z 1-94), SevenNet-0 the same less Po, At, Rn, Fr
+    and Ra. The model's element tokens go to Z 103 and a user may ask for any
+    element, but neither potential can give such a crystal an energy: it gets
+    none (NaN, or a :class:`RelaxationError`) instead of breaking its batch.
+    ``uncovered_elements(AmO)`` is ``['Am']`` with either potential.
+    """
+    check_potential(potential)
+    covered = _covered_numbers(potential)
+    return [el.symbol for el in sorted(structure.composition.elements) if el.Z not in covered]
+
+
+_COVERAGE = {"chgnet": "it covers H to Pu", "sevennet": "it covers H to Pu less Po, At, Rn, Fr, Ra"}
+
+
+def no_parameters_message(missing: Sequence[str], potential: str) -> str:
+    """Why a structure with ``missing`` elements (from :func:`uncovered_elements`) has no energy."""
+    return f"{POTENTIAL_LABELS[potential]} has no parameters for {', '.join(missing)} ({_COVERAGE[potential]})"
+
+
 def _sevennet_atoms(structure):
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -163,20 +193,23 @@ def static_energies(structures: Sequence, batch_size: int = 16, progress: Progre
     """Energy per atom (eV/atom) of each structure as given (no relaxation), with ``potential``."""
     check_potential(potential)
     out = np.full(len(structures), np.nan)
+    # A structure with an element the potential lacks stays NaN (CHGNet would fail its whole batch).
+    ok = [i for i, s in enumerate(structures) if not uncovered_elements(s, potential)]
     if potential == "sevennet":
         # Through ASE one structure at a time: the calculator has no batched call.
-        for i, s in enumerate(structures):
+        for k, i in enumerate(ok):
+            s = structures[i]
             with _sevennet_lock:
                 out[i] = float(_sevennet_atoms(s).get_potential_energy()) / len(s) + mp2020_correction(s)
-            if progress and ((i + 1) % batch_size == 0 or i + 1 == len(structures)):
-                progress(i + 1, len(structures))
+            if progress and ((k + 1) % batch_size == 0 or k + 1 == len(ok)):
+                progress(k + 1, len(ok))
         return out
     model = load_chgnet()
-    for i in range(0, len(structures), batch_size):
-        chunk = list(structures[i: i + batch_size])
-        out[i: i + len(chunk)] = _chgnet_energies(model, chunk, batch_size)
+    for k in range(0, len(ok), batch_size):
+        idx = ok[k: k + batch_size]
+        out[idx] = _chgnet_energies(model, [structures[i] for i in idx], batch_size)
         if progress:
-            progress(min(i + batch_size, len(structures)), len(structures))
+            progress(min(k + batch_size, len(ok)), len(ok))
     return out
 
 
@@ -241,10 +274,13 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     Raises
     ------
     RelaxationError
-        The cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`, or the relaxation ran
+        The structure holds an element the potential lacks (:func:`uncovered_elements`),
+        the cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`, or the relaxation ran
         past ``max_seconds``.
     """
     check_potential(potential)
+    if missing := uncovered_elements(structure, potential):
+        raise RelaxationError(no_parameters_message(missing, potential))
     if potential == "sevennet":
         from ase.optimize import FIRE
         from pymatgen.io.ase import AseAtomsAdaptor
