@@ -114,6 +114,8 @@ def test_parse_conditions_and_errors():
     ("required=Na;sg=229;natoms=2", "No asked space group"),
     ("natoms=30", "1..20"),
     ("allowed=Xx", "not an element"),
+    ("required=Am,O", "Am is in none of the training crystals"),
+    ("allowed=Li,Ar", "Ar is in none of the training crystals"),
     ("required=Li,Na,K;natoms=2", "cannot fit"),
 ])
 def test_impossible_conditions_are_explained(text, fragment):
@@ -644,3 +646,14 @@ def test_screen_keeps_the_candidates_closest_to_the_targets_in_their_order(monke
     assert kept == [cands[1], cands[2], cands[4]]
     with pytest.raises(ValueError, match="working ion"):
         pipeline.screen(cands, Conditions(voltage=4.5), None, keep=3)
+
+
+@requires_data("mp_20_cif_only")
+def test_unseen_elements_are_those_of_no_training_crystal():
+    from pymatgen.core import Composition, Element
+
+    from battgai.materials.corpus import training_cifs_by_formula
+    from battgai.materials.sample import UNSEEN_ELEMENTS
+
+    seen = {el.symbol for f in training_cifs_by_formula() for el in Composition(f).elements}
+    assert set(UNSEEN_ELEMENTS) == {Element.from_Z(z).symbol for z in range(1, tk.MAX_Z + 1)} - seen

@@ -83,6 +83,12 @@ def _sg_can_hold(sg: int, n_conv: int, n_sites_min: int) -> bool:
     return best[n_conv] >= n_sites_min
 
 
+#: Elements in none of the training crystals (MP-20 has no Ar, Po-Ra or Am-Lr compounds): their tokens were never
+#: trained, so the model cannot place them (and CHGNet / SevenNet-0 cover none beyond Pu). Checked against the data
+#: in tests/test_materials_core.py.
+UNSEEN_ELEMENTS = ("Ar", "Po", "At", "Rn", "Fr", "Ra", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr")
+
+
 def check_conditions(c: Conditions) -> list[str]:
     """Reasons why no crystal can satisfy ``c`` (empty when it is satisfiable as far as can be checked)."""
     from pymatgen.core import Element
@@ -90,7 +96,10 @@ def check_conditions(c: Conditions) -> list[str]:
     problems = []
     for el in (*c.allowed_elements, *c.required_elements, *([c.working_ion] if c.working_ion else [])):
         if not Element.is_valid_symbol(el) or Element(el).Z > tk.MAX_Z:
-            problems.append(f"{el!r} is not an element the model knows (H .. Lr).")
+            problems.append(f"{el!r} is not an element.")
+        elif el in UNSEEN_ELEMENTS:
+            problems.append(f"{el} is in none of the training crystals (MP-20 has no {el} compounds), so the model "
+                            "cannot place it; its elements are H to Pu without Ar and Po to Ra.")
     if problems:
         return problems
     required = set(c.required_elements) | ({c.working_ion} if c.working_ion else set())
