@@ -657,3 +657,12 @@ def test_unseen_elements_are_those_of_no_training_crystal():
 
     seen = {el.symbol for f in training_cifs_by_formula() for el in Composition(f).elements}
     assert set(UNSEEN_ELEMENTS) == {Element.from_Z(z).symbol for z in range(1, tk.MAX_Z + 1)} - seen
+
+
+def test_an_unconstrained_sampler_never_offers_an_element_in_no_training_crystal():
+    from battgai.materials.sample import UNSEEN_ELEMENTS, _Masks
+
+    s, size = tk.LAYOUT["el"]
+    ok = _Masks(Conditions(), 1).el_ok[s: s + size]
+    assert ok.sum() == size - len(UNSEEN_ELEMENTS) == 88  # H-Pu less Ar and Po-Ra
+    assert not ok[95 - 1] and not ok[18 - 1] and ok[26 - 1]  # Am, Ar out; Fe in

@@ -205,8 +205,9 @@ class _Masks:
         if c.allowed_elements:
             for el in c.allowed_elements:
                 self.el_ok[s + Element(el).Z - 1] = True
-        else:
+        else:  # any element the model learnt: an untrained token would give a meaningless crystal
             self.el_ok[s: s + size] = True
+            self.el_ok[[s + Element(el).Z - 1 for el in UNSEEN_ELEMENTS]] = False
         self.required = {Element(e).Z for e in (*c.required_elements, *([c.working_ion] if c.working_ion else []))}
         self.sg_ok = np.zeros(v, bool)
         sgs = c.spacegroups or tuple(range(1, 231))
