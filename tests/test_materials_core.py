@@ -116,6 +116,7 @@ def test_parse_conditions_and_errors():
     ("allowed=Xx", "not an element"),
     ("required=Am,O", "Am is in none of the training crystals"),
     ("allowed=Li,Ar", "Ar is in none of the training crystals"),
+    ("allowed=Og,F", "Og is in none of the training crystals"),
     ("required=Li,Na,K;natoms=2", "cannot fit"),
 ])
 def test_impossible_conditions_are_explained(text, fragment):

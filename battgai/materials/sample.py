@@ -95,9 +95,9 @@ def check_conditions(c: Conditions) -> list[str]:
 
     problems = []
     for el in (*c.allowed_elements, *c.required_elements, *([c.working_ion] if c.working_ion else [])):
-        if not Element.is_valid_symbol(el) or Element(el).Z > tk.MAX_Z:
-            problems.append(f"{el!r} is not an element.")
-        elif el in UNSEEN_ELEMENTS:
+        if not Element.is_valid_symbol(el):
+            problems.append(f"{el!r} is not an element symbol.")
+        elif el in UNSEEN_ELEMENTS or Element(el).Z > tk.MAX_Z:
             problems.append(f"{el} is in none of the training crystals (MP-20 has no {el} compounds), so the model "
                             "cannot place it; its elements are H to Pu without Ar and Po to Ra.")
     if problems:

@@ -162,8 +162,8 @@ def uncovered_elements(structure, potential: str = "chgnet") -> list[str]:
     """Elements of ``structure`` that ``potential`` has no parameters for, by atomic number.
 
     CHGNet 0.3 covers H to Pu (Z 1-94), SevenNet-0 the same less Po, At, Rn, Fr
-    and Ra. The model's element tokens go to Z 103 and a user may ask for any
-    element, but neither potential can give such a crystal an energy: it gets
+    and Ra. The generator writes none beyond them, but an uploaded CIF may hold
+    any element; neither potential can give such a crystal an energy: it gets
     none (NaN, or a :class:`RelaxationError`) instead of breaking its batch.
     ``uncovered_elements(AmO)`` is ``['Am']`` with either potential.
     """
