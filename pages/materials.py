@@ -1,6 +1,7 @@
 """Materials generation: constraints -> candidates -> checks -> 3D view -> download."""
 
 import dataclasses
+import math
 
 import pandas as pd
 import plotly.express as px
@@ -250,6 +251,10 @@ with st.container(border=True):
         add_energies(todo, refs, ion_value, relax=do_relax, potential=potential,
                      progress=lambda i, t: bar.progress(i / t, text=f"{pot} {i}/{t}"))
         bar.empty()
+        if failed := [c for c in todo if math.isnan(c.e_per_atom)]:
+            st.warning(f"{len(failed)} of {len(todo)} candidates got no energy (reason in the table's note column): "
+                       + "; ".join(f"{c.structure.composition.reduced_formula}: {c.note}" for c in failed[:3])
+                       + ("; ..." if len(failed) > 3 else ""))
         prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
         runs = [*prov.settings.get("energy_runs", []), {"potential": pot, "relaxed": do_relax, "candidates": max_e}]
         st.session_state["mat_prov"] = dataclasses.replace(prov, settings={**prov.settings, "energy_runs": runs})

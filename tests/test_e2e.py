@@ -215,6 +215,13 @@ def _alerts(page) -> str:
     return " | ".join(page.locator('[data-testid="stAlert"]').all_inner_texts())
 
 
+def _alert_with(page, text: str) -> None:
+    """Wait for an alert holding ``text`` (or an exception box); fail saying which alerts there are."""
+    found = page.locator('[data-testid="stAlert"]').filter(has_text=text)
+    page.locator('[data-testid="stException"]').or_(found).first.wait_for(timeout=120_000)
+    assert found.count() > 0, f"no alert with {text!r}: {_alerts(page)}"
+
+
 @pytest.mark.skipif(
     not (ROOT / "pages" / "materials.py").exists() or not list((ROOT / "weights").glob("materials_*.json")),
     reason="no materials page or no bundled materials model",
@@ -274,3 +281,31 @@ def test_health_generate_and_bad_csv(server, browser):
                                   ("Cycler export", "cells.csv", b"foo,bar\n1,2\n3,4\n", "text/csv"),
                                   ("health_generated", "health_bad_csv"), chart=False)
     assert alerts, "a CSV with unknown columns gave no message"
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pages" / "materials.py").exists() or not list((ROOT / "weights").glob("materials_*.json")),
+    reason="no materials page or no bundled materials model",
+)
+def test_materials_refuses_an_unlearnt_element_and_gives_an_uploaded_one_no_energy(server, browser):
+    from pymatgen.core import Lattice, Structure
+
+    page, errors, _, _ = _open(browser, server, nav="materials")
+    try:
+        page.get_by_label("Required elements").fill("Am, O")
+        page.get_by_label("Required elements").press("Enter")
+        _wait_idle(page)
+        _click_and_wait(page, page.get_by_role("button", name="Generate", exact=True))
+        # Wait for the message itself: the running indicator may show after _click_and_wait stopped looking.
+        _alert_with(page, "Am is in none of the training crystals")
+        amo = Structure(Lattice.cubic(5.0), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif").encode()
+        page.get_by_text("Check your own CIF").click()
+        _upload(page, "CIF file", "amo.cif", amo, "chemical/x-cif")
+        _click_and_wait(page, page.get_by_role("button", name="Compute energies"))
+        _alert_with(page, "1 of 1 candidates got no energy")
+        _assert_clean(page, errors, "materials_bad_element")
+        assert "no parameters for Am" in _alerts(page)
+        assert page.locator('[data-testid="stDataFrame"]').count() > 0, f"no candidate table: {_alerts(page)}"
+        _screenshot(page, "materials_bad_element")
+    finally:
+        page.close()

@@ -234,3 +234,4 @@ def test_page_computes_energies_past_an_uploaded_crystal_beyond_the_potential(tm
     next(b for b in at.button if b.label == "Compute energies").click().run()
     assert not at.exception
     assert "no parameters for Am" in cands[0].note and np.isfinite(cands[1].e_per_atom)
+    assert any("1 of 2 candidates got no energy" in w.value and "AmO: no energy" in w.value for w in at.warning)
