@@ -215,6 +215,12 @@ def _alerts(page) -> str:
     return " | ".join(page.locator('[data-testid="stAlert"]').all_inner_texts())
 
 
+needs_materials_model = pytest.mark.skipif(
+    not (ROOT / "pages" / "materials.py").exists() or not list((ROOT / "weights").glob("materials_*.json")),
+    reason="no materials page or no bundled materials model",
+)
+
+
 def _alert_with(page, text: str) -> None:
     """Wait for an alert holding ``text`` (or an exception box); fail saying which alerts there are."""
     found = page.locator('[data-testid="stAlert"]').filter(has_text=text)
@@ -222,10 +228,7 @@ def _alert_with(page, text: str) -> None:
     assert found.count() > 0, f"no alert with {text!r}: {_alerts(page)}"
 
 
-@pytest.mark.skipif(
-    not (ROOT / "pages" / "materials.py").exists() or not list((ROOT / "weights").glob("materials_*.json")),
-    reason="no materials page or no bundled materials model",
-)
+@needs_materials_model
 def test_materials_generate_then_view_in_3d(server, browser):
     page, errors, _, _ = _open(browser, server, nav="materials")
     try:
@@ -283,10 +286,7 @@ def test_health_generate_and_bad_csv(server, browser):
     assert alerts, "a CSV with unknown columns gave no message"
 
 
-@pytest.mark.skipif(
-    not (ROOT / "pages" / "materials.py").exists() or not list((ROOT / "weights").glob("materials_*.json")),
-    reason="no materials page or no bundled materials model",
-)
+@needs_materials_model
 def test_materials_refuses_an_unlearnt_element_and_gives_an_uploaded_one_no_energy(server, browser):
     from pymatgen.core import Lattice, Structure
 
