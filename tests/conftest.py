@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ sys.path.insert(0, str(ROOT))  # pages import `battgai` and `components` from th
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("BATTGAI_DEVICE", "cpu")
+# Runs the pages save go to a folder of this test session, never to the user's own run store.
+os.environ.setdefault("BATTGAI_HOME", tempfile.mkdtemp(prefix="battgai_test_home_"))
 
 
 def requires_data(key: str) -> pytest.MarkDecorator:
