@@ -15,6 +15,7 @@ PAGES = [
     ("pages/microstructure.py", "Microstructure", ":material/grain:"),
     ("pages/health.py", "Battery health", ":material/battery_charging_full:"),
     ("pages/models.py", "Model zoo", ":material/model_training:"),
+    ("pages/runs.py", "Runs", ":material/history:"),
 ]
 st.navigation(
     [st.Page(f, title=t, icon=i, default=(f == "pages/home.py")) for f, t, i in PAGES if (ROOT / f).exists()]

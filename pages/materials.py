@@ -31,6 +31,7 @@ from battgai.materials.validate import MIN_CONTACT_RATIO, nearest_known
 from battgai.provenance import Provenance
 from battgai.uploads import UploadError, read_cif
 from components.download import download_bundle
+from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.structure_viewer import STYLES, show_structure
 
 st.title("Materials generation")
@@ -83,6 +84,32 @@ def bin_choices(name: str) -> list[str]:
 
 def elements(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(e.strip() for e in text.replace(" ", ",").split(",") if e.strip()))
+
+
+def cif_files(cands: list[Candidate], rows: list[int]) -> dict[str, bytes]:
+    return {f"{i}_{cands[i].formula}.cif": cands[i].structure.to(fmt="cif").encode() for i in rows}
+
+
+def save_candidates(run, cands: list[Candidate], tally, prov: Provenance) -> None:
+    """Keep the candidates as files (CIF + checks CSV) and as page state, with their provenance."""
+    for name, cif in cif_files(cands, list(range(len(cands)))).items():
+        run.write(name, cif)
+    run.write("checks.csv", pd.DataFrame([c.row() for c in cands]).to_csv(index=False).encode())
+    run.set(provenance=prov)
+    run.save_state({"cands": cands, "tally": tally, "prov": prov})
+
+
+def short(conditions: Conditions) -> str:
+    return "; ".join(f"{k}={v}" for k, v in conditions.as_dict().items() if v not in (None, (), [], ""))
+
+
+record = reopened("materials")
+if record is not None:
+    if st.session_state.get("mat_loaded_run") != record.id:
+        state = record.state()
+        st.session_state.update(mat_cands=state["cands"], mat_tally=state["tally"], mat_prov=state["prov"],
+                                mat_loaded_run=record.id)
+    reopened_banner(record)
 
 
 with st.form("constraints"):
@@ -154,20 +181,23 @@ if submitted and spacegroups is not None:
     else:
         lm = get_model()
         known = get_known()
-        bar = st.progress(0.0, text="Sampling...")
-        done = "Sampled, screened and checked" if oversample > 1 else "Sampled and checked"
-        cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
-                                oversample=int(oversample), refs=screen_refs, temperature=temperature,
-                                novel_only=novel_only, element_temperature=element_temperature,
-                                progress=lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}"))
-        bar.empty()
-        st.session_state["mat_cands"] = cands
-        st.session_state["mat_tally"] = tally
-        st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
-            "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance,
-            "temperature": temperature, "element_temperature": element_temperature, "oversample": int(oversample),
-            "novel_only": novel_only,
-            "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
+        with heavy_step("materials.generate", f"{n} candidates: {short(conditions) or 'unconstrained'}",
+                        {"n": n, "seed": int(seed), "model": lm.name}) as run:
+            bar = st.progress(0.0, text="Sampling...")
+            done = "Sampled, screened and checked" if oversample > 1 else "Sampled and checked"
+            cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
+                                    oversample=int(oversample), refs=screen_refs, temperature=temperature,
+                                    novel_only=novel_only, element_temperature=element_temperature,
+                                    progress=lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}"))
+            bar.empty()
+            prov = Provenance.now(lm.name, lm.sha256, {
+                "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance,
+                "temperature": temperature, "element_temperature": element_temperature,
+                "oversample": int(oversample), "novel_only": novel_only,
+                "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
+            save_candidates(run, cands, tally, prov)
+        saved_note(run)
+        st.session_state.update(mat_cands=cands, mat_tally=tally, mat_prov=prov)
         if known is None:
             st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
 
@@ -195,14 +225,17 @@ with st.expander("Check your own CIF"):
                 around_novel = novel_only and get_known() is not None
                 if novel_only and not around_novel:
                     st.warning("'Novel only' is ignored here: shared MP-20 data not found (set BATTGAI_DATA_DIR).")
-                with st.spinner("Sampling around the uploaded structure..."):
-                    found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample,
-                                            novel_only=around_novel)
-                st.session_state["mat_cands"] = [*cands, *found]
-                st.session_state["mat_tally"] = tally
-                st.session_state["mat_prov"] = Provenance.now(lm.name, lm.sha256, {
-                    "conditions": seeded.as_dict(), "n": n, "resample": resample, "novel_only": around_novel,
-                    "seeded_from": upload.name}, int(seed))
+                with heavy_step("materials.generate", f"{n} candidates around {structure.composition.reduced_formula}",
+                                {"n": n, "seed": int(seed), "model": lm.name}) as run:
+                    with st.spinner("Sampling around the uploaded structure..."):
+                        found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample,
+                                                novel_only=around_novel)
+                    prov = Provenance.now(lm.name, lm.sha256, {
+                        "conditions": seeded.as_dict(), "n": n, "resample": resample, "novel_only": around_novel,
+                        "seeded_from": upload.name}, int(seed))
+                    save_candidates(run, [*cands, *found], tally, prov)
+                saved_note(run)
+                st.session_state.update(mat_cands=[*cands, *found], mat_tally=tally, mat_prov=prov)
             for p in seed_problems:
                 st.warning(f"Cannot generate around it: {p}")
 
@@ -247,17 +280,23 @@ with st.container(border=True):
         refs = get_refs(potential)
         if refs is None:
             st.info("Shared MP-20 data not found: energies only, no hull.")
-        bar = st.progress(0.0, text=f"{pot}...")
-        add_energies(todo, refs, ion_value, relax=do_relax, potential=potential,
-                     progress=lambda i, t: bar.progress(i / t, text=f"{pot} {i}/{t}"))
-        bar.empty()
+        prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
+        runs = [*prov.settings.get("energy_runs", []), {"potential": pot, "relaxed": do_relax, "candidates": max_e}]
+        prov = dataclasses.replace(prov, settings={**prov.settings, "energy_runs": runs})
+        with heavy_step("materials.energies", f"{pot} energies{' after relaxing' if do_relax else ''} of "
+                        f"{len(todo)} candidates", {"potential": pot, "relax": do_relax, "candidates": len(todo),
+                                                    "model": prov.model}) as run:
+            bar = st.progress(0.0, text=f"{pot}...")
+            add_energies(todo, refs, ion_value, relax=do_relax, potential=potential,
+                         progress=lambda i, t: bar.progress(i / t, text=f"{pot} {i}/{t}"))
+            bar.empty()
+            save_candidates(run, cands, st.session_state.get("mat_tally"), prov)
+        saved_note(run)
+        st.session_state["mat_prov"] = prov
         if failed := [c for c in todo if math.isnan(c.e_per_atom)]:
             st.warning(f"{len(failed)} of {len(todo)} candidates got no energy (reason in the table's note column): "
                        + "; ".join(f"{c.structure.composition.reduced_formula}: {c.note}" for c in failed[:3])
                        + ("; ..." if len(failed) > 3 else ""))
-        prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
-        runs = [*prov.settings.get("energy_runs", []), {"potential": pot, "relaxed": do_relax, "candidates": max_e}]
-        st.session_state["mat_prov"] = dataclasses.replace(prov, settings={**prov.settings, "energy_runs": runs})
     st.caption(f"E_hull: {pot} energy vs the lower hull of MP-20 phases of the same chemical system, all with "
                f"static {pot} energies (elements referenced to their lowest-energy MP-20 phase; energies on MP's "
                "MP2020-corrected scale: CHGNet learnt it, SevenNet-0 gets the corrections added). Stable means "
@@ -310,11 +349,11 @@ with right:
 prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
 d1, d2 = st.columns(2)
 with d1:
-    download_bundle(f"Download {cand.formula} (CIF + provenance)", {f"{chosen}_{cand.formula}.cif":
-                    cand.structure.to(fmt="cif").encode()}, prov, f"{cand.formula}.zip", key="mat_dl_one")
+    download_bundle(f"Download {cand.formula} (CIF + provenance)", cif_files(cands, [chosen]), prov,
+                    f"{cand.formula}.zip", key="mat_dl_one")
 with d2:
     chosen_rows = rows or [i for i, c in enumerate(cands) if c.valid_structure] or list(range(len(cands)))
-    files = {f"{i}_{cands[i].formula}.cif": cands[i].structure.to(fmt="cif").encode() for i in chosen_rows}
+    files = cif_files(cands, chosen_rows)
     files["checks.csv"] = table.iloc[chosen_rows].to_csv(index=False).encode()
     label = "selected rows" if rows else "all valid candidates"
     download_bundle(f"Download {len(chosen_rows)} {label} (zip)", files, prov, "candidates.zip", key="mat_dl_all")
