@@ -14,18 +14,61 @@ from battgai.provenance import Provenance
 from components.curve_plot import Curve, curve_figure
 from components.download import bundle
 from components.image_compare import compare_figure, display_stride
-from components.structure_viewer import LOCAL_3DMOL_JS, structure_html
+from components.structure_viewer import LOCAL_3DMOL_JS, UNKNOWN_SYMBOL, script_json, structure_html
+
+PAYLOAD = "</script><img src=x onerror=alert(1)><!--"
+
+
+def _embedded(html: str) -> dict:
+    """The JSON the viewer embeds (``const spec = ...;``)."""
+    line = next(s for s in html.splitlines() if s.startswith("const spec = "))
+    return json.loads(line.removeprefix("const spec = ").removesuffix(";"))
 
 
 def test_structure_viewer_uses_local_3dmol_only():
     html = structure_html(licoo2(), supercell=(2, 1, 1), labels=True)
     assert LOCAL_3DMOL_JS in html
     assert "cdn" not in html.lower() and "https://" not in html
-    assert html.count("addLabel") == 2 * len(licoo2())
+    texts = [lab["text"] for lab in _embedded(html)["labels"]]
+    assert sorted(texts) == sorted([s.specie.symbol for s in licoo2()] * 2)
     with pytest.raises(ValueError, match="style"):
         structure_html(licoo2(), style="cartoon")
     with pytest.raises(ValueError, match="supercell"):
         structure_html(licoo2(), supercell=(0, 1, 1))
+
+
+def _crafted_structure():
+    """NaCl + a disordered site + a dummy species, with the payload in every label and a site property."""
+    from pymatgen.core import DummySpecies, Lattice, Structure
+
+    s = Structure(Lattice.from_parameters(4, 4.2, 4.4, 90, 95, 90),
+                  ["Na", "Cl", {"Fe": 0.3, "Mn": 0.7}, DummySpecies("X")],
+                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0]],
+                  labels=[f"{PAYLOAD}{i}" for i in range(4)], site_properties={"note": [PAYLOAD] * 4})
+    s.properties["title"] = PAYLOAD
+    return s
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_structure_viewer_embeds_no_text_from_the_file(labels):
+    s = _crafted_structure()
+    assert s[0].label.startswith(PAYLOAD)  # pymatgen keeps a file's labels: the viewer must not use them
+    html = structure_html(s, labels=labels)
+    assert "<img" not in html and "onerror" not in html and "<!--" not in html
+    assert html.count("</script>") == 2 and html.rstrip().endswith("</script>")  # the src tag and our own
+    xyz = _embedded(html)["xyz"].splitlines()
+    assert int(xyz[0]) == len(s) and len(xyz) == len(s) + 2
+    assert [line.split()[0] for line in xyz[2:]] == ["Na", "Cl", "Mn", UNKNOWN_SYMBOL]
+    lattice = [float(v) for v in xyz[1].split('"')[1].split()]  # addUnitCell draws the cell from it
+    np.testing.assert_allclose(lattice, s.lattice.matrix.ravel(), atol=1e-6)
+    if labels:
+        assert [lab["text"] for lab in _embedded(html)["labels"]] == ["Na", "Cl", "Mn", UNKNOWN_SYMBOL]
+
+
+def test_script_json_leaves_nothing_for_the_html_parser():
+    text = script_json({"a": PAYLOAD, "b": "-->\u2028&"})
+    assert not set(text) & set("<>&\u2028")
+    assert json.loads(text) == {"a": PAYLOAD, "b": "-->\u2028&"}
 
 
 def test_local_3dmol_file_is_shipped():
