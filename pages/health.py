@@ -8,11 +8,13 @@ import streamlit as st
 from battgai.data import DataNotFound, nasa_cells
 from battgai.health import schema, workflow
 from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
+from battgai.provenance import Provenance
 from battgai.registry import ChecksumError, ModelNotFound
 from battgai.uploads import UploadError
 from components.curve_plot import Curve, show_curves
 from components.download import download_bundle
 from components.health_charts import latent_figure, rmse_bar_figure
+from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 
 V_TITLE, Q_TITLE = "voltage under load (V)", "charge delivered (Ah)"
 MAX_SHOWN = 60
@@ -48,12 +50,56 @@ def _curves_for_plot(c: CurveSet, dash: bool = False, prefix: str = "") -> list[
                   float(c.soh[k]), dash) for k in np.unique(idx)]
 
 
+def show_synthetic(result: workflow.Generation, real: CurveSet | None = None) -> None:
+    """Synthetic curves (dashed), over the nearest real curve of each (solid) when the real ones are at hand."""
+    syn = result.synthetic
+    if real is not None:
+        st.caption("Synthetic curves (dashed) over the nearest real curve of each (solid).")
+        near = _curves_for_plot(real.subset(np.unique(result.nearest)))
+    else:
+        st.caption("Synthetic curves (dashed).")
+        near = []
+    show_curves(near + _curves_for_plot(syn, dash=True, prefix="synthetic "), Q_TITLE, V_TITLE)
+    download_bundle("Download synthetic curves (CSV in the cycling schema + provenance)",
+                    {"synthetic_curves.csv": result.csv()}, result.provenance, "battgai_synthetic_curves.zip",
+                    key="download")
+
+
+def experiment_csv(res) -> bytes:
+    rows = [f"{est},{arm},{i},{v:.6g}" for est, arms in res.rmse.items() for arm, values in arms.items()
+            for i, v in enumerate(values)]
+    return ("estimator,arm,run,rmse_soh_points\n" + "\n".join(rows) + "\n").encode()
+
+
+def show_experiment(done_regime: str, done_est: str, res) -> None:
+    summary = res.summary(done_est)
+    label = "2 training cells" if done_regime == "two" else "first 30 % of life"
+    st.plotly_chart(rmse_bar_figure(summary, f"{label}, {done_est}: held-out SOH RMSE, mean +- std over runs"),
+                    width="stretch")
+    st.table({arm: {"RMSE mean": f"{m:.2f}", "std": f"{s:.2f}",
+                    "mean vs real only": f"{res.change_of_means(done_est, arm):+.0%}"}
+              for arm, (m, s) in summary.items()})
+    what = "training cells" if done_regime == "two" else "held-out cell"
+    st.caption(f"Runs ({what}): " + "; ".join(", ".join(s) for s in res.splits))
+
+
 st.title("Battery health augmentation")
 st.caption(
     "Generate discharge curves at a chosen state of health (SOH = capacity / nominal) with a conditional "
     f"VAE, then test whether they make an SOH estimator better on cells it has never seen. Estimators "
     f"see only the {WINDOW_V[0]} -> {WINDOW_V[1]} V window of a discharge, as field data arrive."
 )
+
+record = reopened("health")
+if record is not None:
+    reopened_banner(record)
+    state = record.state()
+    if record.task == "health.generate":
+        show_synthetic(state)
+    else:
+        show_experiment(*state)
+    st.download_button("Download the run (zip)", record.zip(), f"battgai_{record.id}.zip", key="reopened_zip")
+    st.stop()
 
 # 1. Data ---------------------------------------------------------------------------------------
 source = st.radio("Data", ["NASA PCoE cells", "Upload a CSV", "Demo cells"], horizontal=True, key="source")
@@ -147,22 +193,23 @@ seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
 if st.button("Generate", key="generate", disabled=gen is None):
     try:
         targets = [float(s) for s in soh_text.replace(";", ",").split(",") if s.strip()]
-        with st.status("Generating...", expanded=False) as status:
-            cond = workflow.target_conditions(targets, temp, cur, int(n))
-            st.session_state["health_generation"] = workflow.generate(gen, cond, real, int(seed))
+        cond = workflow.target_conditions(targets, temp, cur, int(n))
+        with heavy_step("health.generate", f"{len(cond)} curves at SOH {', '.join(f'{t:g}' for t in targets)}",
+                        {"temperature_c": temp, "current_a": cur, "per_soh": int(n), "seed": int(seed)}) as run, \
+                st.status("Generating...", expanded=False) as status:
+            made = workflow.generate(gen, cond, real, int(seed))
+            run.write("synthetic_curves.csv", made.csv())
+            run.set(provenance=made.provenance)
+            run.save_state(made)
             status.update(label=f"Generated {len(cond)} curves", state="complete")
+        saved_note(run)
+        st.session_state["health_generation"] = made
     except ValueError as exc:
         st.error(f"Cannot generate: {exc}")
 
 result: workflow.Generation | None = st.session_state.get("health_generation")
 if result is not None and result.synthetic.nominal_ah == real.nominal_ah and result.nearest.max() < len(real):
-    syn = result.synthetic
-    near = real.subset(np.unique(result.nearest))
-    st.caption("Synthetic curves (dashed) over the nearest real curve of each (solid).")
-    show_curves(_curves_for_plot(near) + _curves_for_plot(syn, dash=True, prefix="synthetic "), Q_TITLE, V_TITLE)
-    download_bundle("Download synthetic curves (CSV in the cycling schema + provenance)",
-                    {"synthetic_curves.csv": result.csv()}, result.provenance, "battgai_synthetic_curves.zip",
-                    key="download")
+    show_synthetic(result, real)
 
 if gen is not None:
     st.subheader("Latent space")
@@ -214,29 +261,28 @@ st.caption(
 if st.button("Run quick experiment", key="experiment", disabled=n_cells < 3):
     from battgai.health import experiment
 
-    bar = st.progress(0.0, text="Running splits...")
+    with heavy_step("health.experiment", f"{estimator}, {regime} regime, {n_cells} cells",
+                    {"regime": regime, "estimator": estimator, "cells": n_cells, "steps": 300}) as run:
+        bar = st.progress(0.0, text="Running splits...")
 
-    def tick(f: float) -> None:
-        bar.progress(f, text=f"Running splits... {f:.0%}")
+        def tick(f: float) -> None:
+            bar.progress(f, text=f"Running splits... {f:.0%}")
 
-    if regime == "two":
-        res = experiment.augmentation_experiment(cohort, n_splits=3, seeds=(0,), estimators=(estimator,),
-                                                 steps=300, progress=tick)
-    else:
-        res = experiment.early_life_experiment(cohort, seeds=(0,), estimators=(estimator,), steps=300,
-                                               progress=tick)
-    bar.empty()
+        if regime == "two":
+            res = experiment.augmentation_experiment(cohort, n_splits=3, seeds=(0,), estimators=(estimator,),
+                                                     steps=300, progress=tick)
+        else:
+            res = experiment.early_life_experiment(cohort, seeds=(0,), estimators=(estimator,), steps=300,
+                                                   progress=tick)
+        bar.empty()
+        run.write("rmse_per_run.csv", experiment_csv(res))
+        run.set(provenance=Provenance.now("health_cvae, retrained on each split's training cells", "", {
+            "regime": regime, "estimator": estimator, "steps": 300,
+            "cells": sorted(map(str, np.unique(cohort.cell_id)))}, seed=0))
+        run.save_state((regime, estimator, res))
+    saved_note(run)
     st.session_state["health_experiment"] = (regime, estimator, res)
 if n_cells < 3:
     st.caption(f"The experiment needs at least 3 cells with the window observed; this selection has {n_cells}.")
 if "health_experiment" in st.session_state:
-    done_regime, done_est, res = st.session_state["health_experiment"]
-    summary = res.summary(done_est)
-    label = "2 training cells" if done_regime == "two" else "first 30 % of life"
-    st.plotly_chart(rmse_bar_figure(summary, f"{label}, {done_est}: held-out SOH RMSE, mean +- std over runs"),
-                    width="stretch")
-    st.table({arm: {"RMSE mean": f"{m:.2f}", "std": f"{s:.2f}",
-                    "mean vs real only": f"{res.change_of_means(done_est, arm):+.0%}"}
-              for arm, (m, s) in summary.items()})
-    what = "training cells" if done_regime == "two" else "held-out cell"
-    st.caption(f"Runs ({what}): " + "; ".join(", ".join(s) for s in res.splits))
+    show_experiment(*st.session_state["health_experiment"])

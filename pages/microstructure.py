@@ -14,6 +14,7 @@ from battgai.uploads import UploadError, read_image
 from components.curve_plot import Curve, show_curves
 from components.download import bundle
 from components.image_compare import compare_figure
+from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.volume_view import histogram_figure, image_figure, labels_figure, volume_figure
 
 TASKS = {
@@ -74,8 +75,13 @@ def pick_input() -> tuple[np.ndarray, str, bool] | None:
     return demo("volume"), "synthetic demo volume (made by battgai, not real data)", True
 
 
-def remember(key: str, desc: str, result, files: dict[str, bytes], prov: Provenance) -> None:
-    """Keep a result with its download zip, built once here rather than on every rerun."""
+def remember(run, key: str, desc: str, result, files: dict[str, bytes], prov: Provenance,
+             names: dict[int, str] | None = None) -> None:
+    """Save a result in the run store and keep it with its download zip, built once rather than on every rerun."""
+    for name, data in files.items():
+        run.write(name, data)
+    run.set(provenance=prov)
+    run.save_state({"key": key, "desc": desc, "result": result, "names": names})
     st.session_state[key] = {"desc": desc, "result": result, "zip": bundle(files, prov)}
 
 
@@ -106,23 +112,30 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
     desc = f"{task} of {desc}" + ("" if whole else f", slice {k}")
     if st.button("Run", type="primary", key="run_enhance"):
         chosen = image if whole else image[k][None]
-        bar, cb = progress_bar("Processing slice")
         try:
-            res = pipeline.enhance(chosen, task, progress=cb)
+            with heavy_step("microstructure.enhance", desc, {"task": task, "shape": list(chosen.shape)}) as run:
+                bar, cb = progress_bar("Processing slice")
+                res = pipeline.enhance(chosen, task, progress=cb)
+                bar.empty()
+                prov = Provenance.now(res.model, res.sha256, {"task": task, "input": desc,
+                                                              "shape": list(res.before.shape)})
+                remember(run, "enhance", desc, res, {"result.tif": pipeline.to_tiff(res.after),
+                                                     "result_middle_slice.png": pipeline.to_png(middle(res.after)),
+                                                     "metrics.csv": pipeline.to_csv(res.table)}, prov)
         except ValueError as exc:
             st.error(str(exc))
         else:
-            prov = Provenance.now(res.model, res.sha256, {"task": task, "input": desc,
-                                                          "shape": list(res.before.shape)})
-            remember("enhance", desc, res, {"result.tif": pipeline.to_tiff(res.after),
-                                            "result_middle_slice.png": pipeline.to_png(middle(res.after)),
-                                            "metrics.csv": pipeline.to_csv(res.table)}, prov)
-        bar.empty()
+            saved_note(run)
     stored = recall("enhance", desc)
     if stored is None:
         st.plotly_chart(image_figure(msio.to_float(image[k] if image.ndim == 3 else image)), width="stretch")
         return
+    show_enhanced(stored)
+
+
+def show_enhanced(stored: dict, names: dict[int, str] | None = None) -> None:
     res = stored["result"]
+    task = res.task
     j = show_stack_slice(res.after, "slice_out")
     before = res.before[j] if res.before.ndim == 3 else res.before
     after = res.after[j] if res.after.ndim == 3 else res.after
@@ -168,26 +181,34 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str, k: int) -> None:
     # Bundled and demo label data are pore / NMC / CBD; an upload's phases stay numbered.
     names = NMC_NAMES if is_labels and not desc.startswith("upload") else None
     if st.button("Segment and measure", type="primary", key="run_segment"):
-        bar, cb = progress_bar("Measuring phase")
         try:
-            res = pipeline.segment_and_measure(
-                image, classes=len(thresholds) + 1 if thresholds else 3, thresholds=list(thresholds or []) or None,
-                is_labels=is_labels, with_tortuosity=tort, max_side=max_side, progress=cb)
+            with heavy_step("microstructure.segment", f"segment {desc}",
+                            {"tortuosity": tort, "shape": list(image.shape)}) as run:
+                bar, cb = progress_bar("Measuring phase")
+                res = pipeline.segment_and_measure(
+                    image, classes=len(thresholds) + 1 if thresholds else 3,
+                    thresholds=list(thresholds or []) or None, is_labels=is_labels, with_tortuosity=tort,
+                    max_side=max_side, progress=cb)
+                bar.empty()
+                table = pipeline.phase_table(res.phases, names)
+                prov = Provenance.now("multi-Otsu" if not is_labels else "given labels", "",
+                                      {"input": desc, "thresholds": list(res.thresholds), "tortuosity": tort,
+                                       "tortuosity_max_side": max_side, "notes": list(res.notes)})
+                remember(run, "segment", desc, (res, table), {
+                    "labels.tif": pipeline.to_tiff(res.labels),
+                    "labels_middle_slice.png": pipeline.to_png(middle(res.labels)),
+                    "metrics.csv": pipeline.to_csv(table)}, prov, names)
         except ValueError as exc:
             st.error(str(exc))
         else:
-            table = pipeline.phase_table(res.phases, names)
-            prov = Provenance.now("multi-Otsu" if not is_labels else "given labels", "",
-                                  {"input": desc, "thresholds": list(res.thresholds), "tortuosity": tort,
-                                   "tortuosity_max_side": max_side, "notes": list(res.notes)})
-            remember("segment", desc, (res, table), {
-                "labels.tif": pipeline.to_tiff(res.labels),
-                "labels_middle_slice.png": pipeline.to_png(middle(res.labels)),
-                "metrics.csv": pipeline.to_csv(table)}, prov)
-        bar.empty()
+            saved_note(run)
     stored = recall("segment", desc)
     if stored is None:
         return
+    show_segmented(stored, names)
+
+
+def show_segmented(stored: dict, names: dict[int, str] | None = None) -> None:
     res, table = stored["result"]
     for note in res.notes:
         st.warning(note)
@@ -220,15 +241,19 @@ def run_generate() -> None:
     model_name = GENERATORS[c4.radio("Generator", list(GENERATORS), key="gen_model")]
     seed = c5.number_input("Seed", 0, 10_000, 0, key="gen_seed")
     if st.button("Generate", type="primary", key="run_generate"):
-        with st.spinner("Sampling..."):
-            shape = (side,) * (3 if dims == "3D" else 2)
+        shape = (side,) * (3 if dims == "3D" else 2)
+        with heavy_step("microstructure.generate", f"{model_name} at porosity {porosity:.2f}, {shape}",
+                        {"porosity": porosity, "shape": list(shape), "seed": int(seed), "model": model_name}
+                        ) as run, st.spinner("Sampling..."):
             res = pipeline.generate(porosity, shape, int(seed), model_name)
             table = pipeline.phase_table(res.phases, NMC_NAMES)
             prov = Provenance.now(res.model, res.sha256, {"porosity": res.porosity, "shape": list(shape)},
                                   seed=res.seed)
-            remember("generate", "generator", (res, table), {
+            remember(run, "generate", "generator", (res, table), {
                 "generated_labels.tif": pipeline.to_tiff(res.labels),
-                "middle_slice.png": pipeline.to_png(middle(res.labels)), "metrics.csv": pipeline.to_csv(table)}, prov)
+                "middle_slice.png": pipeline.to_png(middle(res.labels)),
+                "metrics.csv": pipeline.to_csv(table)}, prov, NMC_NAMES)
+        saved_note(run)
     stored = recall("generate", "generator")
     if stored is None:
         st.caption("Level-cut model: a Gaussian level cut fitted to the real TauFactor NMC volume. SliceGAN: "
@@ -237,6 +262,10 @@ def run_generate() -> None:
                    "and tortuosity are much further off than the level cut's (docs/BENCHMARKS.md). porespy "
                    "blobs is the benchmark baseline. See the model cards.")
         return
+    show_generated(stored)
+
+
+def show_generated(stored: dict, names: dict[int, str] | None = None) -> None:
     res, table = stored["result"]
     st.caption(f"{res.model} · {res.seconds:.2f} s · shape {res.labels.shape} · seed {res.seed}")
     for note in res.notes:
@@ -253,6 +282,13 @@ def run_generate() -> None:
 st.title("Microstructure enhancement and synthesis")
 st.write("Denoise and super-resolve electrode images, segment them and measure each phase, or generate "
          "new NMC microstructures at a chosen porosity. Nothing runs until you press a button.")
+record = reopened("microstructure")
+if record is not None:
+    reopened_banner(record)
+    state = record.state()
+    show = {"enhance": show_enhanced, "segment": show_segmented, "generate": show_generated}
+    show[state["key"]]({"desc": state["desc"], "result": state["result"], "zip": record.zip()}, state["names"])
+    st.stop()
 task = TASKS[st.radio("Task", list(TASKS), horizontal=True, key="task")]
 
 if task == "generate":

@@ -56,3 +56,50 @@ def test_the_runs_page_lists_runs_and_says_when_one_was_cut_off(store):
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert dict(zip(table.title, table.status, strict=True)) == {"done": "finished", "cut off": "interrupted"}
+
+
+@pytest.fixture
+def demo_data(monkeypatch, tmp_path):
+    import streamlit as st
+
+    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.mark.usefixtures("demo_data")
+def test_microstructure_runs_are_saved_and_reopen(store):
+    at = page("microstructure")
+    at.button(key="run_enhance").click().run()
+    at.radio(key="task").set_value("Segment + measure").run()
+    at.button(key="run_segment").click().run()
+    assert not at.exception and not at.error
+    enhanced, segmented = sorted(store.list("microstructure"), key=lambda r: r.task)
+    assert (enhanced.task, segmented.task) == ("microstructure.enhance", "microstructure.segment")
+    assert {r.status for r in (enhanced, segmented)} == {"finished"}
+    assert "result.tif" in enhanced.files and "labels.tif" in segmented.files
+    for rec, want in ((enhanced, at.session_state["enhance"]["result"].after),
+                      (segmented, at.session_state["segment"]["result"][0].labels)):
+        fresh = page("microstructure", run=rec.id)
+        assert not fresh.exception, [e.value for e in fresh.exception]
+        got = rec.state()["result"]
+        assert (got.after if rec.task.endswith("enhance") else got[0].labels) == pytest.approx(want)
+        assert fresh.dataframe and fresh.get("download_button")
+
+
+@pytest.mark.usefixtures("demo_data")
+def test_health_generation_and_experiment_are_saved_and_reopen(store):
+    at = page("health")
+    at.button(key="generate").click().run()
+    at.radio(key="regime").set_value("first 30 % of each cell's life").run()
+    at.button(key="experiment").click().run()
+    assert not at.exception and not at.error
+    by_task = {r.task: r for r in store.list("health")}
+    assert set(by_task) == {"health.generate", "health.experiment"}
+    assert by_task["health.generate"].read("synthetic_curves.csv") == at.session_state["health_generation"].csv()
+    fresh = page("health", run=by_task["health.experiment"].id)
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert len(fresh.table) == 1
+    fresh = page("health", run=by_task["health.generate"].id)
+    assert not fresh.exception and fresh.get("download_button")
