@@ -37,7 +37,8 @@ if not shown:
     st.stop()
 table = pd.DataFrame([{
     "created (UTC)": r.created.replace("T", " ")[:19], "task": r.task, "title": r.title, "status": r.status,
-    "model": r.model, "files": len(r.files), "settings": ", ".join(f"{k}={v}" for k, v in r.settings.items()),
+    "model": r.model, "files": len(r.files),
+    "settings": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.settings.items()),
     "error": r.error, "id": r.id} for r in shown])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "status": st.column_config.TextColumn("status", help="; ".join(f"{k}: {v}" for k, v in STATUS_HELP.items()))})
