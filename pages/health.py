@@ -120,7 +120,8 @@ if source == "NASA PCoE cells":
 elif source == "Upload a CSV":
     st.download_button("Template CSV (the cycling schema)", schema.template_csv(), "battgai_cycling_template.csv",
                        mime="text/csv", key="template")
-    up = st.file_uploader("Cycler export (CSV, one row per sample)", type=["csv", "txt"], key="upload")
+    up = st.file_uploader(f"Cycler export (CSV, one row per sample; at most {workflow.MAX_CYCLES:,} discharge cycles)",
+                          type=["csv", "txt"], key="upload")
     nominal = st.number_input("Nominal capacity (Ah)", 0.01, 500.0, 2.0, 0.1, key="nominal")
     if up is not None:
         raw = up.getvalue()
@@ -139,7 +140,7 @@ elif source == "Upload a CSV":
                                      key=f"map_{field}")
                 mapping[field] = None if pick == "(none)" else pick
             loaded = _load_upload(raw, tuple(mapping.items()), float(nominal), up.name)
-        except (UploadError, schema.MappingError) as exc:
+        except (UploadError, schema.MappingError, ValueError) as exc:
             st.error(str(exc))
 else:
     loaded = _load("demo", ())
@@ -188,7 +189,8 @@ temp = c2.number_input("Temperature (C)", -20.0, 70.0, float(np.clip(np.median(r
                        key="temp")
 cur = c3.number_input("Discharge current (A)", 0.01, 50.0, float(np.clip(np.median(real.current_a), 0.01, 50)),
                       key="current")
-n = c4.number_input("Curves per SOH", 1, 50, 3, key="n")
+n = c4.number_input("Curves per SOH", 1, 50, 3, key="n",
+                    help=f"At most {workflow.MAX_GENERATED_CURVES:,} curves per run (targets x curves per SOH).")
 seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
 if st.button("Generate", key="generate", disabled=gen is None):
     try:
@@ -258,7 +260,8 @@ st.caption(
     "`python -m battgai.bench health` (docs/BENCHMARKS.md). Only curves whose loaded voltage starts at "
     f"or above {WINDOW_V[0] - 0.02:.2f} V are used ({len(cohort)} of {len(real)})."
 )
-if st.button("Run quick experiment", key="experiment", disabled=n_cells < 3):
+experiment_blocked = workflow.experiment_problem(n_cells)
+if st.button("Run quick experiment", key="experiment", disabled=experiment_blocked is not None):
     from battgai.health import experiment
 
     with heavy_step("health.experiment", f"{estimator}, {regime} regime, {n_cells} cells",
@@ -282,7 +285,7 @@ if st.button("Run quick experiment", key="experiment", disabled=n_cells < 3):
         run.save_state((regime, estimator, res))
     saved_note(run)
     st.session_state["health_experiment"] = (regime, estimator, res)
-if n_cells < 3:
-    st.caption(f"The experiment needs at least 3 cells with the window observed; this selection has {n_cells}.")
+if experiment_blocked:
+    st.caption(experiment_blocked)
 if "health_experiment" in st.session_state:
     show_experiment(*st.session_state["health_experiment"])
