@@ -10,7 +10,7 @@ from battgai.microstructure import io as msio
 from battgai.microstructure import pipeline
 from battgai.microstructure.segment import multiotsu_thresholds
 from battgai.provenance import Provenance
-from battgai.uploads import UploadError, read_image
+from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, UploadError, read_image
 from components.curve_plot import Curve, show_curves
 from components.download import bundle
 from components.image_compare import compare_figure
@@ -48,7 +48,8 @@ def pick_input() -> tuple[np.ndarray, str, bool] | None:
     """Widgets for the input; returns (image, description, is_labels) or None after an error."""
     source = st.radio("Input", ["Bundled sample", "Upload", "Synthetic demo"], horizontal=True, key="source")
     if source == "Upload":
-        up = st.file_uploader("PNG or TIFF (8 / 16-bit or float; multi-page TIFF for a stack)",
+        up = st.file_uploader(f"PNG or TIFF (8 / 16-bit or float; multi-page TIFF for a stack; at most "
+                              f"{MAX_UPLOAD_MB} MB and {MAX_PIXELS:,} pixels or voxels, e.g. 4096 x 4096 or 320^3)",
                               type=["png", "tif", "tiff"], key="upload")
         if up is None:
             st.info("Upload an image, or pick a bundled sample.")
