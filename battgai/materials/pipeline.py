@@ -21,10 +21,17 @@ from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, LoadedModel, sample_tokens
 
 Progress = Callable[[int, int], None]
-#: Resampling rounds per batch at most. Under element constraints only about a quarter of the sampled crystals
-#: may pass (docs/BENCHMARKS.md); 16 rounds then leave under 1 % of a batch unfilled, where 8 left 8 %. A request
-#: whose crystals almost never pass costs at most this many times a plain one.
-MAX_ROUNDS = 16
+#: Resampling rounds per batch that draw just the batch's shortfall. Releases up to 0.5.1 stopped after these
+#: rounds, so one required element (1 crystal in 8 or 9 passing) came back 38-47 of 50; a batch they filled is
+#: drawn the same way now and gets the same crystals.
+SHORTFALL_ROUNDS = 16
+#: Most sequences a batch draws per crystal it needs (its size times ``oversample``); a batch that reaches it stops
+#: short and the tally says why (:meth:`Tally.shortfall_reason`). One required element needs about 9 per crystal
+#: (1.6 unconstrained); 24 leaves room for 1 in 20 passing and bounds a request whose crystals almost never pass at
+#: 15 times the time of an unconstrained one. Not below SHORTFALL_ROUNDS, whose rounds may draw that many.
+MAX_SAMPLED_PER_CANDIDATE = 24
+#: The old name of SHORTFALL_ROUNDS, no longer a bound on the rounds: pages/materials.py still imports it.
+MAX_ROUNDS = SHORTFALL_ROUNDS
 
 
 @dataclasses.dataclass
@@ -109,7 +116,8 @@ class Tally:
     """What happened to the sampled sequences (the page and the bench report it).
 
     ``sampled`` counts every sequence drawn, resampled ones included, so
-    ``accepted / sampled`` is the acceptance rate and throughput pays for rejections.
+    ``accepted / sampled`` is the acceptance rate and throughput pays for rejections;
+    it is the sum of ``accepted`` and every count of a reason a sequence was not.
     """
 
     sampled: int = 0
@@ -119,7 +127,12 @@ class Tally:
     not_neutral: int = 0  # built and valid, but no SMACT charge-neutral assignment (rejected and resampled)
     known: int = 0  # passed, but matches a training structure (rejected and resampled with ``novel_only``)
     screened_out: int = 0  # passed, but further from the property targets than those kept (see ``screen``)
+    surplus: int = 0  # drawn in a round that had filled its batch before they were checked (not needed)
     accepted: int = 0
+    batches: int = 0
+    rounds: int = 0  # sampling rounds, over all batches
+    cut_short: int = 0  # batches that stopped at their limit of sequences (MAX_SAMPLED_PER_CANDIDATE) unfilled
+    limit: int = 0  # the sequences those batches were allowed, together
 
     def __iadd__(self, other: Tally) -> Tally:
         for f in dataclasses.fields(self):
@@ -129,6 +142,36 @@ class Tally:
     @property
     def dropped(self) -> int:
         return self.sampled - self.accepted
+
+    def shortfall_reason(self, asked: int) -> str:
+        """Why fewer than ``asked`` candidates came back, in numbers; "" when none is missing.
+
+        Examples
+        --------
+        >>> Tally(sampled=1200, dead_end=208, overlapping=870, not_neutral=80, accepted=42, batches=1,
+        ...       rounds=22, cut_short=1, limit=1200).shortfall_reason(50)  # doctest: +NORMALIZE_WHITESPACE
+        '42 of the 50 candidates asked for: sampling stopped at its limit, 1,200 sequences in 22 rounds; 42 passed
+        the checks (4 %), 208 hit a dead end or did not build, 870 had two atoms closer than 0.6 x their radius
+        sum and 80 were not charge-neutral.'
+        """
+        if self.accepted >= asked:
+            return ""
+        reasons = [(self.dead_end, "hit a dead end or did not build"), (self.invalid, "had atoms closer than 0.5 A"),
+                   (self.overlapping, f"had two atoms closer than {validate.MIN_CONTACT_RATIO:g} x their radius sum"),
+                   (self.not_neutral, "were not charge-neutral"), (self.known, "matched a training structure")]
+        said = [f"{k:,} {text}" for k, text in reasons if k]
+        failed = ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else "".join(said)
+        head = f"{self.accepted:,} of the {asked:,} candidates asked for"
+        if not self.cut_short:  # one round without resampling: what fails is dropped, not replaced
+            return f"{head}: without resampling, failed sequences are not replaced; of {self.sampled:,}, {failed}."
+        passed = self.sampled - sum(k for k, _ in reasons)
+        checks = f"{passed:,} passed the checks ({100 * passed / self.sampled:.0f} %)"
+        checks += f", {failed}" if failed else ""
+        if self.batches == 1:
+            return (f"{head}: sampling stopped at its limit, {self.limit:,} sequences in {self.rounds:,} rounds; "
+                    f"{checks}.")
+        return (f"{head}: {self.cut_short} of {self.batches} batches stopped at their limit ({self.limit:,} sequences "
+                f"together); of {self.sampled:,} sequences sampled in {self.rounds:,} rounds, {checks}.")
 
 
 def _batch_seed(seed: int, batch: int, round_: int) -> int:
@@ -154,17 +197,21 @@ def build_all(tokens: np.ndarray, ok: np.ndarray) -> list[tuple[object, tk.Wycko
 
 def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, batch_size: int = 100,
                      known: Mapping[str, Sequence] | None = None, tracker: UniqueTracker | None = None,
-                     start_batch: int = 0, resample: bool = True, max_rounds: int = MAX_ROUNDS,
+                     start_batch: int = 0, resample: bool = True,
                      guidance: float = 1.0, oversample: int = 1,
                      refs=None, temperature: float = 1.0, novel_only: bool = False,
-                     element_temperature: float = 1.0) -> Iterator[tuple[int, list[Candidate], Tally]]:
+                     element_temperature: float = 1.0, max_sampled: int = MAX_SAMPLED_PER_CANDIDATE,
+                     ) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
     than 0.5 A), has two atoms closer than :data:`~battgai.materials.validate.MIN_CONTACT_RATIO`
     times their radius sum (a third of the raw samples; they fuse or end far above the hull
     when relaxed) or is not charge-neutral by SMACT is rejected and the batch's shortfall is
-    sampled again, up to ``max_rounds`` rounds. Rejection sampling returns crystals
+    sampled again until the batch is full or has drawn ``max_sampled`` sequences per crystal
+    it needs; the tally then says why it is short (:meth:`Tally.shortfall_reason`). The first
+    :data:`SHORTFALL_ROUNDS` rounds draw just the shortfall, later ones the shortfall over
+    the share that passed so far. Rejection sampling returns crystals
     from the model's own distribution conditioned on passing the checks, unlike
     repairing them; the tally records the price. For the same reason the sampler's
     neutrality mask is off then (:func:`~battgai.materials.sample.sample_tokens`,
@@ -192,6 +239,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     """
     if novel_only and known is None:
         raise ValueError("novel_only needs the training structures (known) to judge novelty against")
+    if max_sampled < 1:
+        raise ValueError(f"max_sampled must be at least 1 sequence per crystal, got {max_sampled}")
     if not 1 <= oversample <= MAX_OVERSAMPLE:
         raise ValueError(f"oversample must be 1..{MAX_OVERSAMPLE}, got {oversample}")
     if not (temperature > 0 and element_temperature > 0):
@@ -204,17 +253,26 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     n_batches = math.ceil(n / batch_size)
     for b in range(start_batch, n_batches):
         size = min(batch_size, n - b * batch_size)
-        tally, kept = Tally(), []
-        for r in range(max_rounds if resample or novel_only else 1):
-            want = size * oversample - len(kept)
-            if want == 0:
-                break
+        need, kept = size * oversample, []
+        # Without resampling one round is drawn, and what fails is dropped.
+        limit = max_sampled * need if resample or novel_only else need
+        tally = Tally(batches=1)
+        while len(kept) < need and tally.sampled < limit:
+            short = need - len(kept)
+            # Where few crystals pass, rounds of the bare shortfall would dwindle to one or two sequences, each round
+            # costing about a sequence's time on top; after SHORTFALL_ROUNDS, draw what should fill the batch.
+            want = short if tally.rounds < SHORTFALL_ROUNDS else math.ceil(short * tally.sampled / max(len(kept), 1))
+            want = min(want, limit - tally.sampled)
             # Rejecting non-neutral crystals replaces the neutrality mask, which distorts what the model writes.
-            tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, r), guidance=guidance,
-                                      temperature=temperature, hold_neutral=not resample,
+            tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, tally.rounds),
+                                      guidance=guidance, temperature=temperature, hold_neutral=not resample,
                                       element_temperature=element_temperature)
             tally.sampled += want
-            for built in build_all(tokens, ok):
+            tally.rounds += 1
+            for k, built in enumerate(build_all(tokens, ok)):
+                if len(kept) == need:  # the sequences are exchangeable: keeping the first that pass is fair
+                    tally.surplus = want - k
+                    break
                 if built is None:
                     tally.dead_end += 1
                     continue
@@ -240,6 +298,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
             for c in cands:
                 c.novel = True
         tally.screened_out, tally.accepted = len(kept) - len(cands), len(cands)
+        if len(cands) < size and (resample or novel_only):
+            tally.cut_short, tally.limit = 1, limit
         yield b, cands, tally
 
 
@@ -247,17 +307,20 @@ def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, bat
              known: Mapping[str, Sequence] | None = None, progress: Progress | None = None,
              resample: bool = True, guidance: float = 1.0, oversample: int = 1,
              refs=None, temperature: float = 1.0, novel_only: bool = False,
-             element_temperature: float = 1.0) -> tuple[list[Candidate], Tally]:
+             element_temperature: float = 1.0, max_sampled: int = MAX_SAMPLED_PER_CANDIDATE,
+             ) -> tuple[list[Candidate], Tally]:
     """Sample ``n`` crystals under ``conditions``; returns ``(candidates, tally)``.
 
-    See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``, ``refs``, ``temperature``,
-    ``novel_only`` and ``element_temperature``.
+    Fewer than ``n`` come back only when sampling reached its limit (``max_sampled``
+    sequences per crystal) or resampling is off; ``tally.shortfall_reason(n)`` says why
+    in numbers. See :func:`generate_batches` for ``resample``, ``guidance``, ``oversample``,
+    ``refs``, ``temperature``, ``novel_only``, ``element_temperature`` and ``max_sampled``.
     """
     cands, total = [], Tally()
     for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
                                             guidance=guidance, oversample=oversample, refs=refs,
                                             temperature=temperature, novel_only=novel_only,
-                                            element_temperature=element_temperature):
+                                            element_temperature=element_temperature, max_sampled=max_sampled):
         cands += batch
         total += tally
         if progress:
