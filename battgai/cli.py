@@ -18,7 +18,8 @@ from pathlib import Path
 
 from battgai.materials.pipeline import (
     MAX_OVERSAMPLE,
-    MAX_ROUNDS,
+    MAX_SAMPLED_PER_CANDIDATE,
+    Tally,
     UniqueTracker,
     add_energies,
     generate_batches,
@@ -101,11 +102,11 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                 if batch < start:
                     tracker.buckets.setdefault(Structure.from_dict(d).composition.reduced_formula, []).append(
                         Structure.from_dict(d))
-    written, t0 = len(rows), time.time()
-    for b, cands, _tally in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start,
-                                             resample=resample, guidance=guidance, oversample=oversample,
-                                             refs=refs, temperature=temperature, novel_only=novel_only,
-                                             element_temperature=element_temperature):
+    written, t0, total = len(rows), time.time(), Tally()
+    for b, cands, tally in generate_batches(lm, conditions, n, seed, batch_size, known, tracker, start,
+                                            resample=resample, guidance=guidance, oversample=oversample,
+                                            refs=refs, temperature=temperature, novel_only=novel_only,
+                                            element_temperature=element_temperature):
         if energies and oversample == 1:  # a screen has added them already
             add_energies(cands, refs, conditions.working_ion)
         new_rows = []
@@ -125,8 +126,11 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                     w.writeheader()
                 w.writerows(new_rows)
         written += len(new_rows)
+        total += tally
         _progress(min((b + 1) * batch_size, n), n, t0)
     sys.stderr.write("\n")
+    if reason := total.shortfall_reason(n - min(start * batch_size, n)):  # the batches of this invocation
+        sys.stderr.write(reason + "\n")
     return written
 
 
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     g = sub.add_parser("generate", help="generate crystals to a folder (CIFs + checks.csv), resumable")
     g.add_argument("--n", type=int, required=True,
                    help="candidates to write (with resampling, sequences are drawn until this many pass, "
-                        f"{MAX_ROUNDS} rounds per batch at most)")
+                        f"at most {MAX_SAMPLED_PER_CANDIDATE} per candidate; a shortfall is explained at the end)")
     g.add_argument("--conditions", default="",
                    help='e.g. "allowed=Li,Fe,P,O;required=Li;ion=Li;system=orthorhombic;natoms=14;'
                         'e_above_hull=0;voltage=3.5"')
