@@ -4,4 +4,4 @@ Nothing in this package imports streamlit; every function here can be used
 from a notebook or the command line.
 """
 
-__version__ = "0.5.1"
+__version__ = "0.5.2"
