@@ -1,7 +1,8 @@
-"""``python -m battgai.bench {materials,microstructure,health}``: side-by-side benchmarks.
+"""``python -m battgai.bench {materials,microstructure,health,load}``: side-by-side benchmarks.
 
 Each task's ``battgai.<task>.bench.main(argv)`` prints a markdown table and
-writes it into ``docs/BENCHMARKS.md`` with :func:`write_section`.
+writes it into ``docs/BENCHMARKS.md`` with :func:`write_section`; ``load`` (many
+browser sessions at once against one server) is :mod:`battgai.loadbench`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,28 @@ import sys
 from battgai.registry import REPO_ROOT
 
 TASKS = ("materials", "microstructure", "health")
+SECTIONS = (*TASKS, "load")
 BENCHMARKS_MD = REPO_ROOT / "docs" / "BENCHMARKS.md"
+
+
+def _markers(task: str) -> tuple[str, str]:
+    if task not in SECTIONS:
+        raise ValueError(f"section must be one of {SECTIONS}, got {task!r}")
+    return f"<!-- {task}:start -->", f"<!-- {task}:end -->"
+
+
+def read_section(task: str) -> str:
+    """The text between ``<!-- task:start -->`` and ``<!-- task:end -->`` in BENCHMARKS.md ('' when absent)."""
+    start, end = _markers(task)
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
+    if start not in text or end not in text:
+        return ""
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
 
 
 def write_section(task: str, markdown: str) -> None:
     """Replace the text between ``<!-- task:start -->`` and ``<!-- task:end -->`` in BENCHMARKS.md."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    start, end = f"<!-- {task}:start -->", f"<!-- {task}:end -->"
+    start, end = _markers(task)
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
     block = f"{start}\n{markdown.strip()}\n{end}"
     if start in text and end in text:
@@ -40,7 +55,13 @@ def dispatch(command: str, argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    dispatch("bench", argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["load"]:
+        from battgai import loadbench
+
+        loadbench.main(argv[1:])
+    else:
+        dispatch("bench", argv)
 
 
 if __name__ == "__main__":
