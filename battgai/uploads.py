@@ -4,7 +4,10 @@ It sniffs the real file type from the bytes (never the extension), enforces a
 size limit and a pixel-count limit before decoding (so a decompression bomb is
 refused from its header), checks dtype and shape, and checks CSV schemas with a
 message that names the missing or bad column. Every refusal is an
-:class:`UploadError` whose message is written for the researcher.
+:class:`UploadError` whose message says what is wrong with the file in the
+researcher's terms, never in the words of the library that tripped over it
+("list index out of range"); text from the file that a message quotes goes
+through :func:`quoted`, because pages show messages as Markdown.
 """
 
 from __future__ import annotations
@@ -23,10 +26,48 @@ MAX_PIXELS = 2**25
 #: Smallest side of an image worth processing.
 MIN_SIDE = 8
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "int32", "float32", "float64", "bool")
+#: Largest CIF accepted, in MB (a 200-atom CIF is ~20 kB; the rest would be comments and text fields).
+MAX_CIF_MB = 5
+#: Most atoms in an uploaded crystal, after its symmetry is applied. The generator's crystals have at most 20
+#: (MP-20); the checks scale badly (StructureMatcher against every known polymorph of the formula, neighbour
+#: distances): a random 200-atom SiO2 (23 MP-20 polymorphs, the most of any formula) is read, checked and
+#: matched to its nearest known structure in 14 s on one core, 300 atoms in 38 s, 500 in 112 s.
+MAX_CIF_ATOMS = 200
+#: Most atom positions the CIF parser may generate (atom rows x symmetry operations) before merging those that
+#: coincide; checked before parsing. pymatgen's parse grows with the square of it: 5,760 positions take 4 s,
+#: 11,520 took 13 s, 50,000 atoms minutes. A real crystal of MAX_CIF_ATOMS atoms stays far below it: a row on a
+#: line or plane has a site symmetry of order 8 at most, one on a fixed point (order up to 48) cannot repeat, so
+#: about 8 x 200 + 10 x 48; the 92 real CIFs shipped with pymatgen's neighbours (COD, CSD) need 1,152 at most.
+MAX_CIF_POSITIONS = 5_000
 
 
 class UploadError(ValueError):
     """An upload that cannot be used; the message says why, for the researcher."""
+
+
+def quoted(text: object, limit: int = 40) -> str:
+    """Text from a file, made safe to quote in a message: one line, at most ``limit`` characters, in backticks.
+
+    Pages show messages as Markdown: inside a code span nothing becomes a link,
+    emphasis, formula or HTML, so a crafted column name or CIF value is shown as
+    typed. Backticks and unprintable characters (which could end the span or
+    break the line) become ``?``.
+    """
+    s = "".join(ch if ch.isprintable() and ch != "`" else "?" for ch in str(text))
+    if not s.strip():
+        return "an empty value"
+    return f"`{s[:limit - 3]}...`" if len(s) > limit else f"`{s}`"
+
+
+def decode_text(data: bytes) -> str | None:
+    """The file as text: UTF-8 (with or without a byte-order mark), else Windows-1252 (Excel's and many
+    older programs' export: a CIF with an author named Müller, a CSV headed Strom/µA). None for binary data
+    (NUL bytes or control characters)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    return None if any(ord(ch) < 32 and ch not in "\t\r\n\f" for ch in text[:65536]) else text
 
 
 def sniff(data: bytes) -> str:
@@ -123,17 +164,7 @@ def read_image(data: bytes, max_pixels: int = MAX_PIXELS, max_mb: float = MAX_UP
         if kind == "png":
             h, w = _png_shape(data)
             _check_pixels(h * w, (h, w), max_pixels)
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                _check_pixels(im.width * im.height, (im.height, im.width), max_pixels)
-                img = np.asarray(im.convert("I;16") if im.mode == "I;16" else im)
-        except UploadError:
-            raise
-        except Exception as exc:  # PIL raises many types for corrupt files
-            raise UploadError(f"The {kind.upper()} file could not be decoded: {exc}") from exc
+        img = _read_pil(data, kind.upper(), max_pixels)
     else:
         raise UploadError(
             f"This is not an image the tool can read (looks like {kind}); upload a TIFF or PNG."
@@ -141,18 +172,65 @@ def read_image(data: bytes, max_pixels: int = MAX_PIXELS, max_mb: float = MAX_UP
     return check_image(img)
 
 
+def _read_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            _check_pixels(im.width * im.height, (im.height, im.width), max_pixels)
+            return np.asarray(im.convert("I;16") if im.mode == "I;16" else im)
+    except UploadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise UploadError(f"The {kind} image has more pixels than the limit of {max_pixels:,}; crop or downsample "
+                          "it first.") from exc
+    except UnidentifiedImageError as exc:
+        raise UploadError(f"The {kind} file is corrupt: its header cannot be read.") from exc
+    # PIL raises OSError, ValueError, SyntaxError, zlib errors ... for damaged data; their words are PIL's.
+    except Exception as exc:
+        if "truncated" in str(exc) or isinstance(exc, EOFError):
+            raise UploadError(f"The {kind} file is truncated: it ends before all of its pixels ({len(data):,} "
+                              "bytes). Upload the whole file again.") from exc
+        raise UploadError(f"The {kind} file's pixel data is corrupt: it cannot be decoded. Re-export the image "
+                          "and upload it again.") from exc
+
+
 def _read_tiff(data: bytes, max_pixels: int) -> np.ndarray:
     import tifffile
 
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        tif = tifffile.TiffFile(io.BytesIO(data))
+    except Exception as exc:  # tifffile's words (TiffFileError, struct.error, IndexError ...) say nothing to a user
+        raise UploadError("The TIFF file is corrupt: its header (the directory of pages) cannot be read.") from exc
+    with tif:
+        try:
             series = tif.series[0]
-            _check_pixels(int(np.prod(series.shape)), series.shape, max_pixels)
+            shape = series.shape
+        except Exception as exc:
+            raise UploadError("The TIFF file is corrupt: it describes no image the tool can read (no page with "
+                              "pixel data).") from exc
+        _check_pixels(int(np.prod(shape)), shape, max_pixels)
+        _check_tiff_complete(series, len(data))
+        try:
             return series.asarray()
-    except UploadError:
-        raise
-    except Exception as exc:
-        raise UploadError(f"The TIFF file is corrupt or truncated: {exc}") from exc
+        except Exception as exc:
+            raise UploadError("The TIFF file's pixel data is corrupt or compressed in a way the tool cannot read; "
+                              "save it uncompressed (or LZW / deflate) and upload it again.") from exc
+
+
+def _check_tiff_complete(series, size: int) -> None:
+    # tifffile reads a truncated file's missing strips as errors deep in its decoders (or as zeros); the page
+    # directory (or, for a contiguous stack, the series' offset and size) says where the pixels lie, so a short
+    # file can be named before decoding.
+    pages = [p for p in series.pages if p is not None]
+    need = max((o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts, strict=False)), default=0)
+    if getattr(series, "dataoffset", None) is not None:
+        need = max(need, series.dataoffset + series.nbytes)
+    if need > size:
+        raise UploadError(f"The TIFF file is truncated: its header describes an image of shape {tuple(series.shape)} "
+                          f"stored up to byte {need:,}, but the file ends at byte {size:,}. Upload the whole file "
+                          "again.")
 
 
 def check_image(img: np.ndarray) -> np.ndarray:
@@ -200,38 +278,104 @@ def read_csv(
     """
     check_size(data, max_mb)
     kind = sniff(data)
-    if kind not in ("csv", "text"):
+    text = decode_text(data) if kind in ("csv", "text", "binary") else None
+    if text is None:
         raise UploadError(f"This is not a CSV file (looks like {kind}).")
-    try:
-        df = pd.read_csv(io.BytesIO(data), sep=None, engine="python", encoding="utf-8-sig")
-    except Exception as exc:
-        raise UploadError(f"The CSV could not be parsed: {exc}") from exc
+    df = _parse_csv(text)
     if df.empty:
         raise UploadError("The CSV has a header but no rows.")
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise UploadError(
-            f"Missing column(s): {', '.join(missing)}. Found: {', '.join(map(str, df.columns))}."
-        )
+        shown = ", ".join(quoted(c) for c in df.columns[:20]) + (", ..." if len(df.columns) > 20 else "")
+        raise UploadError(f"Missing column(s): {', '.join(missing)}. Found: {shown}.")
     for col in numeric:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise UploadError(
-                f"Column {col!r} must be numeric; row {row + 2} holds {df[col].iloc[row]!r}."
-            )
+            raise UploadError(f"Column {col!r} must be numeric; row {row + 2} holds {quoted(df[col].iloc[row])}.")
         df[col] = values
     return df
 
 
-def read_cif(data: bytes, max_mb: float = 5):
-    """Parse an uploaded CIF into a ``pymatgen.core.Structure``."""
+def _separator(text: str) -> str:
+    # From the header line, as pandas' own sniffing (sep=None) does, but among real separators only: pandas tries
+    # every character and split a one-column CSV headed "hello" at the letter l.
+    import csv
+
+    header = next(line for line in text.splitlines() if line.strip())
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","  # one column, or ragged lines that the parse names below
+
+
+def _parse_csv(text: str) -> pd.DataFrame:
+    import re
+
+    if not text.strip():
+        raise UploadError("The CSV holds only blank lines.")
+    try:
+        return pd.read_csv(io.StringIO(text), sep=_separator(text), engine="python")
+    except pd.errors.EmptyDataError as exc:
+        raise UploadError("The CSV has no header row: it holds only blank lines.") from exc
+    except Exception as exc:  # pandas' words ("Error tokenizing data", "Could not determine delimiter") are its own
+        if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc)):
+            want, line, got = m.groups()
+            raise UploadError(f"Line {line} of the CSV has {got} values where the header has {want} columns; "
+                              "every line needs one value per column.") from exc
+        raise UploadError("The CSV could not be parsed: check that it has one header row and the same number of "
+                          "values on every line.") from exc
+
+
+def read_cif(data: bytes, max_mb: float = MAX_CIF_MB, max_atoms: int = MAX_CIF_ATOMS):
+    """Parse an uploaded CIF into a ``pymatgen.core.Structure`` of at most ``max_atoms`` atoms.
+
+    The text is scanned first (:func:`battgai.cifscan.scan`): a file whose atom rows,
+    or atom rows times symmetry operations (:data:`MAX_CIF_POSITIONS`), can only
+    make too big a crystal is refused before pymatgen parses it, and the common
+    defects are named in the researcher's terms.
+
+    Raises
+    ------
+    UploadError
+        Not a CIF, too big, a defect the scan names, one pymatgen's parser refuses
+        (said in general terms: its own words are Python's), a crystal of more than
+        ``max_atoms`` atoms or with a species that is no element.
+    """
     check_size(data, max_mb)
     kind = sniff(data)
-    if kind != "cif":
-        raise UploadError(f"This is not a CIF file (looks like {kind}).")
+    text = decode_text(data) if kind in ("cif", "text", "binary") else None
+    if text is None or not ("_cell_length_a" in text.lower() or text.lstrip().lower().startswith("data_")):
+        what = "binary data, not text" if text is None and kind == "binary" else f"it looks like {kind}"
+        raise UploadError(f"This is not a CIF file ({what}): a CIF has a data_ block with _cell_length_a ... "
+                          "and an _atom_site loop.")
+    from battgai import cifscan
+
+    found = cifscan.scan(text)
+    if found.atom_rows > max_atoms:
+        raise UploadError(f"The CIF lists {found.atom_rows:,} atoms; the limit is {max_atoms} atoms per crystal.")
+    if found.positions > MAX_CIF_POSITIONS:
+        raise UploadError(f"The CIF's {found.atom_rows} atom rows under its {found.symops} symmetry operations make "
+                          f"up to {found.positions:,} atom positions; the limit is {MAX_CIF_POSITIONS:,} (and "
+                          f"{max_atoms} atoms per crystal).")
+    found.check_overlaps()
+    structure = _parse_cif(found.text)
+    if len(structure) > max_atoms:
+        raise UploadError(f"The crystal has {len(structure):,} atoms once its symmetry is applied; the limit is "
+                          f"{max_atoms} atoms per crystal.")
+    if not (np.isfinite(structure.lattice.matrix).all() and np.isfinite(structure.frac_coords).all()):
+        raise UploadError("The CIF's cell or coordinates are too large to be numbers (infinite).")
+    from pymatgen.core import DummySpecies
+
+    if dummies := sorted({sp.symbol for sp in structure.composition if isinstance(sp, DummySpecies)}):
+        raise UploadError(f"The CIF names {', '.join(quoted(d) for d in dummies)} as an atom's element, and it is "
+                          "not an element of the periodic table: check _atom_site_type_symbol (or the labels).")
+    return structure
+
+
+def _parse_cif(text: str):
     import warnings
 
     from pymatgen.core import Structure
@@ -239,6 +383,11 @@ def read_cif(data: bytes, max_mb: float = 5):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_str(data.decode("utf-8"), fmt="cif")
-    except Exception as exc:
-        raise UploadError(f"The CIF could not be read as a crystal structure: {exc}") from exc
+            return Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # pymatgen's own words are Python's ("integer modulo by zero", "zip() argument ...")
+        raise UploadError(
+            "The CIF could not be read as a crystal structure; pymatgen's CIF parser rejected it. Check that it "
+            "has a cell (_cell_length_a, _b, _c, _cell_angle_alpha, _beta, _gamma), a space group "
+            "(_symmetry_space_group_name_H-M or _symmetry_equiv_pos_as_xyz) and an _atom_site loop with "
+            "_atom_site_type_symbol and fractional coordinates."
+        ) from exc

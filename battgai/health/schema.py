@@ -17,6 +17,8 @@ import io
 import numpy as np
 import pandas as pd
 
+from battgai.uploads import quoted
+
 REQUIRED = ("cycle", "time_s", "voltage_v", "current_a")
 OPTIONAL = ("cell_id", "temperature_c", "capacity_ah")
 SCHEMA = ("cell_id", *REQUIRED, "temperature_c", "capacity_ah")
@@ -194,9 +196,9 @@ def from_dataframe(df: pd.DataFrame, mapping: dict[str, str | None], nominal_ah:
     missing = [f for f in REQUIRED if not mapping.get(f)]
     if missing:
         raise MappingError(
-            f"Map a column to each of {', '.join(missing)}; the file has: {', '.join(map(str, df.columns))}."
+            f"Map a column to each of {', '.join(missing)}; the file has: {', '.join(map(quoted, df.columns))}."
         )
-    absent = [f"{f} -> {c!r}" for f, c in mapping.items() if c and c not in df.columns]
+    absent = [f"{f} -> {quoted(c)}" for f, c in mapping.items() if c and c not in df.columns]
     if absent:
         raise MappingError(f"Mapped column(s) not in the file: {', '.join(absent)}.")
     notes: list[str] = []
@@ -213,14 +215,14 @@ def from_dataframe(df: pd.DataFrame, mapping: dict[str, str | None], nominal_ah:
         bad = values.isna() & df[col].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise MappingError(f"Column {col!r} ({field}) must be numeric; row {row + 2} holds "
-                               f"{df[col].iloc[row]!r}.")
+            raise MappingError(f"Column {quoted(col)} ({field}) must be numeric; row {row + 2} holds "
+                               f"{quoted(df[col].iloc[row])}.")
         out[field] = values.astype(float)
     for field in REQUIRED:
         nan = out[field].isna().to_numpy()
         if nan.any():
             raise MappingError(
-                f"Column {mapping[field]!r} ({field}) has {int(nan.sum())} empty / NaN value(s), first "
+                f"Column {quoted(mapping[field])} ({field}) has {int(nan.sum())} empty / NaN value(s), first "
                 f"at row {int(np.flatnonzero(nan)[0]) + 2}; fill or remove those rows first."
             )
     out["cycle"] = out["cycle"].round().astype(int)
@@ -251,7 +253,7 @@ def _check_time(out: pd.DataFrame) -> None:
         if (dt < 0).any():
             row = int(g.index[int(np.flatnonzero(dt < 0)[0]) + 1])
             raise MappingError(
-                f"Time goes backwards in cell {cell} cycle {cyc} (row {row + 2}); each cycle's samples "
+                f"Time goes backwards in cell {quoted(cell)} cycle {cyc} (row {row + 2}); each cycle's samples "
                 "must be in time order. Sort the file or check the cycle column."
             )
     # Each record starts at 0 s so cycles with test-time clocks and cycle clocks look alike.
