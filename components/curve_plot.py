@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,14 +35,17 @@ def curve_figure(
     span = hi - lo if hi > lo else 1.0
     fig = go.Figure()
     for c in curves:
+        # Curve names come from files (cell ids, file names); plotly draws names as its own HTML subset (links,
+        # bold, styled spans), so they are escaped, and the hover reads the name instead of pasting it into its
+        # template (where %{...} would be a placeholder).
         color = None
         if c.value is not None:
             color = sample_colorscale(colorscale, [(c.value - lo) / span])[0]
         fig.add_trace(
             go.Scatter(
-                x=np.asarray(c.x), y=np.asarray(c.y), mode="lines", name=c.name,
+                x=np.asarray(c.x), y=np.asarray(c.y), mode="lines", name=html.escape(str(c.name), quote=False),
                 line={"color": color, "dash": "dash" if c.dash else "solid", "width": 1.5},
-                hovertemplate=f"{c.name}<br>%{{x:.3g}}, %{{y:.4g}}<extra></extra>",
+                hovertemplate="%{fullData.name}<br>%{x:.3g}, %{y:.4g}<extra></extra>",
             )
         )
     if values.size:

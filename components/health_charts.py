@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -11,7 +13,9 @@ def latent_figure(z: np.ndarray, soh: np.ndarray, labels: list[str],
     """Real curves in the generator's 2D latent space, coloured by SOH; the chosen point as a star."""
     z = np.atleast_2d(z)
     fig = go.Figure(go.Scatter(
-        x=z[:, 0], y=z[:, 1], mode="markers", text=labels, customdata=np.arange(len(z)),
+        # Labels name cells from files; plotly draws text as its own HTML subset, so they are escaped.
+        x=z[:, 0], y=z[:, 1], mode="markers", text=[html.escape(str(s), quote=False) for s in labels],
+        customdata=np.arange(len(z)),
         marker={"color": soh, "colorscale": "Viridis", "size": 6, "colorbar": {"title": {"text": "SOH"}}},
         hovertemplate="%{text}<br>z=(%{x:.2f}, %{y:.2f})<extra></extra>", name="real curves",
     ))

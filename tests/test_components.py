@@ -91,6 +91,15 @@ def test_curve_figure_colours_by_value():
         curve_figure([], "x", "y")
 
 
+def test_curve_names_from_files_are_escaped_for_plotly():
+    # plotly draws trace names as its own HTML subset (links, bold, styled spans); cell ids come from files.
+    x = np.linspace(0, 1, 5)
+    name = '<a href="http://x.test">cell</a> %{x}'
+    fig = curve_figure([Curve(x, x, name, 0.9)], "x", "y")
+    assert fig.data[0].name == '&lt;a href="http://x.test"&gt;cell&lt;/a&gt; %{x}'
+    assert "cell" not in fig.data[0].hovertemplate
+
+
 def test_image_compare_links_zoom_and_scales_sr():
     lo, hi = np.zeros((16, 16)), np.ones((64, 64))
     fig = compare_figure(lo, hi)
