@@ -11,7 +11,7 @@ from battgai import data
 from battgai.materials import tokenizer as tk
 from battgai.materials.pipeline import (
     MAX_OVERSAMPLE,
-    MAX_ROUNDS,
+    MAX_SAMPLED_PER_CANDIDATE,
     Candidate,
     UniqueTracker,
     add_energies,
@@ -143,7 +143,8 @@ with st.form("constraints"):
                            help=f"Reject crystals with atoms closer than 0.5 A, with two atoms closer than "
                                 f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
                                 "when relaxed) or without a SMACT charge-neutral assignment, and sample again (up to "
-                                f"{MAX_ROUNDS} rounds). Untick to see the raw model output.")
+                                f"{MAX_SAMPLED_PER_CANDIDATE} sequences per candidate). Untick to see the raw model "
+                                "output.")
     novel_only = g3.checkbox("Novel only", False,
                              help="Also reject crystals that match a structure the model was trained on "
                                   "(StructureMatcher, the novelty check) and sample again: about a quarter of "
@@ -252,13 +253,14 @@ if tally is not None and tally.dropped:
                "charge-neutral"
                + (f"; {tally.known} matched a training structure" if tally.known else "")
                + " (rejected and resampled)"
+               + (f"; {tally.surplus} were drawn beyond what filled the batch" if tally.surplus else "")
                + (f"; {tally.screened_out} were further from the property targets than those kept (static CHGNet "
                   "screen)." if tally.screened_out else "."))
 asked = st.session_state["mat_prov"].settings.get("n", 0) if "mat_prov" in st.session_state else 0
-if tally is not None and tally.accepted < asked:
-    st.warning(f"Only {tally.accepted} of the {asked} candidates asked for were returned: the constraints leave "
-               "the model little room. Loosen them, or untick 'Reject and resample' or 'Novel only' to see "
-               "everything it makes.")
+if tally is not None and (reason := tally.shortfall_reason(asked)):
+    st.warning(reason + (" Loosen the constraints, or untick 'Reject and resample' or 'Novel only' to see "
+                         "everything the model makes." if tally.cut_short else
+                         " Tick 'Reject and resample' to replace them."))
 
 with st.container(border=True):
     e0, e1, e2, e3 = st.columns([1, 2, 1, 1])

@@ -91,3 +91,35 @@ def test_finished_runs_survive_kill_9_and_a_cut_off_one_reads_interrupted(browse
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("how", ["close the tab", "press Stop"])
+def test_a_generation_stops_when_its_tab_closes_or_stop_is_pressed(browser, tmp_path, how):  # noqa: F811
+    home = tmp_path / "home"
+    log = ROOT / "artifacts" / "server_runs.log"
+    proc, url = _start(home, log)
+    store = RunStore(home)
+    try:
+        page, _, _, _ = _open(browser, url, nav="materials")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        deadline = time.time() + 120
+        while not store.list("materials") and time.time() < deadline:
+            time.sleep(0.2)
+        (run,) = store.list("materials")
+        assert run.status == "running"
+        t0 = time.time()
+        if how == "close the tab":
+            page.close()
+        else:
+            page.get_by_test_id("stButton").get_by_role("button", name="Stop", exact=True).click()
+        while store.get(run.id).status == "running" and time.time() - t0 < 20:
+            time.sleep(0.2)
+        print(f"\n{how}: the run read {store.get(run.id).status!r} after {time.time() - t0:.1f} s")
+        assert store.get(run.id).status == "stopped"
+        if how == "press Stop":
+            _wait_idle(page)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -52,3 +52,20 @@ def test_shortfall_reason():
     raw = Tally(sampled=20, dead_end=2, accepted=18, batches=1, rounds=1)
     assert raw.shortfall_reason(20) == ("18 of the 20 candidates asked for: without resampling, failed sequences "
                                         "are not replaced; of 20, 2 hit a dead end or did not build.")
+
+
+def test_progress_is_reported_between_tokens_so_a_page_can_stop_a_batch():
+    # A page stops its script only at its next page call: the progress callback is that call.
+    calls = []
+
+    class Stopped(BaseException):  # what Streamlit raises when the user presses Stop or closes the tab
+        pass
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        generate(load_model(), Conditions(), 20, seed=0, progress=progress)
+    assert calls == [0, 0, 0]  # inside the first round's sampling, before any crystal was built

@@ -11,6 +11,7 @@ them on demand.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -30,8 +31,6 @@ SHORTFALL_ROUNDS = 16
 #: (1.6 unconstrained); 24 leaves room for 1 in 20 passing and bounds a request whose crystals almost never pass at
 #: 15 times the time of an unconstrained one. Not below SHORTFALL_ROUNDS, whose rounds may draw that many.
 MAX_SAMPLED_PER_CANDIDATE = 24
-#: The old name of SHORTFALL_ROUNDS, no longer a bound on the rounds: pages/materials.py still imports it.
-MAX_ROUNDS = SHORTFALL_ROUNDS
 
 
 @dataclasses.dataclass
@@ -201,6 +200,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                      guidance: float = 1.0, oversample: int = 1,
                      refs=None, temperature: float = 1.0, novel_only: bool = False,
                      element_temperature: float = 1.0, max_sampled: int = MAX_SAMPLED_PER_CANDIDATE,
+                     on_progress: Callable[[int, int], None] | None = None,
                      ) -> Iterator[tuple[int, list[Candidate], Tally]]:
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
@@ -236,6 +236,10 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
 
     Round ``r`` of batch ``b`` always uses the same seed, so an interrupted run
     resumes exactly by passing ``start_batch``.
+
+    ``on_progress(batch, kept)`` is called after each token position, each round and each
+    crystal kept: a page stops a script only at its next page call, so this is where Stop and
+    a closed tab act.
     """
     if novel_only and known is None:
         raise ValueError("novel_only needs the training structures (known) to judge novelty against")
@@ -263,12 +267,16 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
             # costing about a sequence's time on top; after SHORTFALL_ROUNDS, draw what should fill the batch.
             want = short if tally.rounds < SHORTFALL_ROUNDS else math.ceil(short * tally.sampled / max(len(kept), 1))
             want = min(want, limit - tally.sampled)
+            step = on_progress and functools.partial(on_progress, b, len(kept) // oversample)
             # Rejecting non-neutral crystals replaces the neutrality mask, which distorts what the model writes.
             tokens, ok = sample_tokens(lm, conditions, want, seed=_batch_seed(seed, b, tally.rounds),
                                       guidance=guidance, temperature=temperature, hold_neutral=not resample,
-                                      element_temperature=element_temperature)
+                                      element_temperature=element_temperature,
+                                      on_step=step)
             tally.sampled += want
             tally.rounds += 1
+            if on_progress:
+                on_progress(b, len(kept) // oversample)
             for k, built in enumerate(build_all(tokens, ok)):
                 if len(kept) == need:  # the sequences are exchangeable: keeping the first that pass is fair
                     tally.surplus = want - k
@@ -287,6 +295,8 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                     tally.known += 1
                 else:
                     kept.append((s, wc.spacegroup))
+                    if on_progress:
+                        on_progress(b, len(kept) // oversample)
         judge = None if novel_only else known  # novel_only has judged every crystal kept already
         if oversample == 1:
             cands = [check(s, conditions, judge, sg, tracker=tracker) for s, sg in kept]
@@ -317,10 +327,12 @@ def generate(lm: LoadedModel, conditions: Conditions, n: int, seed: int = 0, bat
     ``refs``, ``temperature``, ``novel_only``, ``element_temperature`` and ``max_sampled``.
     """
     cands, total = [], Tally()
+    within = (lambda b, kept: progress(min(b * batch_size + kept, n), n)) if progress else None
     for b, batch, tally in generate_batches(lm, conditions, n, seed, batch_size, known, resample=resample,
                                             guidance=guidance, oversample=oversample, refs=refs,
                                             temperature=temperature, novel_only=novel_only,
-                                            element_temperature=element_temperature, max_sampled=max_sampled):
+                                            element_temperature=element_temperature, max_sampled=max_sampled,
+                                            on_progress=within):
         cands += batch
         total += tally
         if progress:

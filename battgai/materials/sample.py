@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
@@ -583,7 +584,7 @@ def condition_prefix(c: Conditions) -> list[int]:
 
 def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0,
                   guidance: float = 1.0, validity_masks: bool = True, hold_neutral: bool = True,
-                  element_temperature: float = 1.0):
+                  element_temperature: float = 1.0, on_step: Callable[[], None] | None = None):
     """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
 
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
@@ -603,17 +604,21 @@ def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, tempera
     element tokens once more, so above 1 the model writes less common elements into
     symmetry, sites and geometry it samples as usual (new compositions in familiar
     structures; measured in docs/BENCHMARKS.md).
+
+    ``on_step()`` is called after every token position, so a caller can stop a long batch
+    between tokens (by raising from it).
     """
     import torch
 
     # Local no_grad: CHGNet in the same process needs autograd for forces.
     with torch.no_grad():
         return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks, hold_neutral,
-                              element_temperature)
+                              element_temperature, on_step)
 
 
 def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float,
-                   validity_masks: bool, hold_neutral: bool, element_temperature: float):
+                   validity_masks: bool, hold_neutral: bool, element_temperature: float,
+                   on_step: Callable[[], None] | None):
     import torch
 
     problems = check_conditions(c)
@@ -648,6 +653,8 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
             masks.update(i, phase[i], int(tok[i]))
             phase[i] = _next_phase(phase[i], int(tok[i]))
         seq[:, pos] = tok
+        if on_step:
+            on_step()
         pos += 1
         if pos < tk.SEQ_LEN:
             step = seq[:, pos - 1: pos]
