@@ -115,7 +115,7 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
         chosen = image if whole else image[k][None]
         try:
             with heavy_step("microstructure.enhance", desc, {"task": task, "shape": list(chosen.shape)}) as run:
-                bar, cb = progress_bar("Processing slice")
+                bar, cb = progress_bar("Enhancing tile")
                 res = pipeline.enhance(chosen, task, progress=cb)
                 bar.empty()
                 prov = Provenance.now(res.model, res.sha256, {"task": task, "input": desc,

@@ -53,6 +53,15 @@ def test_stacks_are_processed_slice_by_slice(clean):
     np.testing.assert_allclose(out[1], enhance.apply_model(stack[1], model), atol=1e-6)
 
 
+def test_progress_comes_per_batch_of_tiles_so_a_large_image_can_be_stopped(clean):
+    # One call per image made a 4096^2 enhancement unstoppable for its whole run in the page.
+    model, _ = enhance.load_model("microstructure_denoise", device="cpu")
+    done = []
+    enhance.apply_model(np.tile(clean, (3, 3))[:300, :300], model, tile=64, batch=4,
+                        progress=lambda d, t: done.append((d, t)))
+    assert done == [(k, 25) for k in (4, 8, 12, 16, 20, 24, 25)]
+
+
 def test_bundled_denoiser_beats_the_noisy_input(clean):
     noisy = degrade.add_noise(clean, np.random.default_rng(0), sigma=0.08)
     out = enhance.denoise(noisy)

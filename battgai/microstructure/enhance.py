@@ -43,7 +43,14 @@ def load_model(name: str, device: str | None = None):
     return model.to(device, memory_format=torch.channels_last).eval(), card
 
 
-def _apply_2d(model, image: np.ndarray, tile: int | None, batch: int) -> np.ndarray:
+def _tiles(shape: tuple[int, ...], tile: int | None) -> int:
+    h, w = shape[-2:]
+    tile = max(h, w) if tile is None else int(tile)
+    return -(-h // tile) * -(-w // tile)
+
+
+def _apply_2d(model, image: np.ndarray, tile: int | None, batch: int,
+              on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     import torch
 
     scale, m = model.config.scale, model.halo
@@ -66,6 +73,8 @@ def _apply_2d(model, image: np.ndarray, tile: int | None, batch: int) -> np.ndar
             y_hat = model(torch.from_numpy(x[:, None]).to(device)).float().cpu().numpy()[:, 0]
             for (y, x_), patch in zip(chunk, y_hat, strict=True):
                 out[y * scale:(y + tile) * scale, x_ * scale:(x_ + tile) * scale] = patch[keep, keep]
+            if on_batch is not None:
+                on_batch(len(chunk))
     return out[: h * scale, : w * scale]
 
 
@@ -84,7 +93,8 @@ def apply_model(
     batch : int
         Tiles per forward pass.
     progress : callable(done, total), optional
-        Called after each slice.
+        Called after each batch of tiles, counting tiles over the whole stack (a page stops a
+        long run at its next progress call, so it should come often).
 
     Returns
     -------
@@ -96,11 +106,14 @@ def apply_model(
     if min(image.shape[-2:]) < 2:
         raise ValueError(f"image slices must be at least 2 x 2 pixels, got {image.shape}")
     slices = image[None] if image.ndim == 2 else image
-    out = []
-    for k, sl in enumerate(slices):
-        out.append(_apply_2d(model, sl, tile, batch))
-        if progress is not None:
-            progress(k + 1, len(slices))
+    total, done = _tiles(image.shape, tile) * len(slices), 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(done, total)
+
+    out = [_apply_2d(model, sl, tile, batch, tick if progress is not None else None) for sl in slices]
     result = np.clip(np.stack(out), 0.0, 1.0)
     return result[0] if image.ndim == 2 else result
 
