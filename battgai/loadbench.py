@@ -12,7 +12,8 @@ and presses every button at the same moment:
 
 The marker makes leakage checkable: a session leaks when what its page offers for download, or the run its page
 says it saved, holds anything but its own marker. Meanwhile a fresh page of the home page is opened every
-``probe_every`` seconds and timed until it is idle, and the server's memory is sampled every second.
+``probe_every`` seconds and timed until it is idle, and the server's memory and the machine's load are sampled
+every second (the bench's own browser and anything else on the machine share its cores).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Session:
     run_id: str = ""
     queued_s: float = 0.0
     total_s: float = float("nan")
+    timed_out: bool = False
     note: str = ""
 
 
@@ -98,10 +100,11 @@ class LoadResult:
     sessions: list[Session]
     candidates: int
     slots: int
+    timeout_s: float
     rss_before_mb: float
     rss_peak_mb: float
     idle_render_s: list[float]
-    load_before: float
+    load_mean: float
     date: str
 
     @property
@@ -159,8 +162,9 @@ def serve(home: Path, log: Path, startup_s: float = 180) -> Iterator[tuple[str, 
                 proc.wait()
 
 
-class MemorySampler:
-    """Peak resident memory of a process and its children, sampled every ``every`` seconds in a thread.
+class Sampler:
+    """Peak resident memory of a process and its children, and the machine's mean 1-minute load average, sampled
+    every ``every`` seconds in a thread.
 
     RSS summed over processes counts shared pages twice; the server is one process, so this is its RSS.
     """
@@ -172,6 +176,7 @@ class MemorySampler:
         self._every = every
         self._stop = threading.Event()
         self.peak_mb = 0.0
+        self._loads: list[float] = []
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def now_mb(self) -> float:
@@ -186,9 +191,14 @@ class MemorySampler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.peak_mb = max(self.peak_mb, self.now_mb())
+            self._loads.append(os.getloadavg()[0])
             self._stop.wait(self._every)
 
-    def __enter__(self) -> MemorySampler:
+    @property
+    def load_mean(self) -> float:
+        return statistics.fmean(self._loads) if self._loads else float("nan")
+
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -285,6 +295,7 @@ async def _wait_done(page, session: Session, timeout_s: float) -> dict:
         if ended and not state["running"]:
             return state
         if now - t0 > timeout_s:
+            session.timed_out = True
             raise TimeoutError(f"not finished after {timeout_s:g} s")
         await asyncio.sleep(1.0)
 
@@ -399,7 +410,7 @@ async def _probe(browser, url: str, timeout_s: float = 120) -> float:
 
 
 async def _drive(url: str, sessions: list[Session], home: Path, candidates: int, timeout_s: float,
-                 probe_every: float, memory: MemorySampler) -> tuple[list[float], float]:
+                 probe_every: float, memory: Sampler) -> tuple[list[float], float]:
     """Run the sessions; return the idle page's render times and the server's RSS before them (MB)."""
     from playwright.async_api import async_playwright
 
@@ -462,15 +473,14 @@ def run_load(n: int, candidates: int = 50, elements: Sequence[str] = ELEMENTS, t
     if not 10 <= candidates <= 500 or candidates % 10:
         raise ValueError(f"candidates must be 10 to 500 in steps of 10 (the page's slider), got {candidates}")
     sessions = plan(n, elements)
-    load_before = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:
         if home is None:
             home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="battgai-load-")))
         url, pid = stack.enter_context(serve(home, log or REPO_ROOT / "artifacts" / "load_server.log"))
-        memory = stack.enter_context(MemorySampler(pid))
+        memory = stack.enter_context(Sampler(pid))
         renders, before = asyncio.run(_drive(url, sessions, home, candidates, timeout_s, probe_every, memory))
-    return LoadResult(sessions, candidates, jobs.default_slots(), before, memory.peak_mb, renders, load_before,
-                      dt.date.today().isoformat())
+    return LoadResult(sessions, candidates, jobs.default_slots(), timeout_s, before, memory.peak_mb, renders,
+                      memory.load_mean, dt.date.today().isoformat())
 
 
 # --- the table ------------------------------------------------------------------------------------------------
@@ -478,12 +488,19 @@ def run_load(n: int, candidates: int = 50, elements: Sequence[str] = ELEMENTS, t
 HEADER = ("| sessions (materials / microstructure / health) | candidates | job slots | finished | exceptions | leakage "
           "| server RSS before / peak (MB) | idle page render median / max (s, probes) "
           "| wall materials median / max (s) | wall microstructure | wall health | queued median / max (s) "
-          "| load avg before | date |\n" + "|---" * 14 + "|")
+          "| machine load (mean 1-min load avg) | date |\n" + "|---" * 14 + "|")
 
 
 def _median_max(values: list[float]) -> str:
     values = [v for v in values if v == v]
     return f"{statistics.median(values):.0f} / {max(values):.0f}" if values else "–"
+
+
+def _wall(sessions: list[Session], timeout_s: float) -> str:
+    """Median / max wall time of the finished sessions, and how many ran out of time."""
+    text = _median_max([s.total_s for s in sessions if s.finished])
+    late = sum(s.timed_out for s in sessions)
+    return text + (f" ({late} out of time at {timeout_s:.0f} s)" if late else "")
 
 
 def row(result: LoadResult) -> str:
@@ -495,8 +512,8 @@ def row(result: LoadResult) -> str:
     cells = [f"{len(result.sessions)} ({counts})", str(result.candidates), str(result.slots),
              f"{result.finished} of {len(result.sessions)}", str(result.exceptions), str(result.leakage),
              f"{result.rss_before_mb:,.0f} / {result.rss_peak_mb:,.0f}", render,
-             *(_median_max([s.total_s for s in by_page[p] if s.finished]) for p in PAGES),
-             _median_max([s.queued_s for s in result.sessions]), f"{result.load_before:.1f}", result.date]
+             *(_wall(by_page[p], result.timeout_s) for p in PAGES),
+             _median_max([s.queued_s for s in result.sessions]), f"{result.load_mean:.1f}", result.date]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -527,7 +544,8 @@ def section(result: LoadResult, kept_rows: list[str]) -> str:
         "to result; queued: time the page said \"Waiting for a free worker\" (both polled each second). Idle page: "
         "a fresh session opening the home page every 10 s while the others work, timed until its title shows and "
         "its script has finished. Server RSS: the server and its children, sampled each second; before = after "
-        "one home page. The browser shares the machine's cores with the server.",
+        "one home page. Machine load: the mean over the run of the 1-minute load average; the bench's browser and "
+        "anything else running share the cores with the server, so a load above the core count slows every column.",
         "",
         f"Targets (issue 21): {TARGETS}.",
         "",
