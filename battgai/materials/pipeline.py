@@ -424,6 +424,12 @@ def _add_energy(c: Candidate, refs, ion: str | None, relax: bool, potential: str
     if missing := stability.uncovered_elements(c.structure, potential):
         c.note = f"no energy: {stability.no_parameters_message(missing, potential)}"
         return
+    if problem := stability.energy_problem(c.structure):
+        c.note = f"no energy: {problem}"
+        return
+    not_relaxed = stability.energy_problem(c.structure, relax=True) if relax else None
+    if not_relaxed:  # too big to relax, but a static energy is cheap: give that, and say so
+        relax = False
     if relax:
         try:
             c.structure, c.e_per_atom = stability.relax(c.structure, potential=potential)
@@ -435,10 +441,12 @@ def _add_energy(c: Candidate, refs, ion: str | None, relax: bool, potential: str
     else:
         c.e_per_atom = float(stability.static_energies([c.structure], potential=potential)[0])
     c.potential = potential
+    if not_relaxed:
+        c.note = f"not relaxed, static energy: {not_relaxed}"
     if refs is not None:
         h = refs.hull(c.structure.composition, c.e_per_atom)
         c.e_above_hull, c.formation_energy = h.e_above_hull, h.formation_energy
         if h.note:
-            c.note = h.note
+            c.note = f"{c.note}; {h.note}" if not_relaxed else h.note
     if ion:
         c.voltage = battery.candidate_voltage(c.structure, c.e_per_atom, ion, potential)

@@ -180,6 +180,43 @@ def no_parameters_message(missing: Sequence[str], potential: str) -> str:
     return f"{POTENTIAL_LABELS[potential]} has no parameters for {', '.join(missing)} ({_COVERAGE[potential]})"
 
 
+#: Most atoms one relaxation takes on, checked before it starts. CHGNet's forces and stress need ~35 MB per atom
+#: of a typical oxide, on one CPU core (LiCoO2 supercells: 48 atoms 1.7 GB and 2.5 s per step, 108 atoms 3.8 GB and
+#: 4.4 s per step, 216 atoms ran out of 6 GB; 14 GB when unbounded); the generator's crystals have at most 20.
+MAX_RELAX_ATOMS = 64
+#: Three-atom angles (pairs of neighbours within CHGNet's 3 A three-body cutoff, summed over atoms) above which a
+#: crystal gets no energy / no relaxation, checked before any work. Memory grows with them, ~28 kB each for an
+#: energy and ~130 kB for a relaxation, and they grow with the square of the density, so a small crystal can be
+#: the costly one: a structurally valid 2-atom cell at 0.26 A^3/atom has 420,000 and ran out of 5 GB for one static
+#: energy, where 200 atoms of a typical oxide have ~55,000 (2 GB) and 64 atoms of LiCoO2 17,600.
+MAX_ENERGY_ANGLES = 80_000
+MAX_RELAX_ANGLES = 20_000
+
+
+def _angles(structure) -> int:
+    i, *_ = structure.get_neighbor_list(3.0)
+    return int((np.bincount(i, minlength=len(structure)).astype(np.int64) ** 2).sum())
+
+
+def energy_problem(structure, relax: bool = False) -> str | None:
+    """Why ``structure`` is too big or too dense for an energy (``relax``: for a relaxation); None when it is not.
+
+    Checked before any work starts, against :data:`MAX_RELAX_ATOMS` and
+    :data:`MAX_ENERGY_ANGLES` / :data:`MAX_RELAX_ANGLES` (the memory the
+    potential's graph needs grows with those angles; SevenNet, without three-body
+    terms, needs less, but is held to the same bound).
+    """
+    if relax and len(structure) > MAX_RELAX_ATOMS:
+        return (f"{len(structure)} atoms; a relaxation takes at most {MAX_RELAX_ATOMS} atoms per crystal (~35 MB "
+                "per atom)")
+    angles, limit = _angles(structure), MAX_RELAX_ANGLES if relax else MAX_ENERGY_ANGLES
+    if angles > limit:
+        return (f"its atoms are packed too densely for the potential ({structure.volume / len(structure):.2f} A^3 per "
+                f"atom: {angles:,} three-atom angles within 3 A, the limit is {limit:,}, about "
+                f"{limit * (130 if relax else 28) / 1e6:.1f} GB)")
+    return None
+
+
 def _sevennet_atoms(structure):
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -190,11 +227,18 @@ def _sevennet_atoms(structure):
 
 def static_energies(structures: Sequence, batch_size: int = 16, progress: Progress | None = None,
                     potential: str = "chgnet") -> np.ndarray:
-    """Energy per atom (eV/atom) of each structure as given (no relaxation), with ``potential``."""
+    """Energy per atom (eV/atom) of each structure as given (no relaxation), with ``potential``.
+
+    NaN for a structure with an element the potential lacks (:func:`uncovered_elements`)
+    or one too dense for it (:func:`energy_problem`).
+    """
     check_potential(potential)
     out = np.full(len(structures), np.nan)
-    # A structure with an element the potential lacks stays NaN (CHGNet would fail its whole batch).
-    ok = [i for i, s in enumerate(structures) if not uncovered_elements(s, potential)]
+    # A structure with an element the potential lacks stays NaN (CHGNet would fail its whole batch), and so does one
+    # too big or too dense for the memory its graph would take (energy_problem).
+    ok = [i for i, s in enumerate(structures) if not uncovered_elements(s, potential) and energy_problem(s) is None]
+    if not ok:
+        return out
     if potential == "sevennet":
         # Through ASE one structure at a time: the calculator has no batched call.
         for k, i in enumerate(ok):
@@ -275,12 +319,15 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     ------
     RelaxationError
         The structure holds an element the potential lacks (:func:`uncovered_elements`),
-        the cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`, or the relaxation ran
+        has too many atoms or too dense a packing (:func:`energy_problem`, checked
+        before the relaxation starts), the cell collapsed below :data:`MIN_RELAX_VOLUME_PER_ATOM`, or the relaxation ran
         past ``max_seconds``.
     """
     check_potential(potential)
     if missing := uncovered_elements(structure, potential):
         raise RelaxationError(no_parameters_message(missing, potential))
+    if problem := energy_problem(structure, relax=True):
+        raise RelaxationError(problem)
     if potential == "sevennet":
         from ase.optimize import FIRE
         from pymatgen.io.ase import AseAtomsAdaptor
