@@ -510,7 +510,8 @@ def row(result: LoadResult) -> str:
     renders = result.idle_render_s
     render = (f"{statistics.median(renders):.1f} / {max(renders):.1f} ({len(renders)})" if renders else "–")
     cells = [f"{len(result.sessions)} ({counts})", str(result.candidates), str(result.slots),
-             f"{result.finished} of {len(result.sessions)}", str(result.exceptions), str(result.leakage),
+             f"{result.finished} of {len(result.sessions)} in {result.timeout_s:.0f} s", str(result.exceptions),
+             str(result.leakage),
              f"{result.rss_before_mb:,.0f} / {result.rss_peak_mb:,.0f}", render,
              *(_wall(by_page[p], result.timeout_s) for p in PAGES),
              _median_max([s.queued_s for s in result.sessions]), f"{result.load_mean:.1f}", result.date]
@@ -539,7 +540,8 @@ def section(result: LoadResult, kept_rows: list[str]) -> str:
         "SOH values), and all press their button at the same moment; heavy steps wait in the job queue "
         "(`BATTGAI_MAX_JOBS`, default one less than the cores).",
         "",
-        "Finished: the page showed its result and its run is finished in the run store. Leakage: sessions whose "
+        "Finished: the page showed its result and its run is finished in the run store, within the session's time "
+        "limit (`--timeout`, queueing included). Leakage: sessions whose "
         "downloaded result or stored run holds anything but their own element, upload or SOH values. Wall: button "
         "to result; queued: time the page said \"Waiting for a free worker\" (both polled each second). Idle page: "
         "a fresh session opening the home page every 10 s while the others work, timed until its title shows and "
