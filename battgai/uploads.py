@@ -266,6 +266,7 @@ def read_csv(
     required: Iterable[str] = (),
     numeric: Iterable[str] = (),
     max_mb: float = MAX_UPLOAD_MB,
+    nrows: int | None = None,
 ) -> pd.DataFrame:
     """Parse an uploaded CSV and check its schema.
 
@@ -275,13 +276,15 @@ def read_csv(
         Columns that must be present; the error names every one that is missing.
     numeric : iterable of str
         Columns that must parse as numbers; the error names the column and first bad row.
+    nrows : int, optional
+        Parse only the first rows (to show the columns of a large file without reading it all).
     """
     check_size(data, max_mb)
     kind = sniff(data)
     text = decode_text(data) if kind in ("csv", "text", "binary") else None
     if text is None:
         raise UploadError(f"This is not a CSV file (looks like {kind}).")
-    df = _parse_csv(text)
+    df = _parse_csv(text, nrows)
     if df.empty:
         raise UploadError("The CSV has a header but no rows.")
     df.columns = [str(c).strip() for c in df.columns]
@@ -311,13 +314,15 @@ def _separator(text: str) -> str:
         return ","  # one column, or ragged lines that the parse names below
 
 
-def _parse_csv(text: str) -> pd.DataFrame:
+def _parse_csv(text: str, nrows: int | None = None) -> pd.DataFrame:
     import re
 
     if not text.strip():
         raise UploadError("The CSV holds only blank lines.")
     try:
-        return pd.read_csv(io.StringIO(text), sep=_separator(text), engine="python")
+        # The C parser: ten times faster than the python one, which took ~45 s on a 200 MB cycler export.
+        return pd.read_csv(io.StringIO(text), sep=_separator(text), engine="c", low_memory=False,
+                           nrows=nrows)
     except pd.errors.EmptyDataError as exc:
         raise UploadError("The CSV has no header row: it holds only blank lines.") from exc
     except Exception as exc:  # pandas' words ("Error tokenizing data", "Could not determine delimiter") are its own

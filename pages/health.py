@@ -128,7 +128,7 @@ elif source == "Upload a CSV":
         try:
             from battgai.uploads import read_csv
 
-            columns = list(read_csv(raw).columns)
+            columns = list(read_csv(raw, nrows=1000).columns)  # the whole file is parsed once, when mapped
             guess = schema.guess_mapping(columns)
             st.write("Column mapping (detected; correct it if needed). Units and the sign of the current are "
                      "detected after mapping.")

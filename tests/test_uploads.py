@@ -329,3 +329,10 @@ def test_file_text_in_messages_is_quoted_as_code():
     assert "`[x](javascript:alert(1))`" in msg and "`![i](http://x/i.png)`" in msg and "`a?b`" in msg
     assert quoted("x" * 100).endswith("...`") and len(quoted("x" * 100)) == 42
     assert quoted("") == "an empty value"
+
+
+def test_a_csv_head_can_be_read_without_parsing_the_whole_file():
+    data = b"cycle;time_s;voltage_v\n" + b"".join(b"%d;%d;3.9\n" % (i // 10, i) for i in range(5000))
+    head = read_csv(data, nrows=1000)
+    assert list(head.columns) == ["cycle", "time_s", "voltage_v"] and len(head) == 1000
+    assert len(read_csv(data)) == 5000
