@@ -10,7 +10,7 @@ from battgai.health import schema, workflow
 from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
 from battgai.provenance import Provenance
 from battgai.registry import ChecksumError, ModelNotFound
-from battgai.uploads import UploadError
+from battgai.uploads import UploadError, quoted
 from components.curve_plot import Curve, show_curves
 from components.download import download_bundle
 from components.health_charts import latent_figure, rmse_bar_figure
@@ -80,7 +80,7 @@ def show_experiment(done_regime: str, done_est: str, res) -> None:
                     "mean vs real only": f"{res.change_of_means(done_est, arm):+.0%}"}
               for arm, (m, s) in summary.items()})
     what = "training cells" if done_regime == "two" else "held-out cell"
-    st.caption(f"Runs ({what}): " + "; ".join(", ".join(s) for s in res.splits))
+    st.caption(f"Runs ({what}): " + "; ".join(", ".join(map(quoted, s)) for s in res.splits))
 
 
 st.title("Battery health augmentation")

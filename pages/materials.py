@@ -26,10 +26,10 @@ from battgai.materials.sample import (
     conditions_around,
     spacegroups_of_system,
 )
-from battgai.materials.stability import POTENTIAL_LABELS, POTENTIALS, RELAX_SECONDS
+from battgai.materials.stability import MAX_RELAX_ATOMS, POTENTIAL_LABELS, POTENTIALS, RELAX_SECONDS
 from battgai.materials.validate import MIN_CONTACT_RATIO, nearest_known
 from battgai.provenance import Provenance
-from battgai.uploads import UploadError, read_cif
+from battgai.uploads import MAX_CIF_ATOMS, MAX_CIF_MB, UploadError, read_cif
 from components.download import download_bundle
 from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.structure_viewer import STYLES, show_structure
@@ -203,7 +203,8 @@ if submitted and spacegroups is not None:
             st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
 
 with st.expander("Check your own CIF"):
-    upload = st.file_uploader("CIF file", type=["cif"], key="mat_upload")
+    upload = st.file_uploader(f"CIF file (one crystal, at most {MAX_CIF_ATOMS} atoms and {MAX_CIF_MB} MB)",
+                              type=["cif"], key="mat_upload")
     if upload is not None:
         try:
             structure = read_cif(upload.getvalue())
@@ -276,7 +277,9 @@ with st.container(border=True):
         e1.markdown(f"{pot} on the {n_valid} valid candidate{'s' * (n_valid != 1)}")
     do_relax = e2.checkbox("Relax first (~5 s each)", value=False,
                            help=f"Each relaxation stops after {RELAX_SECONDS:g} s, or when the cell collapses; such a "
-                                "candidate keeps its generated structure, with the reason in its note.")
+                                "candidate keeps its generated structure, with the reason in its note. A crystal of "
+                                f"more than {MAX_RELAX_ATOMS} atoms, or packed too densely, gets a static energy "
+                                "instead (a relaxation needs ~35 MB per atom).")
     if e3.button("Compute energies", disabled=n_valid == 0):
         todo = [c for c in cands if c.valid_structure][:max_e]
         refs = get_refs(potential)
@@ -340,7 +343,12 @@ with left:
     show_structure(cand.structure, supercell=(sc, sc, sc), style=style, labels=show_labels)
 with right:
     known = get_known() if cand.novel is not None else None
-    near = nearest_known(cand.structure, known) if known else None
+    # StructureMatcher against every known polymorph costs seconds on a big crystal: once per candidate, not per rerun.
+    cached = st.session_state.get("mat_near")
+    if cached is None or cached[0] is not cand:
+        cached = (cand, nearest_known(cand.structure, known) if known else None)
+        st.session_state["mat_near"] = cached
+    near = cached[1]
     if near is None:
         st.markdown("**Nearest known structure:** none of the same formula in the training set.")
     else:

@@ -10,7 +10,7 @@ from battgai.microstructure import io as msio
 from battgai.microstructure import pipeline
 from battgai.microstructure.segment import multiotsu_thresholds
 from battgai.provenance import Provenance
-from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, UploadError, read_image
+from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, UploadError, quoted, read_image
 from components.curve_plot import Curve, show_curves
 from components.download import bundle
 from components.image_compare import compare_figure
@@ -63,7 +63,7 @@ def pick_input() -> tuple[np.ndarray, str, bool] | None:
             st.error("The image is constant (every pixel has the same value); there is nothing to enhance or segment.")
             return None
         is_labels = np.unique(img[:: max(1, img.size // 100_000)]).size <= 4
-        return img, f"upload {up.name}", is_labels
+        return img, f"upload {quoted(up.name)}", is_labels
     if source == "Bundled sample":
         name = st.selectbox("Sample", list(msio.SAMPLES), key="sample")
         try:
