@@ -359,6 +359,9 @@ async def _session(browser, url: str, session: Session, home: Path, candidates: 
     try:
         try:
             context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+            # Playwright's 30 s default is too short here: with 20 sessions opening at once, a page can take
+            # longer than that to show its first widget (seen on the health page, which loads its curves first).
+            context.set_default_timeout(300_000)
             page = await context.new_page()
             await page.goto(f"{url}/{session.page}")
             await page.wait_for_function(IDLE_JS, timeout=300_000)
@@ -397,6 +400,7 @@ async def _session(browser, url: str, session: Session, home: Path, candidates: 
 async def _probe(browser, url: str, timeout_s: float = 120) -> float:
     """Seconds for a fresh session's home page to be idle (title shown, script finished)."""
     context = await browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(timeout_s * 1000)
     try:
         page = await context.new_page()
         t0 = time.perf_counter()
