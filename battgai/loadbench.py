@@ -528,6 +528,7 @@ def details(result: LoadResult) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {s.index} | {s.page} | {s.marker} | {s.finished} | {s.leaked} | {s.exceptions} | {s.queued_s:.0f} "
               f"| {s.total_s:.0f} | {s.run_id} | {s.note} |" for s in result.sessions]
+    lines.append("\nIdle page renders in order (s): " + " ".join(f"{r:.1f}" for r in result.idle_render_s))
     return "\n".join(lines)
 
 
