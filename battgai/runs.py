@@ -291,7 +291,8 @@ class RunStore:
         """Create a run in status "running", before its work starts."""
         if task not in TASK_PAGES:
             raise ValueError(f"unknown task {task!r}; one of {sorted(TASK_PAGES)}")
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        # Microseconds in the id: folders sort newest first even for runs started within one second.
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-%f")
         run_id = f"{stamp}-{task.replace('.', '-')}-{secrets.token_hex(3)}"
         path = self.runs_dir / run_id
         try:
