@@ -29,8 +29,16 @@ def store() -> RunStore:
 
 
 @contextlib.contextmanager
-def heavy_step(task: str, title: str, settings: dict[str, Any] | None = None) -> Iterator[Run]:
-    """Queue, then run the ``with`` block as a stored run; see the module docstring."""
+def heavy_step(task: str, title: str, settings: dict[str, Any] | None = None, queued: bool = True) -> Iterator[Run]:
+    """Queue, then run the ``with`` block as a stored run; see the module docstring.
+
+    ``queued=False`` is for steps bounded to about a second: queueing them behind minutes-long
+    generations made a one-second step wait minutes (measured with the load bench).
+    """
+    if not queued:
+        with store().start(task, title, settings) as run:
+            yield run
+        return
     note = st.empty()
     note.button("Stop", key=f"stop_{task}", help="Stops this step; nothing of it is kept.")
     place = st.empty()

@@ -197,7 +197,8 @@ if st.button("Generate", key="generate", disabled=gen is None):
         targets = [float(s) for s in soh_text.replace(";", ",").split(",") if s.strip()]
         cond = workflow.target_conditions(targets, temp, cur, int(n))
         with heavy_step("health.generate", f"{len(cond)} curves at SOH {', '.join(f'{t:g}' for t in targets)}",
-                        {"temperature_c": temp, "current_a": cur, "per_soh": int(n), "seed": int(seed)}) as run, \
+                        {"temperature_c": temp, "current_a": cur, "per_soh": int(n), "seed": int(seed)},
+                        queued=False) as run, \
                 st.status("Generating...", expanded=False) as status:
             made = workflow.generate(gen, cond, real, int(seed))
             run.write("synthetic_curves.csv", made.csv())

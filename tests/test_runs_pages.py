@@ -103,3 +103,31 @@ def test_health_generation_and_experiment_are_saved_and_reopen(store):
     assert len(fresh.table) == 1
     fresh = page("health", run=by_task["health.generate"].id)
     assert not fresh.exception and fresh.get("download_button")
+
+
+@pytest.mark.usefixtures("demo_data")
+def test_a_one_second_health_generation_does_not_wait_behind_a_queued_job(store):
+    import threading
+
+    from battgai import jobs
+
+    release, holding = threading.Event(), threading.Event()
+
+    def long_job():
+        with jobs.queue().slot("a long generation"):
+            holding.set()
+            release.wait(60)
+
+    slots = [threading.Thread(target=long_job) for _ in range(jobs.queue().slots)]
+    for t in slots:
+        t.start()
+    try:
+        holding.wait(10)
+        at = page("health")
+        at.button(key="generate").click().run()
+        assert not at.exception and not at.error
+        assert [r.status for r in store.list("health")] == ["finished"]
+    finally:
+        release.set()
+        for t in slots:
+            t.join()
