@@ -98,7 +98,7 @@ if record is not None:
         show_synthetic(state)
     else:
         show_experiment(*state)
-    st.download_button("Download the run (zip)", record.zip(), f"battgai_{record.id}.zip", key="reopened_zip")
+    st.download_button("Download the run (zip)", record.zip, f"battgai_{record.id}.zip", key="reopened_zip")
     st.stop()
 
 # 1. Data ---------------------------------------------------------------------------------------

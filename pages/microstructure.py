@@ -288,7 +288,7 @@ if record is not None:
     reopened_banner(record)
     state = record.state()
     show = {"enhance": show_enhanced, "segment": show_segmented, "generate": show_generated}
-    show[state["key"]]({"desc": state["desc"], "result": state["result"], "zip": record.zip()}, state["names"])
+    show[state["key"]]({"desc": state["desc"], "result": state["result"], "zip": record.zip}, state["names"])
     st.stop()
 task = TASKS[st.radio("Task", list(TASKS), horizontal=True, key="task")]
 

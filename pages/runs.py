@@ -45,14 +45,15 @@ st.dataframe(table, hide_index=True, width="stretch", column_config={
 
 labels = {r.id: f"{r.created.replace('T', ' ')[:19]} · {r.task} · {r.title} ({r.status})" for r in shown}
 chosen = st.selectbox("Run", list(labels), format_func=labels.__getitem__, key="runs_chosen")
-record = runs_store.get(chosen)
+record = next(r for r in shown if r.id == chosen)
 st.caption(STATUS_HELP.get(record.status, record.status))
 c1, c2, c3 = st.columns(3)
 if record.page and c1.button("Open in its page", type="primary", key="runs_open",
                              disabled=record.status != "finished",
                              help="Only finished runs reopen; the files of the others download."):
     st.switch_page(record.page, query_params={"run": record.id})
-c2.download_button(f"Download ({len(record.files)} files + provenance, zip)", record.zip(),
+# The zip is built when the button is pressed, not on every rerun of the page (a run can hold hundreds of CIFs).
+c2.download_button(f"Download ({len(record.files)} files + provenance, zip)", record.zip,
                    file_name=f"battgai_{record.id}.zip", mime="application/zip", key="runs_download")
 if c3.button("Delete this run", key="runs_delete", disabled=record.status == "running"):
     runs_store.delete(record.id)
