@@ -71,7 +71,13 @@ def reopened(task_prefix: str) -> RunRecord | None:
     except RunNotFound:
         st.error("That run is not in the run store any more (deleted, or BATTGAI_HOME changed).")
         return None
-    return record if record.task.startswith(task_prefix) else None
+    if not record.task.startswith(task_prefix):
+        return None
+    if record.status != "finished":  # its page state may be missing or half written
+        st.warning(f"Run `{record.id}` is {record.status}: only finished runs reopen in their page; the files it "
+                   "wrote download from the Runs page.")
+        return None
+    return record
 
 
 def reopened_banner(record: RunRecord) -> None:

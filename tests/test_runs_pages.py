@@ -131,3 +131,12 @@ def test_a_one_second_health_generation_does_not_wait_behind_a_queued_job(store)
         release.set()
         for t in slots:
             t.join()
+
+
+@pytest.mark.usefixtures("demo_data")
+def test_a_link_to_a_run_that_did_not_finish_says_so_and_shows_a_fresh_page(store):
+    cut = store.start("health.generate", "cut off")
+    at = page("health", run=cut.id)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("only finished runs reopen" in w.value for w in at.warning)
+    assert at.button(key="generate")  # the fresh page, not a reopened view
