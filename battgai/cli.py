@@ -1,5 +1,7 @@
 """``python -m battgai generate``: batch generation without the UI, streamed to disk and resumable.
 
+(``python -m battgai data status | fetch`` is :mod:`battgai.fetch`.)
+
 Writes ``OUT/cifs/<id>.cif`` for every candidate, appends one row per candidate
 to ``OUT/checks.csv`` after each batch and keeps ``OUT/provenance.json``. Run
 the same command again after an interruption and it continues with the next
@@ -44,7 +46,7 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
     energies (:func:`~battgai.materials.pipeline.screen`); ``novel_only`` rejects and
     resamples crystals that match a training structure; ``element_temperature`` divides the
     logits of element tokens once more."""
-    from battgai import __version__, data
+    from battgai import __version__
     from battgai.provenance import Provenance
 
     conditions = parse_conditions(conditions_text)
@@ -70,17 +72,15 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                              "use a new --out folder")
     else:
         prov_path.write_text(Provenance.now(lm.name, lm.sha256, settings, seed).to_json())
+    from battgai.materials.bundle import known_structures, reference_phases
+
     known = refs = None
-    try:
-        from battgai.materials.corpus import training_cifs_by_formula
-
-        known = training_cifs_by_formula() if novelty else None
-        if energies or oversample > 1:
-            from battgai.materials.stability import ReferencePhases
-
-            refs = ReferencePhases.from_mp20()
-    except data.DataNotFound as exc:
-        sys.stderr.write(f"{exc}\nnovelty and E_hull are left empty\n")
+    if novelty:
+        known, source = known_structures()
+        sys.stderr.write(source + "\n")
+    if energies or oversample > 1:
+        refs, source = reference_phases()
+        sys.stderr.write(source + "\n")
     problems = screen_problems(conditions, refs) if oversample > 1 else []
     if problems:
         raise SystemExit("cannot screen: " + " ".join(problems))
@@ -167,7 +167,16 @@ def main(argv: list[str] | None = None) -> None:
                         "rate, fewer stable, in docs/BENCHMARKS.md)")
     g.add_argument("--novel-only", action="store_true",
                    help="reject crystals that match a training structure (StructureMatcher) and sample again")
+    d = sub.add_parser("data", help="the shared datasets: status (what is present and verified) or fetch them")
+    d.add_argument("action", choices=("status", "fetch"))
+    d.add_argument("datasets", nargs="*", metavar="DATASET", help="dataset names (default: all; `status` lists them)")
+    d.add_argument("--mirror", help="address of a copy of the data folder (http(s):// or file://); "
+                                    "default BATTGAI_DATA_MIRROR, else each file's public original")
     args = p.parse_args(argv)
+    if args.command == "data":
+        from battgai.fetch import main as data_main
+
+        raise SystemExit(data_main(args.action, args.datasets, args.mirror))
     if args.temperature <= 0 or args.element_temperature <= 0:
         p.error("--temperature and --element-temperature must be above 0")
     if args.novel_only and args.no_novelty:
