@@ -1,8 +1,9 @@
-"""``python -m battgai.bench {materials,microstructure,health,load}``: side-by-side benchmarks.
+"""``python -m battgai.bench {materials,microstructure,health,load,bundle}``: side-by-side benchmarks.
 
 Each task's ``battgai.<task>.bench.main(argv)`` prints a markdown table and
 writes it into ``docs/BENCHMARKS.md`` with :func:`write_section`; ``load`` (many
-browser sessions at once against one server) is :mod:`battgai.loadbench`.
+browser sessions at once against one server) is :mod:`battgai.loadbench`,
+``bundle`` (bundled MP-20 data vs the shared data) :mod:`battgai.materials.bundlebench`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from battgai.registry import REPO_ROOT
 
 TASKS = ("materials", "microstructure", "health")
-SECTIONS = (*TASKS, "load")
+#: Benchmarks that are not one task's: section name -> module with ``main(argv)``.
+OTHERS = {"load": "battgai.loadbench", "bundle": "battgai.materials.bundlebench"}
+SECTIONS = (*TASKS, *OTHERS)
 BENCHMARKS_MD = REPO_ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -50,16 +53,15 @@ def dispatch(command: str, argv: list[str] | None = None) -> None:
     """Run ``battgai.<task>.<command>.main(rest)`` for ``argv = [task, *rest]``."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in TASKS:
-        raise SystemExit(f"usage: python -m battgai.{command} {{{','.join(TASKS)}}} [options]")
+        names = (*TASKS, *OTHERS) if command == "bench" else TASKS
+        raise SystemExit(f"usage: python -m battgai.{command} {{{','.join(names)}}} [options]")
     importlib.import_module(f"battgai.{argv[0]}.{command}").main(argv[1:])
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["load"]:
-        from battgai import loadbench
-
-        loadbench.main(argv[1:])
+    if argv[:1] and argv[0] in OTHERS:
+        importlib.import_module(OTHERS[argv[0]]).main(argv[1:])
     else:
         dispatch("bench", argv)
 

@@ -7,7 +7,6 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from battgai import data
 from battgai.materials import tokenizer as tk
 from battgai.materials.pipeline import (
     MAX_OVERSAMPLE,
@@ -59,23 +58,29 @@ def get_model():
 
 
 @st.cache_resource(show_spinner="Indexing training structures for novelty...")
-def get_known():
-    from battgai.materials.corpus import training_cifs_by_formula
+def known_and_source():
+    from battgai.materials.bundle import known_structures
 
-    try:
-        return training_cifs_by_formula()
-    except data.DataNotFound:
-        return None
+    return known_structures()
+
+
+def get_known():
+    return known_and_source()[0]
 
 
 @st.cache_resource(show_spinner="Indexing MP-20 reference phases...")
-def get_refs(potential: str):
-    from battgai.materials.stability import ReferencePhases
+def refs_and_source(potential: str):
+    from battgai.materials.bundle import reference_phases
 
-    try:
-        return ReferencePhases.from_mp20(potential)
-    except data.DataNotFound:
-        return None
+    return reference_phases(potential)
+
+
+def get_refs(potential: str):
+    return refs_and_source(potential)[0]
+
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def bin_choices(name: str) -> list[str]:
@@ -174,8 +179,7 @@ screen_refs = get_refs("chgnet") if submitted and oversample > 1 else None
 if submitted and oversample > 1:
     problems = problems + screen_problems(conditions, screen_refs)
 if submitted and novel_only and get_known() is None:
-    problems = [*problems, "'Novel only' needs the training structures: shared MP-20 data not found "
-                           "(set BATTGAI_DATA_DIR)."]
+    problems = [*problems, f"'Novel only' needs the training structures: {known_and_source()[1]}."]
 if submitted and spacegroups is not None:
     if problems:
         st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
@@ -199,8 +203,7 @@ if submitted and spacegroups is not None:
             save_candidates(run, cands, tally, prov)
         saved_note(run)
         st.session_state.update(mat_cands=cands, mat_tally=tally, mat_prov=prov)
-        if known is None:
-            st.info("Shared MP-20 data not found: novelty is not checked (set BATTGAI_DATA_DIR).")
+        st.caption(sentence(known_and_source()[1]))
 
 with st.expander("Check your own CIF"):
     upload = st.file_uploader(f"CIF file (one crystal, at most {MAX_CIF_ATOMS} atoms and {MAX_CIF_MB} MB)",
@@ -226,7 +229,7 @@ with st.expander("Check your own CIF"):
                 lm = get_model()
                 around_novel = novel_only and get_known() is not None
                 if novel_only and not around_novel:
-                    st.warning("'Novel only' is ignored here: shared MP-20 data not found (set BATTGAI_DATA_DIR).")
+                    st.warning(f"'Novel only' is ignored here: {known_and_source()[1]}.")
                 with heavy_step("materials.generate", f"{n} candidates around {structure.composition.reduced_formula}",
                                 {"n": n, "seed": int(seed), "model": lm.name}) as run:
                     with st.spinner("Sampling around the uploaded structure..."):
@@ -282,9 +285,8 @@ with st.container(border=True):
                                 "instead (a relaxation needs ~35 MB per atom).")
     if e3.button("Compute energies", disabled=n_valid == 0):
         todo = [c for c in cands if c.valid_structure][:max_e]
-        refs = get_refs(potential)
-        if refs is None:
-            st.info("Shared MP-20 data not found: energies only, no hull.")
+        refs, refs_source = refs_and_source(potential)
+        (st.info if refs is None else st.caption)(sentence(refs_source))
         prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
         runs = [*prov.settings.get("energy_runs", []), {"potential": pot, "relaxed": do_relax, "candidates": max_e}]
         prov = dataclasses.replace(prov, settings={**prov.settings, "energy_runs": runs})
@@ -302,6 +304,12 @@ with st.container(border=True):
             st.warning(f"{len(failed)} of {len(todo)} candidates got no energy (reason in the table's note column): "
                        + "; ".join(f"{c.structure.composition.reduced_formula}: {c.note}" for c in failed[:3])
                        + ("; ..." if len(failed) > 3 else ""))
+        if refs is not None and (uncovered := [c for c in todo if math.isfinite(c.e_per_atom)
+                                               and math.isnan(c.e_above_hull)]):
+            st.info(f"{len(uncovered)} of {len(todo)} candidates have no E_hull: the reference phases do not cover "
+                    "their chemical system (" + "; ".join(f"{c.structure.composition.reduced_formula}: {c.note}"
+                                                         for c in uncovered[:3])
+                    + ("; ..." if len(uncovered) > 3 else "") + ").")
     st.caption(f"E_hull: {pot} energy vs the lower hull of MP-20 phases of the same chemical system, all with "
                f"static {pot} energies (elements referenced to their lowest-energy MP-20 phase; energies on MP's "
                "MP2020-corrected scale: CHGNet learnt it, SevenNet-0 gets the corrections added). Stable means "

@@ -231,16 +231,21 @@ def test_page_explains_a_screen_without_a_target_it_can_rank_by():
 
 
 @pytest.mark.usefixtures("no_shared_data")
-def test_page_explains_novel_only_without_the_training_set():
+def test_page_explains_novel_only_without_the_training_set(tmp_path, monkeypatch):
+    from battgai.materials import bundle
+
+    monkeypatch.setattr(bundle, "BUNDLE_DIR", tmp_path / "no-bundle")  # neither shared data nor the bundle
+    bundle.load_novelty_index.cache_clear()
     at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=60).run()
     next(c for c in at.checkbox if c.label == "Novel only").check()
     at.button[0].click().run()
     assert not at.exception
     assert any("'Novel only' needs the training structures" in e.value for e in at.error), [e.value for e in at.error]
     assert not at.dataframe
+    bundle.load_novelty_index.cache_clear()
 
 
-@pytest.mark.usefixtures("no_shared_data")  # demo mode: no novelty index
+@pytest.mark.usefixtures("no_shared_data")  # a fresh clone: the bundled novelty index
 def test_page_generates_in_demo_mode():
     at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=120).run()
     at.slider[0].set_value(10)
@@ -250,7 +255,8 @@ def test_page_generates_in_demo_mode():
     assert at.dataframe and len(at.dataframe[0].value) >= 8
     assert at.session_state["mat_prov"].settings["element_temperature"] == 1.4  # downloads say how they were made
     assert at.dataframe[0].value.n_atoms.max() <= tk.MAX_ATOMS
-    assert any("novelty is not checked" in i.value for i in at.info)
+    assert any("Novelty vs the bundled index" in c.value for c in at.caption)
+    assert at.dataframe[0].value.novel.notna().all()
 
 
 def test_sampling_leaves_autograd_on_for_chgnet():

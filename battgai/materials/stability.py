@@ -48,7 +48,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -373,14 +373,17 @@ def _element_prototype(el: str):
 class EnergyCache:
     """Static energies of reference structures with one potential, keyed by material id, persisted as JSON.
 
-    ``path`` defaults to :func:`energy_cache_path` of ``potential``.
+    ``path`` defaults to :func:`energy_cache_path` of ``potential``; ``known`` are energies
+    computed before with the same potential (the bundled ones), taken as they are.
     """
 
-    def __init__(self, path=None, potential: str = "chgnet"):
+    def __init__(self, path=None, potential: str = "chgnet", known: Mapping[str, float] | None = None):
         check_potential(potential)
         self.potential = potential
         self.path = path if path is not None else energy_cache_path(potential)
-        self.values: dict[str, float] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.values: dict[str, float] = dict(known or {})
+        if self.path.exists():
+            self.values.update(json.loads(self.path.read_text()))
 
     def get_many(self, ids: Sequence[str], structures: Callable[[str], object],
                  progress: Progress | None = None) -> dict[str, float]:
@@ -428,14 +431,43 @@ class ReferencePhases:
 
     @classmethod
     def from_mp20(cls, potential: str = "chgnet") -> ReferencePhases:
-        """All MP-20 structures on hand (train and held-out: they are all known phases)."""
+        """All MP-20 structures on hand (train and held-out: they are all known phases).
+
+        Energies already in the bundle (:mod:`battgai.materials.bundle`, CHGNet) are not computed again.
+        """
+        from battgai.materials import bundle
         from battgai.materials.corpus import mp20_frame
 
         df = mp20_frame()
         cifs = df.set_index("material_id")["cif"]
+        known = None
+        if potential == "chgnet":
+            try:
+                known = bundle.load_references().values()
+            except bundle.BundleError:
+                known = None  # computed as needed, as before the bundle existed
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # noble gases have no electronegativity for formula sorting
-            return cls(df.material_id.tolist(), df.formula.tolist(), cifs.__getitem__, potential=potential)
+            return cls(df.material_id.tolist(), df.formula.tolist(), cifs.__getitem__, potential=potential,
+                       cache=EnergyCache(potential=potential, known=known))
+
+    @classmethod
+    def from_bundle(cls) -> ReferencePhases:
+        """The bundled MP-20 phases with their CHGNet energies: E_hull without the shared data.
+
+        Raises :class:`battgai.materials.bundle.BundleError` when the bundle is missing or altered.
+        """
+        from battgai.materials import bundle
+
+        refs = bundle.load_references()
+
+        def no_structure(mid: str):
+            raise bundle.BundleError(f"reference {mid} has no bundled energy and its structure is not bundled")
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(refs.ids.tolist(), refs.formulas.tolist(), no_structure, potential=refs.potential,
+                       cache=EnergyCache(potential=refs.potential, known=refs.values()))
 
     def _structure(self, mid: str):
         from battgai.materials.validate import _parse_cif
