@@ -1,6 +1,7 @@
 """``python -m battgai generate``: batch generation without the UI, streamed to disk and resumable.
 
-(``python -m battgai data status | fetch`` is :mod:`battgai.fetch`.)
+(``python -m battgai data status | fetch`` is :mod:`battgai.fetch`; ``python -m battgai health-transfer``
+is :mod:`battgai.health.transfercli`.)
 
 Writes ``OUT/cifs/<id>.cif`` for every candidate, appends one row per candidate
 to ``OUT/checks.csv`` after each batch and keeps ``OUT/provenance.json``. Run
@@ -172,7 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("datasets", nargs="*", metavar="DATASET", help="dataset names (default: all; `status` lists them)")
     d.add_argument("--mirror", help="address of a copy of the data folder (http(s):// or file://); "
                                     "default BATTGAI_DATA_MIRROR, else each file's public original")
+    from battgai.health.transfercli import add_arguments, run_cli
+
+    add_arguments(sub.add_parser("health-transfer", help="SOH of your own cells from a few labelled ones (CSV out)"))
     args = p.parse_args(argv)
+    if args.command == "health-transfer":
+        raise SystemExit(run_cli(args))
     if args.command == "data":
         from battgai.fetch import main as data_main
 

@@ -173,6 +173,66 @@ with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled MLP, health
                           Curve(est.curves.cycle[m], est.predicted[m] * 100, f"{cell} estimated", dash=True)]
             show_curves(lines, "cycle", "SOH (%)")
 
+# 1b. Your own cells ----------------------------------------------------------------------------
+@st.cache_data(show_spinner="Grouping the NASA source cells...")
+def _source_labs(exclude: tuple[str, ...]):
+    from battgai.health.owncells import nasa_source_labs
+    from battgai.health.preprocess import nasa_curves
+
+    curves = nasa_curves()
+    return nasa_source_labs(curves.subset(~np.isin(curves.cell_id, exclude)))
+
+
+def show_transfer(res) -> None:
+    for w in res.warnings:
+        st.warning(w)
+    if len(res.scores):
+        st.caption("Each pipeline scored on the unlabelled cells, against the capacities the file holds for them "
+                   "(never used for training): RMSE and bias in SOH points.")
+        st.table(res.scores.set_index("pipeline").round(2))
+    lines = []
+    e = res.estimates
+    for cell in e["cell_id"].unique()[:MAX_SHOWN // 3]:
+        m = (e["cell_id"] == cell).to_numpy()
+        lines += [Curve(e["cycle"][m].to_numpy(), e["soh_estimate"][m].to_numpy() * 100, f"{cell} estimated"),
+                  Curve(e["cycle"][m].to_numpy(), e["soh_in_file"][m].to_numpy() * 100, f"{cell} in file", dash=True)]
+    if lines:
+        show_curves(lines, "cycle", "SOH (%)")
+    download_bundle("Download SOH estimates (CSV: estimate, 1-sigma, extrapolating) + pipeline scores + provenance",
+                    {"soh_estimates.csv": res.csv(), "pipelines.csv": res.scores_csv()}, res.provenance,
+                    "battgai_soh_transfer.zip", key="download_transfer")
+
+
+with st.expander("Your own cells: SOH from a few labelled ones (transfer)"):
+    from battgai.health import owncells
+
+    st.caption("Mark the cells whose capacity you know (full discharges). The estimator learns from the NASA "
+               "groups plus these cells, with capacity relative to your labelled cells' first cycles and the "
+               "window relative to your cells' own voltage range (no nominal voltage, sampling period or "
+               "temperature assumed), and estimates every cycle of the other cells with an uncertainty.")
+    all_cells = sorted(map(str, np.unique(real.cell_id)))
+    t1, t2, t3 = st.columns(3)
+    labelled = t1.multiselect("Labelled cells", all_cells, default=all_cells[:1], key="labelled")
+    top = t2.slider("Window top (fraction of the voltage range)", 0.0, 0.5, 0.05, 0.01, key="win_top")
+    bottom = t3.slider("Window bottom", 0.1, 1.0, 0.4, 0.05, key="win_bottom")
+    use_gen = st.checkbox("Add cVAE curves of the labelled cells (about 5 s)", key="transfer_gen")
+    if st.button("Estimate the other cells", key="transfer"):
+        try:
+            mine = owncells.curves_of(loaded.data)
+            try:
+                exclude = tuple(all_cells) if loaded.data.source == "NASA PCoE" else ()
+                source, source_name = _source_labs(exclude), "NASA PCoE groups (your selection left out)"
+            except DataNotFound:
+                source, source_name = None, "none (NASA data absent)"
+                st.info("NASA source data not found: training on your labelled cells alone.")
+            st.session_state["health_transfer"] = owncells.run(
+                mine, labelled, source, (top, bottom), 400 if use_gen else 0, source_name=source_name)
+        except ValueError as exc:  # TransferError and unusable curves
+            st.error(f"Cannot estimate: {exc}")
+            st.session_state.pop("health_transfer", None)
+    if "health_transfer" in st.session_state:
+        show_transfer(st.session_state["health_transfer"])
+
 # 2. Generate -------------------------------------------------------------------------------------
 st.subheader("Generate curves at target SOH")
 gen = None

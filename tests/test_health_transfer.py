@@ -1,0 +1,170 @@
+"""Transfer to a researcher's own cells: relative frame, bad input, the upload path, CLI, NASA leave-group-out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from battgai.health import owncells, schema
+from battgai.health.transfer import Frame, TransferError, features, fit_frame, relative
+
+NOMINAL = 1.1
+
+
+def other_lab_csv(n_cells: int = 4, n_cycles: int = 30, seed: int = 0, far_cell: bool = False) -> bytes:
+    """An LFP-like lab unlike NASA: 1.1 Ah, 3.3 V plateau, 2.5 V cut-off, 2 s sampling, mA, discharge positive,
+    no temperature column, its own column names. Cells start at different capacities and fade at different rates."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n_cells):
+        c0 = NOMINAL * rng.uniform(0.97, 1.03) * (1.6 if far_cell and k == 1 else 1.0)
+        fade = rng.uniform(0.12, 0.25)
+        r0 = rng.uniform(0.03, 0.05)
+        for cyc in range(1, n_cycles + 1):
+            age = (cyc - 1) / (n_cycles - 1)
+            cap = c0 * (1 - fade * age)
+            t = np.arange(0.0, cap / 1.1 * 3600.0, 2.0)
+            soc = 1 - 1.1 * t / 3600.0 / cap
+            # Plateau with a slope that steepens as the cell ages, steep knees at both ends.
+            v = (3.28 + 0.05 * (soc - 0.5) * (1 + age) + 0.12 * np.exp(-(1 - soc) * 25)
+                 - 0.5 * np.exp(-soc * 30) - 1.1 * (r0 + 0.03 * age) + rng.normal(0, 0.001, t.size))
+            keep = v >= 2.5
+            for ti, vi in zip(t[keep], v[keep], strict=True):
+                rows.append((f"LFP{k + 1}", cyc, ti, vi * 1000, 1100.0))
+    df = pd.DataFrame(rows, columns=["Cell", "Cycle_Index", "Test_Time(s)", "Voltage(mV)", "Current(mA)"])
+    return df.to_csv(index=False).encode()
+
+
+@pytest.fixture(scope="module")
+def lab() -> schema.CyclingData:
+    return schema.read_upload(other_lab_csv(), None, NOMINAL, "other_lab.csv")
+
+
+def test_upload_of_another_lab_maps_without_help(lab):
+    assert "no temperature column" in " ".join(lab.notes)
+    curves = owncells.curves_of(lab)
+    assert curves.grid.min() < 2.7 and curves.grid.max() < 3.5  # its own range, not NASA's 4.2 -> 2.7 V
+    frame = fit_frame(curves, ["LFP1"])
+    assert frame.v_bot < 2.75 < 3.2 < frame.v_top < 3.5
+    assert abs(frame.c_ref / NOMINAL - 1) < 0.05
+
+
+def test_features_do_not_depend_on_capacity_or_voltage_scale():
+    from battgai.health.preprocess import resample
+
+    base = resample(schema.demo_data(n_cells=2, n_cycles=6))
+    other = base.subset(np.arange(len(base)))
+    other.q, other.nominal_ah, other.current_a = base.q * 0.55, base.nominal_ah * 0.55, base.current_a * 0.55
+    other.grid, other.v_start = base.grid * 0.8 + 0.1, base.v_start * 0.8 + 0.1  # another chemistry's voltages
+    fa = features(relative(base, fit_frame(base, ["DEMO1"])))
+    fb = features(relative(other, fit_frame(other, ["DEMO1"])))
+    np.testing.assert_allclose(fa, fb, rtol=1e-6, atol=1e-9)
+
+
+def test_one_labelled_cell_corrects_the_lab_and_scores_every_pipeline(lab):
+    curves = owncells.curves_of(lab)
+    res = owncells.run(curves, ["LFP1"], None)
+    e = res.estimates
+    assert set(e["cell_id"]) == {"LFP2", "LFP3", "LFP4"} and len(e) == 90
+    assert (e["soh_sigma"] > 0).all() and e["soh_estimate"].between(0.5, 1.2).all()
+    err = (e["soh_estimate"] - e["soh_in_file"]) * 100
+    # the labelled cell ties the estimates to this lab's capacity (no NASA scale): a few points at most
+    assert abs(err.mean()) < 4 and np.sqrt(np.mean(err**2)) < 5
+    assert {"labelled only (ridge)", "labelled + mixup (gbm)"} <= set(res.scores["pipeline"])
+    text = res.csv().decode()
+    assert text.splitlines()[0] == "cell_id,cycle,soh_estimate,soh_sigma,extrapolating,soh_in_file"
+    assert res.provenance.settings["labelled_cells"] == ["LFP1"]
+
+
+def test_estimates_beyond_the_labelled_range_say_they_extrapolate(lab):
+    curves = owncells.curves_of(lab)
+    young = curves.subset((curves.cell_id != "LFP1") | (curves.cycle <= 10))  # labelled cell: early life only
+    res = owncells.run(young, ["LFP1"], None)
+    late = res.estimates["cycle"] > 25
+    assert res.estimates.loc[late, "extrapolating"].mean() > 0.5
+    assert res.estimates.loc[res.estimates["cycle"] <= 5, "extrapolating"].mean() < 0.5
+    assert any("extrapolate" in w for w in res.warnings)
+
+
+def test_bad_input_is_refused_with_a_message(lab):
+    curves = owncells.curves_of(lab)
+    with pytest.raises(TransferError, match="Mark at least one cell"):
+        owncells.run(curves, [], None)
+    two = curves.subset((curves.cell_id != "LFP1") | (curves.cycle <= 2))
+    with pytest.raises(TransferError, match="at least 5 cycles"):
+        owncells.run(two, ["LFP1"], None)
+    with pytest.raises(TransferError, match="not in the data"):
+        owncells.run(curves, ["B0005"], None)
+    far = owncells.curves_of(schema.read_upload(other_lab_csv(far_cell=True), None, NOMINAL, "far.csv"))
+    with pytest.raises(TransferError, match="LFP2"):
+        owncells.run(far, ["LFP1", "LFP2", "LFP3"], None)
+
+
+def test_curves_that_never_reach_the_window_get_no_estimate(lab):
+    curves = owncells.curves_of(lab)
+    cut = curves.subset(np.arange(len(curves)))
+    short = (cut.cell_id == "LFP4") & (cut.cycle > 20)
+    cut.v_start = np.where(short, cut.grid[-1] + 0.05, cut.v_start)  # load-on below the window
+    res = owncells.run(cut, ["LFP1"], None)
+    assert not ((res.estimates["cell_id"] == "LFP4") & (res.estimates["cycle"] > 20)).any()
+    assert any("never reach the window" in w for w in res.warnings)
+    cut.v_start = np.where(cut.cell_id == "LFP1", cut.grid[-1] + 0.05, cut.v_start)  # labelled cell: never
+    with pytest.raises(TransferError, match="No labelled curve covers the window"):
+        owncells.run(cut, ["LFP1"], None)
+
+
+def test_cli_writes_estimates_scores_and_provenance(tmp_path):
+    from battgai.cli import main
+
+    f = tmp_path / "lab.csv"
+    f.write_bytes(other_lab_csv(n_cells=3, n_cycles=12))
+    with pytest.raises(SystemExit) as done:
+        main(["health-transfer", str(f), "--labelled", "LFP1", "--nominal", "1.1", "--out", str(tmp_path / "o"),
+              "--no-source"])
+    assert done.value.code == 0
+    est = pd.read_csv(tmp_path / "o" / "soh_estimates.csv")
+    assert len(est) == 24 and est["soh_sigma"].gt(0).all()
+    assert json.loads((tmp_path / "o" / "provenance.json").read_text())["settings"]["nominal_ah"] == 1.1
+    with pytest.raises(SystemExit, match="not in the data"):
+        main(["health-transfer", str(f), "--labelled", "NOPE", "--nominal", "1.1", "--out", str(tmp_path / "p")])
+
+
+def test_frame_window_voltages():
+    f = Frame(3.4, 2.4, 1.0, (0.1, 0.5))
+    assert f.window_v == pytest.approx((3.3, 2.9)) and f.grid[0] == 3.4 and f.grid[-1] == 2.4
+
+
+@pytest.fixture(scope="module")
+def nasa():
+    from battgai.data import DataNotFound
+    from battgai.health.preprocess import nasa_curves
+
+    try:
+        return nasa_curves()
+    except DataNotFound as exc:
+        pytest.skip(f"NASA shared data absent: {exc}")
+
+
+def test_leave_group_out_on_nasa_beats_source_only_without_bias(nasa):
+    from battgai.health.owncells import TRANSFER
+    from battgai.health.transferbench import leave_group_out
+
+    res = leave_group_out(nasa, (0.05, 0.6), max_labelled=2)
+    t = res.table()
+    assert set(res.scores["group"]) == {"24 C / 2 A", "24 C / 4 A", "43 C / 4 A"}
+    assert t.loc[TRANSFER, "all groups"] < 0.7 * t.loc["source only (ridge)", "all groups"]
+    assert abs(t.loc[TRANSFER, "bias, all groups"]) < 2 < abs(t.loc["source only (ridge)", "bias, all groups"])
+    assert res.coverage() > 0.6
+
+
+def test_nasa_source_and_the_other_lab(nasa, lab):
+    labs = owncells.nasa_source_labs(nasa)
+    assert not any("B0038" in set(v.cell_id) for v in labs.values())  # mixed-current cells left out
+    res = owncells.run(owncells.curves_of(lab), ["LFP1"], labs)
+    t = res.scores.set_index("pipeline")
+    # NASA alone is far off on this chemistry; the labelled cell removes most of the bias
+    assert abs(t.loc[owncells.TRANSFER, "bias_soh_points"]) < abs(t.loc["source only (ridge)", "bias_soh_points"]) / 3
+    assert t.loc[owncells.TRANSFER, "rmse_soh_points"] < 6 < t.loc["source only (ridge)", "rmse_soh_points"]
