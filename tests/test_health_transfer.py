@@ -168,3 +168,20 @@ def test_nasa_source_and_the_other_lab(nasa, lab):
     # NASA alone is far off on this chemistry; the labelled cell removes most of the bias
     assert abs(t.loc[owncells.TRANSFER, "bias_soh_points"]) < abs(t.loc["source only (ridge)", "bias_soh_points"]) / 3
     assert t.loc[owncells.TRANSFER, "rmse_soh_points"] < 6 < t.loc["source only (ridge)", "rmse_soh_points"]
+
+
+def test_bench_block_is_replaced_in_place_and_targets_can_miss():
+    from battgai.health.bench import TRANSFER_END, TRANSFER_START, replace_block
+    from battgai.health.owncells import TRANSFER
+    from battgai.health.transferbench import targets
+
+    old = f"intro\n{TRANSFER_START}\nold numbers\n{TRANSFER_END}\nwall time"
+    new = replace_block(old, f"{TRANSFER_START}\nnew\n{TRANSFER_END}")
+    assert "old numbers" not in new and new.startswith("intro") and new.endswith("wall time")
+    assert replace_block("intro", "block").endswith("block")
+    t = pd.DataFrame({"all groups": [2.0, 4.0, 2.5], "bias, all groups": [0.5, 5.0, 0.1]},
+                     index=[TRANSFER, "source only (ridge)", "labelled only (ridge)"])
+    rows = targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.9}})
+    assert "**missed**" in rows[2] and "| hit |" in rows[3]  # 2.0 vs 2.5 is only 20 % better (30 % needed)
+    t.loc["labelled only (ridge)", "all groups"] = 3.5
+    assert "| hit |" in targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.9}})[2]

@@ -171,10 +171,40 @@ def targets_table(a: dict, b: dict) -> list[str]:
     return [*lines, ""]
 
 
+TRANSFER_START, TRANSFER_END = "<!-- health-transfer:start -->", "<!-- health-transfer:end -->"
+
+
+def transfer_section(generator_steps: int = 400) -> list[str]:
+    """Issue 24: leave-group-out transfer on NASA (two windows) and on the feature sets, between its own markers."""
+    from battgai.data import DataNotFound
+    from battgai.health import transferbench
+    from battgai.health.preprocess import nasa_curves
+
+    t0 = time.time()
+    print("[transfer] leave-group-out...", flush=True)
+    lines, numbers = transferbench.report(nasa_curves(), generator_steps, ((0.05, 0.4), (0.05, 0.6)))
+    try:
+        lines += transferbench.feature_report()
+    except DataNotFound as exc:
+        lines += [f"Feature sets not measured: {exc}", ""]
+    lines += ["### Targets (issue 24)", "", *transferbench.targets(numbers),
+              f"Transfer part: `python -m battgai.bench health --part transfer`, {dt.date.today().isoformat()}, "
+              f"{time.time() - t0:.0f} s."]
+    return [TRANSFER_START, *lines, TRANSFER_END]
+
+
+def replace_block(section: str, block: str) -> str:
+    """``section`` with its transfer block replaced by ``block`` (appended when it has none)."""
+    if TRANSFER_START in section and TRANSFER_END in section:
+        head, rest = section.split(TRANSFER_START, 1)
+        return head + block + rest.split(TRANSFER_END, 1)[1]
+    return section.rstrip() + "\n\n" + block
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from battgai.bench import write_section
+    from battgai.bench import read_section, write_section
     from battgai.data import DataNotFound
     from battgai.health.preprocess import WINDOW_V, nasa_curves, window_observed
     from battgai.health.sample import load, sample
@@ -184,9 +214,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per split")
     p.add_argument("--steps", type=int, default=1000, help="CVAE steps per low-data run")
     p.add_argument("--no-write", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
+    p.add_argument("--part", choices=("all", "transfer"), default="all",
+                   help="transfer: run only the transfer section and replace it inside the health section")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
+    if args.part == "transfer":
+        md = "\n".join(transfer_section())
+        print(md)
+        if not args.no_write:
+            write_section("health", replace_block(read_section("health"), md))
+        return
 
     curves = nasa_curves()
     lines = [
@@ -227,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"Generation speed, bundled `health_cvae`, CPU 1 thread, batch 10,000: {speed_bank:,.0f} curves/s "
               f"(latent bank), {speed_prior:,.0f} curves/s (prior).", ""]
 
-    lines += [*targets_table(a, b), f"Bench wall time {time.time() - t_start:.0f} s."]
+    lines += [*targets_table(a, b), *transfer_section(), f"Bench wall time {time.time() - t_start:.0f} s."]
     md = "\n".join(lines)
     print(md)
     if not args.no_write:
