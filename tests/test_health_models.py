@@ -71,6 +71,7 @@ def test_bank_sampling_uses_matching_conditions(demo):
 
 
 def test_bundled_generator_samples():
+    load()  # a second load must find the bank too (the weights are cached between loads)
     gen = load()
     assert gen.sha256 and gen.name == "health_cvae"
     assert gen.bank_mu is not None and len(gen.bank_mu) == len(gen.bank_cond)

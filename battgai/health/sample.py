@@ -55,6 +55,8 @@ def load(name: str = DEFAULT_MODEL) -> Generator:
     from battgai import registry
 
     state, card = registry.load_tensors(name)
+    # load_tensors is cached: pop the bank from a copy, or the next load finds no bank.
+    state = dict(state)
     cfg = dict(card.config)
     nominal = float(cfg.pop("nominal_ah"))
     grid = np.asarray(cfg.pop("grid"), float)
