@@ -8,4 +8,6 @@ Modules, one concern each:
 - :mod:`model` / :mod:`train` / :mod:`sample`: the conditional VAE over resampled curves.
 - :mod:`estimator`: SOH from a partial voltage window (ridge, gradient boosting, MLP).
 - :mod:`experiment`: the leave-cells-out augmentation experiment and synthetic-data quality scores.
+- :mod:`transfer` / :mod:`owncells` / :mod:`transfercli` / :mod:`transferbench`: SOH of a researcher's own
+  cells from a few labelled ones (lab-relative frame, Daume ridge), for the page, the CLI and the bench.
 """
