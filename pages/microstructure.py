@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import streamlit as st
 
 from battgai.data import DataNotFound
+from battgai.microstructure import guard, pipeline
 from battgai.microstructure import io as msio
-from battgai.microstructure import pipeline
 from battgai.microstructure.segment import multiotsu_thresholds
 from battgai.provenance import Provenance
 from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, UploadError, quoted, read_image
@@ -25,6 +27,8 @@ TASKS = {
     "Generate a microstructure": "generate",
 }
 NMC_NAMES = {0: "pore", 1: "NMC", 2: "CBD"}
+#: Training budget of "fit the denoiser to this image" (scoring and inference come on top).
+FIT_SECONDS = 40.0
 GENERATORS = {"Level-cut model (default, closest to the held-out data)": "microstructure_generator",
               "SliceGAN (small, CPU-trained)": "microstructure_slicegan"}
 
@@ -110,19 +114,30 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
     whole = True
     if image.ndim == 3:
         whole = st.toggle(f"Process the whole stack ({image.shape[0]} slices)", value=False, key="whole_stack")
-    desc = f"{task} of {desc}" + ("" if whole else f", slice {k}")
+    fit = task == "denoise" and st.checkbox(
+        f"Fit the denoiser to this image first (Noise2Void, self-supervised: about {FIT_SECONDS:.0f} s more)",
+        key="fit_denoiser", help="A copy of the bundled denoiser is trained on this image alone, to predict each "
+        "pixel from its neighbours (no clean image needed). It is used only if it scores better on the image than "
+        "the bundled denoiser and the classical methods; its weights are saved with the run.")
+    desc = f"{task} of {desc}" + ("" if whole else f", slice {k}") + (", fitted" if fit else "")
     if st.button("Run", type="primary", key="run_enhance"):
         chosen = image if whole else image[k][None]
         try:
             with heavy_step("microstructure.enhance", desc, {"task": task, "shape": list(chosen.shape)}) as run:
+                fit_bar, fit_cb = progress_bar("Fitting to the image (tenths of a second)") if fit else (None, None)
                 bar, cb = progress_bar("Enhancing tile")
-                res = pipeline.enhance(chosen, task, progress=cb)
+                res = pipeline.enhance(chosen, task, progress=cb, fit_seconds=FIT_SECONDS if fit else 0.0,
+                                       fit_progress=fit_cb)
                 bar.empty()
-                prov = Provenance.now(res.model, res.sha256, {"task": task, "input": desc,
-                                                              "shape": list(res.before.shape)})
-                remember(run, "enhance", desc, res, {"result.tif": pipeline.to_tiff(res.after),
-                                                     "result_middle_slice.png": pipeline.to_png(middle(res.after)),
-                                                     "metrics.csv": pipeline.to_csv(res.table)}, prov)
+                if fit_bar is not None:
+                    fit_bar.empty()
+                prov = Provenance.now(res.model, res.sha256, enhance_settings(res, desc))
+                files = {"result.tif": pipeline.to_tiff(res.output),
+                         "result_middle_slice.png": pipeline.to_png(middle(res.after)),
+                         "metrics.csv": pipeline.to_csv(res.table)}
+                if res.fitted_weights is not None:
+                    files["fitted_denoiser.safetensors"] = pipeline.weights_bytes(res.fitted_weights)
+                remember(run, "enhance", desc, res, files, prov)
         except ValueError as exc:
             st.error(str(exc))
         else:
@@ -134,19 +149,66 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
     show_enhanced(stored)
 
 
+def enhance_settings(res: pipeline.EnhanceResult, desc: str) -> dict:
+    """Provenance settings of an enhancement: the method actually used and why."""
+    settings: dict = {"task": res.task, "input": desc, "shape": list(res.before.shape),
+                      "input_dtype": str(res.output.dtype), "method": res.method}
+    if res.decision is not None:
+        settings |= {"noise_sigma": round(res.decision.noise_sigma, 5), "segmented_levels": res.decision.levels,
+                     "scores_est_gain_db": {s.method: round(s.est_gain_db, 2) for s in res.decision.scores},
+                     "residual_lag1_correlation": round(res.residual_correlation, 3)}
+    if res.fit_report is not None:
+        r = res.fit_report
+        settings["fit"] = {"method": "Noise2Void fine-tuning of the bundled denoiser", "steps": r.steps,
+                           "seconds": round(r.seconds, 1), "blind_spot_loss": [round(r.loss_start, 5),
+                                                                               round(r.loss_end, 5)],
+                           "config": dataclasses.asdict(r.config), "weights": "fitted_denoiser.safetensors"}
+    return settings
+
+
+def show_decision(res: pipeline.EnhanceResult, before: np.ndarray, after: np.ndarray) -> None:
+    """What the denoising found and chose, the residual image and whether it looks like noise."""
+    d = res.decision
+    (st.info if d.in_model_domain else st.warning)(" ".join(d.notes) + f" Method used: **{d.method}**.")
+    if d.scores:
+        st.dataframe([{"method": s.method, "estimated gain over the input (dB)": round(s.est_gain_db, 2),
+                       "used": s.method == d.method} for s in d.scores], hide_index=True)
+        st.caption("Estimated on the image itself: each method predicts every pixel of the central crop "
+                   "without seeing it (Noise2Self); its error against the noisy image minus the noise variance "
+                   "estimates its error against the clean image.")
+    if res.fit_report is not None:
+        r = res.fit_report
+        st.caption(f"Fitted to this image: {r.steps} Noise2Void steps in {r.seconds:.0f} s, blind-spot loss "
+                   f"{r.loss_start:.5f} -> {r.loss_end:.5f}. The fitted weights are in the download.")
+    if d.method == guard.NONE:
+        return
+    residual = before - after
+    st.plotly_chart(image_figure(np.clip(0.5 + residual / max(4 * d.noise_sigma, 1e-6), 0, 1)), width="stretch")
+    rc = res.residual_correlation
+    if rc > guard.RESIDUAL_STRUCTURE:
+        st.warning(f"Residual (input - result, grey = 0): it holds structure, not only noise (neighbouring pixels "
+                   f"correlate at {rc:.2f}; removed noise gives about 0). Look at it before you trust fine detail.")
+    else:
+        st.caption(f"Residual (input - result, grey = 0): it looks like noise (neighbouring pixels correlate at "
+                   f"{rc:.2f}; about 0 for removed noise, higher when structure was removed).")
+
+
 def show_enhanced(stored: dict, names: dict[int, str] | None = None) -> None:
     res = stored["result"]
     task = res.task
     j = show_stack_slice(res.after, "slice_out")
     before = res.before[j] if res.before.ndim == 3 else res.before
     after = res.after[j] if res.after.ndim == 3 else res.after
-    st.caption(f"{res.model} · {res.seconds:.2f} s · {before.shape} -> {after.shape}")
+    st.caption(f"{res.method} · {res.seconds:.2f} s · {before.shape} -> {after.shape}")
+    if res.decision is not None:
+        show_decision(res, before, after)
     st.plotly_chart(compare_figure(before, after, ("input", "result")), width="stretch")
     st.plotly_chart(histogram_figure({"input": before, "result": after}), width="stretch")
     st.caption("Table: central slice, central crop of at most 512 input pixels; the input's multi-Otsu "
                "thresholds are applied to both images.")
     st.dataframe(res.table, hide_index=True)
-    download("Download result (TIFF + PNG + metrics CSV + provenance)", stored, f"battgai_{task}.zip",
+    download("Download result (TIFF in the input's dtype and scale + PNG + metrics CSV + provenance)", stored,
+             f"battgai_{task}.zip",
              "dl_enhance")
 
 

@@ -111,6 +111,27 @@ def to_float(image: np.ndarray) -> np.ndarray:
     return (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
 
 
+def from_float(image: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Map a float image in [0, 1] back to the intensity scale and dtype of ``like`` (inverse of :func:`to_float`).
+
+    An 8-bit input gives 8-bit output, 16-bit gives 16-bit (rounded, clipped to the dtype's
+    range); a float input outside [0, 1] gets its original minimum and maximum back.
+    """
+    like = np.asarray(like)
+    image = np.asarray(image, np.float64)
+    if like.dtype == bool:
+        return image >= 0.5
+    if like.dtype.kind in "ui":
+        info = np.iinfo(like.dtype)
+        lo = 0 if info.min == 0 or like.min() >= 0 else info.min
+        return np.clip(np.rint(image * (info.max - lo) + lo), info.min, info.max).astype(like.dtype)
+    dtype = like.dtype if like.dtype.kind == "f" else np.float32
+    lo, hi = float(like.min()), float(like.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return image.astype(dtype)
+    return (image * (hi - lo) + lo).astype(dtype)
+
+
 def phase_labels(labels: np.ndarray, max_phases: int = 8) -> np.ndarray:
     """Map the distinct values of a segmented image to 0, 1, ... in increasing order.
 

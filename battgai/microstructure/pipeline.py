@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import io as _io
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from battgai.microstructure import metrics, segment
-from battgai.microstructure.io import to_float
+from battgai.microstructure import guard, metrics, segment
+from battgai.microstructure.io import from_float, to_float
 
 Progress = Callable[[int, int], None]
 
@@ -37,6 +38,15 @@ class EnhanceResult:
     sha256: str
     seconds: float
     table: list[dict[str, object]]  # rows of the before / after metrics table
+    output: np.ndarray | None = None  # ``after`` in the input's dtype and intensity scale (what is downloaded)
+    decision: guard.Decision | None = None  # denoising: noise estimate, method used and why
+    residual_correlation: float = math.nan  # denoising: lag-1 correlation of before - after (0 = noise only)
+    fit_report: object | None = None  # selffit.FitReport of "fit to my image"
+    fitted_weights: dict[str, np.ndarray] | None = None  # the denoiser fitted to this image (EnhanceNet state)
+
+    @property
+    def method(self) -> str:
+        return self.decision.method if self.decision is not None else self.model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +125,14 @@ def compare_table(before: np.ndarray, after: np.ndarray, scale: int = 1) -> list
     return [{"metric": k, "before": before_s[k], "after": after_s[k]} for k in before_s]
 
 
-def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile: int = 256) -> EnhanceResult:
+def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile: int = 256,
+            fit_seconds: float = 0.0, fit_progress: Progress | None = None) -> EnhanceResult:
     """Denoise (``task="denoise"``) or super-resolve (``"sr_x2"``, ``"sr_x4"``) a 2D image or stack.
+
+    Denoising picks its method on the image itself (:mod:`battgai.microstructure.guard`); with
+    ``fit_seconds`` > 0 a copy of the denoiser is first fitted to the image by Noise2Void
+    (:mod:`battgai.microstructure.selffit`) and competes with the others. The result's
+    ``output`` has the input's dtype and intensity scale.
 
     Raises
     ------
@@ -128,7 +144,8 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     scale = _scale_of(task)
-    image = to_float(image)
+    source = np.asarray(image)
+    image = to_float(source)
     out_pixels = image.size * scale * scale
     if out_pixels > MAX_OUTPUT_PIXELS:
         raise ValueError(
@@ -137,9 +154,21 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
         )
     model, card = enh.load_model(enh.MODEL_NAMES["denoise" if scale == 1 else scale])
     t0 = time.perf_counter()
-    after = enh.apply_model(image, model, tile=tile, progress=progress)
+    decision, residual, fitted, report = None, math.nan, None, None
+    if scale == 1:  # the method is chosen on the image itself (guard), so the result is never worse than the input
+        if fit_seconds > 0:
+            from battgai.microstructure import selffit
+
+            fitted, report = selffit.fit(image, model, selffit.FitConfig(seconds=fit_seconds), fit_progress)
+        decision = guard.decide(image, model, fitted)
+        after = guard.apply(image, decision, model, progress=progress, fitted=fitted)
+        residual = guard.residual_correlation(image, after)
+    else:
+        after = enh.apply_model(image, model, tile=tile, progress=progress)
     seconds = time.perf_counter() - t0
-    return EnhanceResult(image, after, task, card.name, card.sha256, seconds, compare_table(image, after, scale))
+    return EnhanceResult(image, after, task, card.name, card.sha256, seconds, compare_table(image, after, scale),
+                         from_float(after, like=source), decision, residual, report,
+                         None if fitted is None else {k: v.cpu().numpy() for k, v in fitted.state_dict().items()})
 
 
 def segment_and_measure(
@@ -231,6 +260,13 @@ def to_tiff(array: np.ndarray) -> bytes:
     buf = _io.BytesIO()
     tifffile.imwrite(buf, np.asarray(array))
     return buf.getvalue()
+
+
+def weights_bytes(weights: dict[str, np.ndarray]) -> bytes:
+    """safetensors bytes of a model's weights (a fitted denoiser kept with its run)."""
+    from safetensors.numpy import save
+
+    return save({k: np.ascontiguousarray(v) for k, v in weights.items()})
 
 
 def to_png(image: np.ndarray) -> bytes:

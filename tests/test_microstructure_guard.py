@@ -1,0 +1,159 @@
+"""Denoising never worse than its input (guard), output in the input's dtype and scale, Noise2Void fit."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from battgai.microstructure import guard, pipeline, selffit
+from battgai.microstructure.bench import psnr_ssim
+from battgai.microstructure.enhance import MODEL_NAMES, apply_model, load_model
+from battgai.microstructure.io import demo_labels, from_float, to_float
+
+
+def _three_phase(shape=(160, 160), seed=0) -> np.ndarray:
+    """A 0 / 0.5 / 1 image of blobs: how a segmented slice looks once rendered as grey."""
+    field = ndi.gaussian_filter(np.random.default_rng(seed).normal(size=shape), 4)
+    return np.digitize(field, np.quantile(field, [0.4, 0.75])).astype(np.float32) / 2
+
+
+def _grey(shape=(160, 160), seed=1) -> np.ndarray:
+    """Smooth grey-level texture in [0.1, 0.9] (no plateaus), like a raw CT slice."""
+    field = ndi.gaussian_filter(np.random.default_rng(seed).normal(size=shape), 3)
+    return (0.1 + 0.8 * (field - field.min()) / np.ptp(field)).astype(np.float32)
+
+
+def _noisy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    return np.clip(clean + np.random.default_rng(seed).normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_output_keeps_the_input_dtype_and_intensity_scale(dtype):
+    clean = _grey()
+    if np.dtype(dtype).kind == "u":
+        image = np.round(_noisy(clean, 0.05) * np.iinfo(dtype).max).astype(dtype)
+    else:
+        image = (200.0 + 1000.0 * _noisy(clean, 0.05)).astype(dtype)  # a float image in physical units
+    res = pipeline.enhance(image, "denoise")
+    assert res.output.dtype == image.dtype and res.output.shape == image.shape
+    assert image.min() <= res.output.min() and res.output.max() <= image.max()
+    if np.dtype(dtype).kind == "u":
+        assert np.allclose(res.output / np.iinfo(dtype).max, res.after, atol=0.6 / np.iinfo(dtype).max)
+    else:
+        assert np.allclose(from_float(res.after, like=image), res.output)
+        assert abs(float(res.output.mean()) - float(image.mean())) < 20  # back in physical units, not [0, 1]
+
+
+def test_from_float_inverts_to_float():
+    for image in (np.array([[0, 17, 255]], np.uint8), np.array([[3, 40000, 65535]], np.uint16),
+                  np.array([[-2.5, 0.0, 7.0]], np.float32), np.array([[0.2, 0.3]], np.float64)):
+        back = from_float(to_float(image), like=image)
+        assert back.dtype == image.dtype and np.allclose(back, image, atol=1e-5 * np.ptp(image))
+
+
+def test_a_segmented_like_image_is_not_made_worse_and_says_why():
+    clean = _three_phase()
+    noisy = _noisy(clean, 0.1)
+    model, _ = load_model(MODEL_NAMES["denoise"])
+    bundled_alone = psnr_ssim(clean, apply_model(noisy, model))[0]
+    noisy_psnr = psnr_ssim(clean, noisy)[0]
+    assert bundled_alone < noisy_psnr  # the failure this guards against: edges smeared into grey
+    res = pipeline.enhance(noisy, "denoise")
+    assert res.decision.levels == 3 and res.method == "phase levels (3)"
+    assert not res.decision.in_model_domain and any("looks segmented" in n for n in res.decision.notes)
+    psnr = psnr_ssim(clean, res.after)[0]
+    nlm = psnr_ssim(clean, guard.non_local_means(noisy, res.decision.noise_sigma))[0]
+    assert psnr >= noisy_psnr + 3 and psnr >= nlm
+
+
+def test_a_grey_image_gets_the_best_scoring_method_and_gains():
+    clean = _grey()
+    noisy = _noisy(clean, 0.08)
+    res = pipeline.enhance(noisy, "denoise")
+    d = res.decision
+    assert d.levels == 0 and {s.method for s in d.scores} == {guard.MODEL_METHOD, *guard.CLASSICAL}
+    assert d.method == max(d.scores, key=lambda s: s.est_gain_db).method
+    assert d.noise_sigma == pytest.approx(0.08, rel=0.2)
+    truth = {guard.MODEL_METHOD: apply_model(noisy, load_model(MODEL_NAMES["denoise"])[0]),
+             "non-local means": guard.non_local_means(noisy, d.noise_sigma),
+             "total variation": guard.total_variation(noisy)}
+    best_true = max(psnr_ssim(clean, v)[0] for v in truth.values())
+    psnr = psnr_ssim(clean, res.after)[0]
+    assert psnr >= psnr_ssim(clean, noisy)[0] + 3 and psnr >= best_true - 0.5
+    assert abs(res.residual_correlation) < guard.RESIDUAL_STRUCTURE  # removed noise, not structure
+
+
+def test_a_clean_image_is_kept_as_it_is():
+    image = np.round(_grey() * 255).astype(np.uint8)
+    res = pipeline.enhance(image, "denoise")
+    assert res.method == guard.NONE and np.array_equal(res.output, image)
+
+
+def test_a_stack_is_denoised_slice_by_slice_with_one_decision():
+    field = ndi.gaussian_filter(np.random.default_rng(3).normal(size=(8, 96, 96)), 3)
+    vol = np.digitize(field, np.quantile(field, [0.4, 0.75])).astype(np.float32) / 2
+    noisy = _noisy(vol, 0.1)
+    res = pipeline.enhance(noisy, "denoise")
+    assert res.after.shape == vol.shape and res.method == "phase levels (3)"
+    assert psnr_ssim(vol, res.after)[0] > psnr_ssim(vol, noisy)[0] + 3
+
+
+def test_pixel_scale_structure_that_passes_for_noise_is_kept_as_it_is():
+    # The demo volume's phases change from pixel to pixel: no method can tell them from noise, so none is used.
+    vol = demo_labels((8, 96, 96), porosity=0.4, seed=3).astype(np.float32) / 2
+    noisy = _noisy(vol, 0.1)
+    res = pipeline.enhance(noisy, "denoise")
+    assert res.method == guard.NONE and np.array_equal(res.after, noisy)
+
+
+def test_residual_correlation_tells_noise_from_structure():
+    rng = np.random.default_rng(0)
+    clean = _grey()
+    assert abs(guard.residual_correlation(clean + rng.normal(0, 0.05, clean.shape), clean)) < 0.05
+    assert guard.residual_correlation(clean, np.full_like(clean, clean.mean())) > 0.8
+
+
+def test_noise2void_fit_changes_a_copy_and_competes_with_the_rest():
+    clean = _grey((96, 96))
+    noisy = _noisy(clean, 0.08)
+    model, _ = load_model(MODEL_NAMES["denoise"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fitted, report = selffit.fit(noisy, model, selffit.FitConfig(seconds=2.0))
+    assert report.steps > 5 and np.isfinite(report.loss_end)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())  # the bundled one is untouched
+    assert any(not np.array_equal(before[k], v) for k, v in fitted.state_dict().items())
+    with pytest.raises(ValueError, match="at least 48 x 48"):
+        selffit.fit(noisy[:20, :20], model)
+    res = pipeline.enhance(noisy, "denoise", fit_seconds=2.0)
+    assert guard.FITTED_METHOD in {s.method for s in res.decision.scores}
+    assert res.fit_report.steps > 5 and "head.weight" in res.fitted_weights
+
+
+def test_the_page_says_what_it_chose_and_ships_the_fitted_weights(tmp_path, monkeypatch):
+    import tifffile
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    noisy = np.round(_noisy(_three_phase(), 0.1) * 65535).astype(np.uint16)
+    monkeypatch.setattr("battgai.microstructure.io.demo_image", lambda shape=(256, 256), seed=0: noisy)
+    monkeypatch.setattr("pages.microstructure.FIT_SECONDS", 2.0, raising=False)
+    import streamlit as st
+
+    st.cache_data.clear()
+    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
+    at = AppTest.from_file(str(ROOT / "pages" / "microstructure.py"), default_timeout=120).run()
+    at.checkbox(key="fit_denoiser").check().run()
+    at.button(key="run_enhance").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("looks segmented" in w.value and "phase levels (3)" in w.value for w in at.warning)
+    stored = at.session_state["enhance"]
+    with zipfile.ZipFile(io.BytesIO(stored["zip"])) as z:
+        names = z.namelist()
+        result = tifffile.imread(io.BytesIO(z.read("result.tif")))
+    assert "fitted_denoiser.safetensors" in names and result.dtype == np.uint16
+    st.cache_data.clear()
