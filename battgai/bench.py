@@ -49,6 +49,22 @@ def write_section(task: str, markdown: str) -> None:
     BENCHMARKS_MD.write_text(text)
 
 
+def write_subsection(task: str, name: str, markdown: str) -> None:
+    """Replace the block between ``<!-- name:start -->`` and ``<!-- name:end -->`` inside ``task``'s section.
+
+    Lets one part of a long benchmark be rerun alone; the block is appended when the section lacks it.
+    """
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    section = read_section(task)
+    if start in section and end in section:
+        head, rest = section.split(start, 1)
+        section = head + block + rest.split(end, 1)[1]
+    else:
+        section = section.rstrip() + "\n\n" + block
+    write_section(task, section)
+
+
 def dispatch(command: str, argv: list[str] | None = None) -> None:
     """Run ``battgai.<task>.<command>.main(rest)`` for ``argv = [task, *rest]``."""
     argv = sys.argv[1:] if argv is None else argv

@@ -157,3 +157,22 @@ def test_the_page_says_what_it_chose_and_ships_the_fitted_weights(tmp_path, monk
         result = tifffile.imread(io.BytesIO(z.read("result.tif")))
     assert "fitted_denoiser.safetensors" in names and result.dtype == np.uint16
     st.cache_data.clear()
+
+
+def test_the_guard_table_flags_a_row_worse_than_its_input(tmp_path, monkeypatch):
+    from battgai import bench
+    from battgai.microstructure import guardbench
+
+    row = {"image": "raw x", "noise": "Gaussian", "noisy": 20.0, "bundled": 31.0, "nlm": 30.0, "tv": 31.5,
+           "enhanced": 31.0, "method": "bundled denoiser", "seconds": 1.0, "sigma": 0.1}
+    fit = {"image": "y", "noisy": 20.0, "bundled": 30.0, "fitted": 30.2, "best_classical": 30.0, "enhanced": 30.2,
+           "method": guard.FITTED_METHOD, "steps": 10, "seconds": 70.0}
+    md = guardbench.markdown([row, {**row, "noise": "Poisson", "enhanced": 19.0}], fit)
+    assert "noisy + 3 dB on every row: NO" in md and "best classical on every row: NO" in md
+    assert "Gaussian -0.50 dB, Poisson -12.50 dB" in md and "in <= 60 s: NO" in md
+    monkeypatch.setattr(bench, "BENCHMARKS_MD", tmp_path / "B.md")
+    bench.write_section("microstructure", "head\n\ntail")
+    bench.write_subsection("microstructure", "microstructure-guard", "first")
+    bench.write_subsection("microstructure", "microstructure-guard", "second")
+    text = bench.read_section("microstructure")
+    assert text.startswith("head") and "second" in text and "first" not in text and text.count(":start -->") == 1
