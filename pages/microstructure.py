@@ -154,8 +154,10 @@ def enhance_settings(res: pipeline.EnhanceResult, desc: str) -> dict:
     settings: dict = {"task": res.task, "input": desc, "shape": list(res.before.shape),
                       "input_dtype": str(res.output.dtype), "method": res.method}
     if res.decision is not None:
+        settings["scores"] = {"what": res.decision.score_name,
+                              "values": {s.method: round(s.est_gain_db, 2) for s in res.decision.scores}}
+    if res.task == "denoise":
         settings |= {"noise_sigma": round(res.decision.noise_sigma, 5), "segmented_levels": res.decision.levels,
-                     "scores_est_gain_db": {s.method: round(s.est_gain_db, 2) for s in res.decision.scores},
                      "residual_lag1_correlation": round(res.residual_correlation, 3)}
     if res.fit_report is not None:
         r = res.fit_report
@@ -171,16 +173,17 @@ def show_decision(res: pipeline.EnhanceResult, before: np.ndarray, after: np.nda
     d = res.decision
     (st.info if d.in_model_domain else st.warning)(" ".join(d.notes) + f" Method used: **{d.method}**.")
     if d.scores:
-        st.dataframe([{"method": s.method, "estimated gain over the input (dB)": round(s.est_gain_db, 2),
+        st.dataframe([{"method": s.method, d.score_name: round(s.est_gain_db, 2),
                        "used": s.method == d.method} for s in d.scores], hide_index=True)
-        st.caption("Estimated on the image itself: each method predicts every pixel of the central crop "
-                   "without seeing it (Noise2Self); its error against the noisy image minus the noise variance "
-                   "estimates its error against the clean image.")
+        if res.task == "denoise":
+            st.caption("Estimated on the image itself: each method predicts every pixel of the central crop "
+                       "without seeing it (Noise2Self); its error against the noisy image minus the noise variance "
+                       "estimates its error against the clean image.")
     if res.fit_report is not None:
         r = res.fit_report
         st.caption(f"Fitted to this image: {r.steps} Noise2Void steps in {r.seconds:.0f} s, blind-spot loss "
                    f"{r.loss_start:.5f} -> {r.loss_end:.5f}. The fitted weights are in the download.")
-    if d.method == guard.NONE:
+    if d.method == guard.NONE or res.task != "denoise":
         return
     residual = before - after
     st.plotly_chart(image_figure(np.clip(0.5 + residual / max(4 * d.noise_sigma, 1e-6), 0, 1)), width="stretch")

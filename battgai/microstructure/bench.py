@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from battgai.microstructure import degrade
+from battgai.microstructure.enhance import skimage_upscale
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -61,15 +62,6 @@ def lowres_pair(image: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(low-res input, high-res reference) of the SR benchmark."""
     hr = degrade.crop_to_multiple(image, scale)
     return degrade.blur_downsample(hr, scale, sigma=SR_BLUR), hr
-
-
-def skimage_upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """Classical skimage upscaling: bicubic spline ``rescale(order=3)`` then ``unsharp_mask``."""
-    from skimage.filters import unsharp_mask
-    from skimage.transform import rescale
-
-    up = rescale(image, scale, order=3, mode="reflect", anti_aliasing=False)
-    return np.clip(unsharp_mask(up, radius=scale, amount=0.7), 0.0, 1.0).astype(np.float32)
 
 
 def nl_means(image: np.ndarray) -> np.ndarray:

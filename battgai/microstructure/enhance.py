@@ -162,3 +162,12 @@ def bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     x = torch.from_numpy(to_float(image))[None, None]
     y = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
     return np.clip(y[0, 0].numpy(), 0.0, 1.0)
+
+
+def skimage_upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Classical skimage upscaling: bicubic spline ``rescale(order=3)`` then ``unsharp_mask``."""
+    from skimage.filters import unsharp_mask
+    from skimage.transform import rescale
+
+    up = rescale(image, scale, order=3, mode="reflect", anti_aliasing=False)
+    return np.clip(unsharp_mask(up, radius=scale, amount=0.7), 0.0, 1.0).astype(np.float32)

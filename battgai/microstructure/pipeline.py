@@ -163,8 +163,9 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
         decision = guard.decide(image, model, fitted)
         after = guard.apply(image, decision, model, progress=progress, fitted=fitted)
         residual = guard.residual_correlation(image, after)
-    else:
-        after = enh.apply_model(image, model, tile=tile, progress=progress)
+    else:  # the upscaler is chosen by self-similarity where that test is trusted (guard.SR_SELF_TEST_SCALES)
+        decision = guard.decide_sr(image, model, scale)
+        after = guard.apply_sr(image, decision, model, scale, progress=progress, tile=tile)
     seconds = time.perf_counter() - t0
     return EnhanceResult(image, after, task, card.name, card.sha256, seconds, compare_table(image, after, scale),
                          from_float(after, like=source), decision, residual, report,

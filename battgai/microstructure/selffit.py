@@ -25,6 +25,7 @@ Progress = Callable[[int, int], None]
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
     seconds: float = 40.0  # training budget; inference and scoring come on top
+    max_steps: int | None = None  # stop earlier after this many steps (tests, reproducible runs)
     patch: int = 48
     batch: int = 16
     blind_fraction: float = 0.02  # share of each patch's pixels that are blind spots
@@ -98,7 +99,7 @@ def fit(image: np.ndarray, model, config: FitConfig | None = None, progress: Pro
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     losses: list[float] = []
     t0 = time.perf_counter()
-    while (elapsed := time.perf_counter() - t0) < cfg.seconds:
+    while (elapsed := time.perf_counter() - t0) < cfg.seconds and len(losses) < (cfg.max_steps or 1 << 62):
         inputs, target, mask = (torch.from_numpy(a[:, None]).to(device) for a in _batch(image, cfg, rng))
         out = net(inputs)
         loss = ((out - target)[mask] ** 2).mean()
