@@ -1,7 +1,7 @@
 """``python -m battgai generate``: batch generation without the UI, streamed to disk and resumable.
 
 (``python -m battgai data status | fetch`` is :mod:`battgai.fetch`; ``python -m battgai health-transfer``
-is :mod:`battgai.health.transfercli`.)
+is :mod:`battgai.health.transfercli`; ``python -m battgai campaign`` is :mod:`battgai.materials.campaigncli`.)
 
 Writes ``OUT/cifs/<id>.cif`` for every candidate, appends one row per candidate
 to ``OUT/checks.csv`` after each batch and keeps ``OUT/provenance.json``. Run
@@ -176,7 +176,13 @@ def main(argv: list[str] | None = None) -> None:
     from battgai.health.transfercli import add_arguments, run_cli
 
     add_arguments(sub.add_parser("health-transfer", help="SOH of your own cells from a few labelled ones (CSV out)"))
+    from battgai.materials import campaigncli
+
+    campaigncli.add_arguments(sub.add_parser(
+        "campaign", help="rounds of sample -> screen -> relax on Ray -> judge, stored and resumable"))
     args = p.parse_args(argv)
+    if args.command == "campaign":
+        raise SystemExit(campaigncli.run_cli(args))
     if args.command == "health-transfer":
         raise SystemExit(run_cli(args))
     if args.command == "data":

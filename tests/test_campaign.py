@@ -1,0 +1,122 @@
+"""Campaigns without Ray: a round's records, the suspect guard, the folder's atomic rounds and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from battgai.materials import campaign, evaluate
+from battgai.materials.campaign import CampaignError, CampaignFolder, CampaignSettings
+from battgai.materials.engine import PotentialWorker
+
+SMALL = CampaignSettings(rounds=2, per_round=3, relax=2, relax_steps=3)
+
+
+class InProcessEngine:
+    """The engine's interface on one in-process worker; ``shift`` moves every relaxed energy (eV/atom)."""
+
+    def __init__(self, shift: float = 0.0):
+        self.worker = PotentialWorker()
+        self.shift = shift
+        self.relaxed = 0
+
+    def static_energies(self, structures, progress=None):
+        return self.worker.static(list(structures))
+
+    def relax(self, structures, steps, fmax, progress=None):
+        out = [self.worker.relax(s, steps, fmax) for s in structures]
+        self.relaxed += len(out)
+        return [(s, e + self.shift, why) for s, e, why in out]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, one_torch_thread):
+    root = tmp_path_factory.mktemp("campaign")
+    eng = InProcessEngine()
+    summaries = campaign.run_campaign(SMALL, root, eng)
+    return root, summaries, eng
+
+
+def test_rounds_are_stored_with_provenance(finished):
+    root, summaries, _ = finished
+    folder = CampaignFolder(root)
+    assert folder.committed() == [0, 1]
+    rows = folder.rows()
+    assert [r["id"] for r in rows] == [f"r00{r}-000{k}" for r in range(2) for k in range(3)]
+    meta = folder.meta()
+    for r in rows:
+        assert r["model"] == SMALL.model and r["model_sha256"] == meta["model_sha256"]
+        assert r["seed"] == campaign.round_seed(SMALL.seed, r["round"])
+        assert (root / "cifs" / f"{r['id']}.cif").exists()
+    assert sum(r["relaxed"] for r in rows) == sum(s["relaxed"] for s in summaries) <= 4
+    assert (root / "candidates.csv").read_text().count("\n") == len(rows) + 1
+
+
+def test_a_finished_campaign_reruns_nothing(finished):
+    root, _, _ = finished
+    before = (root / "rounds" / "round_0000.json").read_bytes()
+    eng = InProcessEngine()
+    campaign.run_campaign(SMALL, root, eng)
+    assert eng.relaxed == 0
+    assert (root / "rounds" / "round_0000.json").read_bytes() == before
+
+
+def test_crystals_far_below_the_hull_are_suspect_never_stable(tmp_path, one_torch_thread):
+    # Every relaxed energy 5 eV/atom lower puts each crystal far below the known hull: a hole of the potential.
+    campaign.run_campaign(CampaignSettings(rounds=1, per_round=3, relax=2, relax_steps=2), tmp_path,
+                          InProcessEngine(shift=-5.0))
+    relaxed = [r for r in CampaignFolder(tmp_path).rows() if r["relaxed"]]
+    assert relaxed
+    for r in relaxed:
+        assert r["e_hull"] < -evaluate.SUSPECT_BELOW_HULL
+        assert r["suspect"] and not r["stable"] and not r["sun"] and r["verdict"] == "suspect"
+    assert campaign.summary(CampaignFolder(tmp_path).read_round(0))["suspect"] == len(relaxed)
+
+
+def test_verdicts():
+    assert [evaluate.verdict(e) for e in (-0.2, -0.04, 0.09, 0.3, math.nan)] == [
+        "suspect", "stable", "stable", "unstable", "no hull"]
+
+
+def test_impossible_conditions_are_refused_before_work(tmp_path):
+    s = CampaignSettings(conditions="required=Ar", rounds=1, per_round=2, relax=1)
+    with pytest.raises(CampaignError, match="Ar"):
+        campaign.run_campaign(s, tmp_path / "c", InProcessEngine.__new__(InProcessEngine))
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_folder_of_another_version_is_left_alone(tmp_path):
+    meta = {"format": campaign.FORMAT + 1, "settings": {}, "battgai_version": "9.9"}
+    (tmp_path / "campaign.json").write_text(json.dumps(meta))
+    with pytest.raises(CampaignError, match="folder format"):
+        campaign.run_campaign(SMALL, tmp_path, None)
+    assert json.loads((tmp_path / "campaign.json").read_text()) == meta
+
+
+def test_other_settings_are_refused(finished):
+    root, _, _ = finished
+    with pytest.raises(CampaignError, match="per_round"):
+        campaign.prepare(CampaignSettings(rounds=2, per_round=4, relax=2, relax_steps=3), CampaignFolder(root))
+    campaign.prepare(CampaignSettings(rounds=5, per_round=3, relax=2, relax_steps=3), CampaignFolder(root))
+
+
+def test_a_full_disk_is_said_before_work(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(CampaignError, match="MB free"):
+        campaign.run_campaign(SMALL, tmp_path / "c", None)
+    assert not (tmp_path / "c").exists()
+
+
+def test_cli_refuses_an_unreachable_ray_address_before_work(tmp_path, capsys):
+    from battgai.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["campaign", "--rounds", "1", "--per-round", "2", "--relax", "1", "--out", str(tmp_path / "c"),
+              "--ray-address", "127.0.0.1:1"])
+    assert exc.value.code == 2
+    assert "cannot reach a Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
