@@ -12,6 +12,7 @@ st.set_page_config(page_title="battgai", page_icon=str(ROOT / "static" / "favico
 PAGES = [
     ("pages/home.py", "Home", ":material/home:"),
     ("pages/materials.py", "Materials generation", ":material/diamond:"),
+    ("pages/campaigns.py", "Discovery campaigns", ":material/travel_explore:"),
     ("pages/microstructure.py", "Microstructure", ":material/grain:"),
     ("pages/health.py", "Battery health", ":material/battery_charging_full:"),
     ("pages/models.py", "Model zoo", ":material/model_training:"),

@@ -1,0 +1,160 @@
+"""Campaigns: start a discovery campaign that runs outside the browser, watch it round by round, take its best."""
+
+import os
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from battgai.materials import campaign, evaluate
+from battgai.materials.campaign import CampaignError, CampaignFolder, CampaignSettings
+from battgai.materials.campaigncli import launch
+from battgai.materials.engine import EngineError
+from components.run_job import store
+from components.structure_viewer import show_structure
+
+st.title("Discovery campaigns")
+st.write(
+    "A campaign runs rounds of: sample crystals with the generator under your conditions -> checks -> static CHGNet "
+    "screen -> relax the best (FIRE, on Ray workers that each hold one CHGNet) -> energy above the MP-20 hull, "
+    "novelty and uniqueness judged on the relaxed crystal. It runs as its own process: closing this tab or "
+    "restarting the server does not stop it, and a campaign cut off at any moment resumes at its first unfinished "
+    f"round. Crystals more than {evaluate.SUSPECT_BELOW_HULL:g} eV/atom *below* the known hull are **suspect** "
+    "(far likelier a hole of the potential or a missing reference phase than a discovery) and never counted as "
+    "stable or S.U.N."
+)
+runs_store = store()
+
+with st.expander("Start a campaign", expanded=not runs_store.list(campaign.TASK)):
+    with st.form("campaign_form"):
+        conditions = st.text_input("Conditions", key="camp_conditions",
+                                   help='As on the CLI, e.g. "allowed=Li,Fe,P,O;required=Li;ion=Li;natoms=14" '
+                                        "(empty: unconditioned)")
+        c1, c2, c3, c4 = st.columns(4)
+        rounds = c1.number_input("Rounds", 1, 50, 3, key="camp_rounds")
+        per_round = c2.number_input("Crystals per round", 1, campaign.MAX_PER_ROUND, 20, key="camp_per_round")
+        relax = c3.number_input("Relaxed per round", 0, campaign.MAX_PER_ROUND, 5, key="camp_relax",
+                                help="the best by static E_hull; about 2-5 s of one CPU core each")
+        steps = c4.number_input("FIRE steps", 1, 500, 100, key="camp_steps")
+        c5, c6, c7 = st.columns(3)
+        seed = c5.number_input("Seed", 0, 2**31 - 1, 0, key="camp_seed")
+        novel_only = c6.checkbox("Novel only", key="camp_novel_only",
+                                 help="reject sampled crystals that match a training structure")
+        address = c7.text_input("Ray address (optional)", key="camp_ray",
+                                help="host:port of an existing Ray cluster; empty: a local Ray on this machine")
+        start = st.form_submit_button("Start campaign", type="primary")
+    if start:
+        settings = CampaignSettings(conditions=conditions.strip(), rounds=int(rounds), per_round=int(per_round),
+                                    relax=int(relax), seed=int(seed), relax_steps=int(steps),
+                                    novel_only=novel_only)
+        try:
+            run = launch(settings, address.strip() or None, runs_store)
+        except (CampaignError, EngineError, OSError) as exc:
+            st.error(f"Campaign not started: {exc}")
+        else:
+            st.session_state["camp_chosen"] = run.id
+            st.success(f"Started: it runs in its own process (run `{run.id}`).")
+
+records = runs_store.list(campaign.TASK)
+if not records:
+    st.info("No campaigns yet.")
+    st.stop()
+ids = [r.id for r in records]
+if st.query_params.get("run") in ids and "camp_chosen" not in st.session_state:
+    st.session_state["camp_chosen"] = st.query_params["run"]
+if st.session_state.get("camp_chosen") not in ids:
+    st.session_state["camp_chosen"] = ids[0]
+labels = {r.id: f"{r.created.replace('T', ' ')[:19]} · {r.title} ({r.status})" for r in records}
+chosen = st.selectbox("Campaign", ids, format_func=labels.__getitem__, key="camp_chosen")
+
+
+def verdict_counts(rows: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["verdict"]] = out.get(r["verdict"], 0) + 1
+    return out
+
+
+@st.fragment(run_every=5)
+def watch(run_id: str) -> None:
+    """The chosen campaign as it stands; reruns every 5 s, so a running one is followed round by round."""
+    record = runs_store.get(run_id)
+    folder = CampaignFolder(campaign.data_root(record.path))
+    meta = folder.meta()
+    if meta is not None and meta.get("format") != campaign.FORMAT:
+        st.warning(f"This campaign was written by battgai {meta.get('battgai_version')} in folder format "
+                   f"{meta.get('format')}; this version reads format {campaign.FORMAT}. Its files are left as "
+                   f"they are in `{record.path}` (the Runs page still downloads them).")
+        return
+    status = folder.status()
+    st.caption(f"Status: **{record.status}**" + (f" · {status.get('step')}" if record.status == "running" else "")
+               + (f" · {record.error}" if record.error else ""))
+    if record.status == "running" and status.get("pid") and st.button("Stop", key="camp_stop",
+                                                                       help="committed rounds are kept"):
+        try:
+            os.kill(int(status["pid"]), 15)
+        except OSError as exc:
+            st.error(f"Could not stop it: {exc}")
+    if record.status == "interrupted":
+        st.info("Its process ended before it finished; resume it with: "
+                f"`python -m battgai campaign --out {record.path}` and the settings shown under Provenance.")
+    rounds = folder.rounds()
+    if not rounds:
+        st.info("No round finished yet." if record.status == "running" else "No round was committed.")
+        log = record.path / "campaign.log"
+        if log.exists():
+            st.code(log.read_text()[-2000:] or "(no output yet)")
+        return
+    summaries = pd.DataFrame([campaign.summary(rd) for rd in rounds])
+    rows = folder.rows()
+    relaxed = [r for r in rows if r["relaxed"]]
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric("Rounds", f"{len(rounds)} / {meta['settings']['rounds']}")
+    m2.metric("S.U.N.", f"{sum(r['sun'] for r in relaxed)} of {len(relaxed)} relaxed")
+    m3.metric("Suspect", sum(r["suspect"] for r in relaxed),
+              help=f"more than {evaluate.SUSPECT_BELOW_HULL:g} eV/atom below the known hull: never counted stable")
+    m4.metric("Novel (relaxed)", f"{100 * evaluate.rate(r['novel'] for r in relaxed):.0f} %" if relaxed else "-")
+    m5.metric("Crystals / min", f"{60 * len(rows) / max(summaries.seconds.sum(), 1e-9):.1f}")
+    st.dataframe(summaries.rename(columns={"sun_rate": "S.U.N. rate", "novel_rate": "novel rate",
+                                           "candidates_per_minute": "crystals/min"}),
+                 hide_index=True, width="stretch")
+    if len(summaries) > 1:
+        st.line_chart(summaries.set_index("round")[["sun_rate", "novel_rate"]], x_label="round")
+    if relaxed:
+        hist = pd.DataFrame({"E_hull (eV/atom)": [r["e_hull"] for r in relaxed],
+                             "verdict": [r["verdict"] for r in relaxed]})
+        st.plotly_chart(px.histogram(hist, x="E_hull (eV/atom)", color="verdict", nbins=30,
+                                     title="Relaxed crystals: energy above the MP-20 hull"), key="camp_hist")
+    st.caption(", ".join(f"{k}: {v}" for k, v in sorted(verdict_counts(rows).items())))
+
+
+watch(chosen)
+
+record = runs_store.get(chosen)
+folder = CampaignFolder(campaign.data_root(record.path))
+meta = folder.meta()
+if meta is None or meta.get("format") != campaign.FORMAT or not folder.committed():
+    st.stop()
+rows = folder.rows()
+# Best first: S.U.N., then stable, then by E_hull; suspect ones last whatever their energy.
+best = sorted((r for r in rows if r["relaxed"]),
+              key=lambda r: (r["suspect"], not r["sun"], not r["stable"], r["e_hull"]))
+st.subheader("Best candidates")
+if best:
+    table = pd.DataFrame(best)[["id", "formula", "n_atoms", "sg_found", "e_hull", "verdict", "novel", "unique",
+                                "sun", "round", "seed"]]
+    st.dataframe(table.head(50), hide_index=True, width="stretch")
+    pick = st.selectbox("Show in 3D", [r["id"] for r in best[:50]], key="camp_pick",
+                        format_func=lambda i: next(f"{i} · {r['formula']} · {r['verdict']}" for r in best
+                                                   if r["id"] == i))
+    from pymatgen.core import Structure
+
+    rd = folder.read_round(int(pick[1:4]))
+    show_structure(Structure.from_dict(next(c["structure"] for c in rd["candidates"] if c["id"] == pick)))
+else:
+    st.info("No crystal relaxed yet.")
+c1, c2 = st.columns(2)
+c1.download_button("Download all (CIF zip + CSV with provenance)", folder.cif_zip,
+                   file_name=f"campaign_{record.id}.zip", mime="application/zip", key="camp_zip")
+c2.download_button("Download the table (CSV)", folder.csv, file_name=f"campaign_{record.id}.csv",
+                   mime="text/csv", key="camp_csv")
