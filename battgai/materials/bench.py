@@ -27,6 +27,7 @@ import numpy as np
 
 from battgai import __version__
 from battgai.materials import validate
+from battgai.materials.evaluate import by_index, relax_all, score, sun
 from battgai.materials.sample import Conditions
 from battgai.registry import REPO_ROOT
 
@@ -146,106 +147,6 @@ def _radius(symbol: str) -> float:
     el = Element(symbol)
     # Noble gases have no tabulated atomic radius; the calculated one stands in.
     return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
-
-
-def score(structures, known) -> dict[str, float]:
-    """Validity, SMACT, uniqueness, novelty as fractions of all attempts (a missing structure fails all)."""
-    n = len(structures)
-    ok = [s for s in structures if s is not None]
-    valid = [validate.structural_valid(s) for s in ok]
-    smact = [validate.smact_valid(s.composition.element_composition.as_dict()) for s in ok]
-    uniq = validate.unique_mask(ok)
-    novel = [validate.is_novel(s, known) for s in ok]
-    return {"produced": len(ok) / n, "valid": sum(valid) / n, "smact": sum(smact) / n,
-            "unique": sum(uniq) / n, "novel": sum(novel) / n,
-            "_unique_mask": uniq, "_novel_mask": novel, "_ok_index": [i for i, s in enumerate(structures) if s]}
-
-
-def _by_index(sc: dict) -> tuple[dict, dict]:
-    """:func:`score`'s uniqueness and novelty masks keyed by structure index, as :func:`sun` takes them."""
-    ok = sc["_ok_index"]
-    return dict(zip(ok, sc["_unique_mask"], strict=True)), dict(zip(ok, sc["_novel_mask"], strict=True))
-
-
-#: Wall-clock limit of one benchmark relaxation (s). A cell that collapses under the potential makes CHGNet's
-#: neighbour lists explode (one took 19 GB and minutes per step); it is stopped and counted as failed.
-RELAX_TIMEOUT = 90
-
-
-class _RelaxTimeout(Exception):
-    pass
-
-
-def _raise_timeout(signum, frame):
-    raise _RelaxTimeout
-
-
-def relax_all(structures, steps: int = 100, progress=None) -> list:
-    """CHGNet relaxation of each structure: ``(relaxed structure, energy per atom)`` or None when it fails
-    or runs past :data:`RELAX_TIMEOUT` seconds."""
-    import signal
-
-    from battgai.materials.stability import relax
-
-    out = []
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
-    try:
-        for k, s in enumerate(structures):
-            signal.alarm(RELAX_TIMEOUT)
-            try:
-                r, e = relax(s, steps=steps)
-                out.append((r, e) if np.isfinite(e) and validate.structural_valid(r) else None)
-            except Exception:  # a relaxation that blows up or times out counts as unstable
-                out.append(None)
-            finally:
-                signal.alarm(0)
-            if progress:
-                progress(k + 1, len(structures))
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-    return out
-
-
-def sun(structures, idx, uniq_of, novel_of, refs, known, relax_steps: int = 100) -> dict[str, float]:
-    """S.U.N. over subsample ``idx``: stable (CHGNet E_hull < 0.1 eV/atom), unique, novel.
-
-    Given twice: on static energies of the structures as generated, and after a
-    CHGNet relaxation (``relax_steps`` FIRE steps, fmax 0.1 eV/A), where novelty is
-    judged on the relaxed structure and uniqueness also within the relaxed subsample.
-    """
-    from battgai.materials.stability import STABLE_EHULL, static_energies
-
-    sub = [structures[i] for i in idx]
-    have = [k for k, s in enumerate(sub) if s is not None and validate.structural_valid(s)]
-    e = static_energies([sub[k] for k in have]) if have else []
-    ehull, eform = np.full(len(idx), np.nan), np.full(len(idx), np.nan)
-    for k, en in zip(have, e, strict=True):
-        h = refs.hull(sub[k].composition, float(en))
-        ehull[k], eform[k] = h.e_above_hull, h.formation_energy
-    stable = np.nan_to_num(ehull, nan=np.inf) < STABLE_EHULL
-    sun_mask = [bool(stable[k] and uniq_of.get(i, False) and novel_of.get(i, False)) for k, i in enumerate(idx)]
-    out = {"stable": float(stable.mean()), "sun": float(np.mean(sun_mask)),
-           "ehull_median": float(np.nanmedian(ehull)) if np.isfinite(ehull).any() else math.nan,
-           "no_reference": float(np.mean(~np.isfinite(ehull))), "_eform": eform.tolist(),  # incl. invalid
-           "_ehull": ehull.tolist()}
-    if relax_steps:
-        t0 = time.time()
-        relaxed = relax_all([sub[k] for k in have], relax_steps)
-        eh_r, ef_r = np.full(len(idx), np.nan), np.full(len(idx), np.nan)
-        done = {k: r for k, r in zip(have, relaxed, strict=True) if r is not None}
-        for k, (st, en) in done.items():
-            h = refs.hull(st.composition, en)
-            eh_r[k], ef_r[k] = h.e_above_hull, h.formation_energy
-        stable_r = np.nan_to_num(eh_r, nan=np.inf) < STABLE_EHULL
-        keys = sorted(done)
-        uniq_r = dict(zip(keys, validate.unique_mask([done[k][0] for k in keys]), strict=True))
-        sun_r = [bool(stable_r[k] and uniq_r[k] and uniq_of.get(idx[k], False)
-                      and validate.is_novel(done[k][0], known)) for k in keys]
-        out.update({"stable_relaxed": float(stable_r.mean()), "sun_relaxed": sum(sun_r) / len(idx),
-                    "ehull_median_relaxed": float(np.nanmedian(eh_r)) if np.isfinite(eh_r).any() else math.nan,
-                    "relax_failed": (len(have) - len(done)) / len(idx), "relax_seconds": time.time() - t0,
-                    "_eform_relaxed": ef_r.tolist(), "_ehull_relaxed": eh_r.tolist()})
-    return out
 
 
 @functools.cache
@@ -377,7 +278,7 @@ def sampler_quality(structures: list, ref_fp, ref_props: np.ndarray, known, refs
     """What the side runs report of one sample: uniqueness, novelty, COV and property distances against the
     held-out crystals, static CHGNet stability and S.U.N. over all, relaxed over the first ``relax_n``."""
     sc = score(structures, known)
-    uniq_of, novel_of = _by_index(sc)
+    uniq_of, novel_of = by_index(sc)
     every = sun(structures, list(range(len(structures))), uniq_of, novel_of, refs, known, relax_steps=0)
     first = sun(structures, list(range(min(relax_n, len(structures)))), uniq_of, novel_of, refs, known, relax_steps)
     return {"n": len(structures), "unique": sc["unique"], "novel": sc["novel"],
@@ -986,7 +887,7 @@ def main(argv: list[str] | None = None) -> None:
     idx = sorted(rng.choice(both, size=min(args.sun_n, len(both)), replace=False).tolist())
     for k, m in enumerate(methods):
         sc = score(m.structures, known)
-        uniq_of, novel_of = _by_index(sc)
+        uniq_of, novel_of = by_index(sc)
         r["methods"][m.name] = sc = {k: v for k, v in sc.items() if not k.startswith("_")}
         if k < 3:  # the raw model's S.U.N. would differ from the app's only by its invalid share
             r["sun"][m.name] = sun(m.structures, idx, uniq_of, novel_of, refs, known, args.relax_steps)
