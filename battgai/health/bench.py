@@ -193,11 +193,111 @@ def transfer_section(generator_steps: int = 400) -> list[str]:
     return [TRANSFER_START, *lines, TRANSFER_END]
 
 
-def replace_block(section: str, block: str) -> str:
-    """``section`` with its transfer block replaced by ``block`` (appended when it has none)."""
-    if TRANSFER_START in section and TRANSFER_END in section:
-        head, rest = section.split(TRANSFER_START, 1)
-        return head + block + rest.split(TRANSFER_END, 1)[1]
+GENERATORS_START, GENERATORS_END = "<!-- health-generators:start -->", "<!-- health-generators:end -->"
+
+
+def generators_section(write_cards: bool = True) -> list[str]:
+    """Issue 24: cVAE and diffusion side by side against the jitter baseline, and the default pick.
+
+    Quality scores leave-one-cell-out over the window-observed cells (each generator retrained
+    without the held-out cell), the early-life augmentation with both generators, generation
+    speed; with ``write_cards`` the scores go into both model cards, where the page's default
+    rule (:func:`battgai.health.generators.pick`) reads them.
+    """
+    import dataclasses
+
+    from battgai import registry
+    from battgai.health import experiment, generators
+    from battgai.health.preprocess import nasa_curves, window_observed
+
+    t0 = time.time()
+    curves = nasa_curves()
+    wide = curves.subset(window_observed(curves))
+    kinds = ("jitter", *generators.KINDS)
+    names = {"jitter": "nearest real curve + 1 % noise (baseline)", "cvae": "cVAE (health_cvae)",
+             "diffusion": "diffusion (health_diffusion)"}
+    q = {}
+    for kind in kinds:
+        print(f"[generators] quality, {kind}...", flush=True)
+        q[kind] = experiment.generator_quality(curves, wide, kind=kind)
+    rows = [("discriminative score, whole curve (<= 0.1)", "discriminative_score", ".3f"),
+            ("discriminative score, 3.9 -> 3.5 V window", "discriminative_score_window", ".3f"),
+            (f"discriminative score, loaded part only (below {wide.v_start.min():.3f} V)",
+             "discriminative_score_loaded_part", ".3f"),
+            ("TSTR: ridge trained on synthetic only, RMSE (SOH points)", "tstr_rmse_soh_points", ".2f"),
+            ("TRTR: ridge trained on real, same folds", "trtr_rmse_soh_points", ".2f"),
+            ("TSTR / TRTR (<= 1.3)", "tstr_over_trtr", ".2f"),
+            ("full data, real + synthetic (ridge)", "full_data_real_plus_synthetic_rmse", ".2f")]
+    metrics = {k: q[k].metrics() for k in kinds}
+    lines = ["### Curve generators side by side: cVAE, diffusion, jitter baseline", "",
+             f"{len(wide)} curves of the {len(np.unique(wide.cell_id))} window-observed cells, leave-one-cell-out: "
+             "each generator is retrained on every other NASA cell (all 15 minus the held-out one) and makes one "
+             "curve at the conditions of every held-out curve (discriminative score: gradient boosting, 5-fold "
+             "grouped by cell, on Q(V) / capacity over the whole 4.2 -> 2.7 V grid, i.e. the rest-to-load step, "
+             "the loaded part and the end of discharge; 0 = indistinguishable, 0.5 = always told apart) and of "
+             "every training curve (TSTR). The baseline copies the nearest training curve in (SOH, T, |I|), "
+             "rescales it to the asked SOH and adds 1 % of nominal Gaussian noise.", "",
+             "| score | " + " | ".join(names[k] for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(format(metrics[k][key], fmt) for k in kinds) + " |")
+    lines.append("")
+
+    print("[generators] early-life augmentation with both generators...", flush=True)
+    early = experiment.early_life_experiment(wide, frac=0.3, soh_min=0.6, seeds=(0,), estimators=("ridge", "gbm"),
+                                             steps=1000, diffusion=True)
+    arms = list(early.rmse["ridge"])
+    lines += ["Early-life augmentation (leave one cell out; train on the first 30 % of every other cell's cycles, "
+              f"test on the held-out cell's whole life; {len(early.splits)} cells x 1 seed; synthetic SOH uniform "
+              "from 0.6 to the training maximum), held-out RMSE in SOH points, mean +- std over cells:", "",
+              "| estimator | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for est in early.rmse:
+        summ = early.summary(est)
+        lines.append(f"| {est} | " + " | ".join(_fmt(summ[a]) for a in arms) + " |")
+    best = {a: min(early.summary(e)[a][0] for e in early.rmse) for a in arms}
+    simple = min(best["+ jitter"], best["+ mixup"])
+    lines += ["", "Best pipeline per augmentation (any estimator): "
+              + "; ".join(f"{a} {v:.2f}" for a, v in best.items())
+              + f". Against the best jitter / mixup pipeline ({simple:.2f}): cVAE {best['+ cVAE'] / simple - 1:+.0%}, "
+              f"diffusion {best[experiment.DIFFUSION_ARM] / simple - 1:+.0%}.", ""]
+
+    speed = []
+    cond = np.column_stack([np.linspace(0.7, 1.0, 1000), np.full(1000, 24.0), np.full(1000, 2.0)])
+    for kind in generators.KINDS:
+        try:
+            gen = generators.load(kind)
+        except registry.ModelNotFound:
+            continue
+        generators.sample(gen, cond[:10])
+        t1 = time.perf_counter()
+        generators.sample(gen, cond, seed=0)
+        speed.append(f"{kind} {time.perf_counter() - t1:.2f} s")
+    lines += ["Generation time for 1,000 curves with the bundled weights, CPU 1 thread: " + ", ".join(speed) + ".", ""]
+
+    kind, why = generators.pick({k: metrics[k] for k in generators.KINDS})
+    lines += [f"**Default generator: {kind}** ({why}); the health page uses it and offers the other.", "",
+              "| target (issue 24) | cVAE | | diffusion | |", "|---|---|---|---|---|"]
+    for label, key, bar in (("discriminative score <= 0.1, whole curve", "discriminative_score", 0.1),
+                            ("TSTR / TRTR <= 1.3", "tstr_over_trtr", 1.3)):
+        lines.append(f"| {label} | " + " | ".join(f"{metrics[k][key]:.3f} | {_hit(metrics[k][key] <= bar)}"
+                                                  for k in generators.KINDS) + " |")
+    lines += ["", "Generators part: `python -m battgai.bench health --part generators`, "
+              f"{dt.date.today().isoformat()}, "
+              f"{time.time() - t0:.0f} s."]
+    if write_cards:
+        for k in generators.KINDS:
+            try:
+                card = registry.load_card(generators.NAMES[k])
+            except registry.ModelNotFound:
+                continue
+            registry.write_card(dataclasses.replace(card, metrics=metrics[k]))
+    return [GENERATORS_START, *lines, GENERATORS_END]
+
+
+def replace_block(section: str, block: str, start: str = TRANSFER_START, end: str = TRANSFER_END) -> str:
+    """``section`` with its ``start`` ... ``end`` block replaced by ``block`` (appended when it has none)."""
+    if start in section and end in section:
+        head, rest = section.split(start, 1)
+        return head + block + rest.split(end, 1)[1]
     return section.rstrip() + "\n\n" + block
 
 
@@ -214,8 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per split")
     p.add_argument("--steps", type=int, default=1000, help="CVAE steps per low-data run")
     p.add_argument("--no-write", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
-    p.add_argument("--part", choices=("all", "transfer"), default="all",
-                   help="transfer: run only the transfer section and replace it inside the health section")
+    p.add_argument("--part", choices=("all", "transfer", "generators"), default="all",
+                   help="transfer / generators: run only that section and replace it inside the health section")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
@@ -224,6 +324,12 @@ def main(argv: list[str] | None = None) -> None:
         print(md)
         if not args.no_write:
             write_section("health", replace_block(read_section("health"), md))
+        return
+    if args.part == "generators":
+        md = "\n".join(generators_section(write_cards=not args.no_write))
+        print(md)
+        if not args.no_write:
+            write_section("health", replace_block(read_section("health"), md, GENERATORS_START, GENERATORS_END))
         return
 
     curves = nasa_curves()
@@ -265,7 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"Generation speed, bundled `health_cvae`, CPU 1 thread, batch 10,000: {speed_bank:,.0f} curves/s "
               f"(latent bank), {speed_prior:,.0f} curves/s (prior).", ""]
 
-    lines += [*targets_table(a, b), *transfer_section(), f"Bench wall time {time.time() - t_start:.0f} s."]
+    lines += [*targets_table(a, b), *generators_section(not args.no_write), *transfer_section(),
+              f"Bench wall time {time.time() - t_start:.0f} s."]
     md = "\n".join(lines)
     print(md)
     if not args.no_write:

@@ -15,6 +15,8 @@ from battgai.health.estimator import make_estimator, rmse_points
 from battgai.health.preprocess import CurveSet, window
 
 ARMS = ("real only", "+ jitter", "+ mixup", "+ cVAE")
+#: The arm a run with ``diffusion=True`` adds (retrains a diffusion model per run: ~35 s each).
+DIFFUSION_ARM = "+ diffusion"
 
 
 @dataclasses.dataclass
@@ -96,16 +98,29 @@ def cvae_augment(train: CurveSet, n: int, seed: int, steps: int = 1000, soh_min:
     return sample(gen, synthetic_conditions(train, n, rng, soh_min=soh_min), seed=seed)
 
 
-def _arms(train: CurveSet, seed: int, ratio: float, steps: int, soh_min: float | None = None) -> dict[str, CurveSet]:
-    """The four training sets of one run: real only and real + each augmentation (same size)."""
+def diffusion_augment(train: CurveSet, n: int, seed: int, soh_min: float | None = None) -> CurveSet:
+    """Synthetic curves from a diffusion model trained on ``train`` only (same conditions as the cVAE's)."""
+    from battgai.health import generators
+
+    gen = generators.train("diffusion", train, seed=seed)
+    rng = np.random.default_rng(seed + 7919)
+    return generators.sample(gen, synthetic_conditions(train, n, rng, soh_min=soh_min), seed=seed)
+
+
+def _arms(train: CurveSet, seed: int, ratio: float, steps: int, soh_min: float | None = None,
+          diffusion: bool = False) -> dict[str, CurveSet]:
+    """The training sets of one run: real only and real + each augmentation (same size)."""
     n = max(1, round(ratio * len(train)))
     rng = np.random.default_rng(seed)
-    return {
+    sets = {
         "real only": train,
         "+ jitter": CurveSet.concat([train, jitter(train, n, rng)]),
         "+ mixup": CurveSet.concat([train, mixup(train, n, rng)]),
         "+ cVAE": CurveSet.concat([train, cvae_augment(train, n, seed, steps, soh_min)]),
     }
+    if diffusion:
+        sets[DIFFUSION_ARM] = CurveSet.concat([train, diffusion_augment(train, n, seed, soh_min)])
+    return sets
 
 
 @dataclasses.dataclass
@@ -170,14 +185,16 @@ def augmentation_experiment(curves: CurveSet, n_train_cells: int = 2, n_splits: 
 def early_life_experiment(curves: CurveSet, frac: float = 0.3, soh_min: float = 0.6,
                           seeds: tuple[int, ...] = (0,), estimators: tuple[str, ...] = ("ridge",),
                           ratio: float = 1.0, steps: int = 1000,
-                          progress: Callable[[float], None] | None = None) -> AugmentationResult:
+                          progress: Callable[[float], None] | None = None,
+                          diffusion: bool = False) -> AugmentationResult:
     """Low data by age: train on the first ``frac`` of every other cell's cycles, test on a held-out cell's whole life.
 
     Leave-one-cell-out. The estimator never sees a curve older than ``frac`` of a cell's life, so
     it must extrapolate to low SOH; the CVAE (trained on the same early-life curves) is asked for
     SOH uniform from ``soh_min`` (the end-of-life range a user wants covered, chosen without
     looking at any test label) to the training maximum. Jitter and mixup cannot leave the
-    training range. ``splits`` of the result name the held-out cell of each run.
+    training range. ``splits`` of the result name the held-out cell of each run. ``diffusion``
+    adds the :data:`DIFFUSION_ARM` (a diffusion model trained per run on the same curves).
     """
     if not 0 < frac < 1:
         raise ValueError(f"frac must lie in (0, 1), got {frac}")
@@ -189,13 +206,13 @@ def early_life_experiment(curves: CurveSet, frac: float = 0.3, soh_min: float = 
         m = curves.cell_id == cell
         rank[m] = np.argsort(np.argsort(curves.cycle[m])) / m.sum()
     early = rank < frac
-    rmse = {e: {arm: [] for arm in ARMS} for e in estimators}
+    rmse = {e: {arm: [] for arm in ARMS + (DIFFUSION_ARM,) * diffusion} for e in estimators}
     runs = [(cell, seed) for cell in cells for seed in seeds]
     for r, (cell, seed) in enumerate(runs):
         test = curves.subset(curves.cell_id == cell)
         train = curves.subset((curves.cell_id != cell) & early)
         for e in estimators:
-            for arm, data in _arms(train, seed, ratio, steps, soh_min).items():
+            for arm, data in _arms(train, seed, ratio, steps, soh_min, diffusion).items():
                 rmse[e][arm].append(rmse_points(test.soh, make_estimator(e, seed).fit(data).predict(test)))
         if progress is not None:
             progress((r + 1) / len(runs))
@@ -220,12 +237,14 @@ class QualityResult:
         return self.tstr_rmse / self.trtr_rmse
 
     def metrics(self) -> dict[str, float]:
-        return {"tstr_rmse_soh_points": self.tstr_rmse, "trtr_rmse_soh_points": self.trtr_rmse,
-                "tstr_over_trtr": self.tstr_ratio, "full_data_real_plus_synthetic_rmse": self.full_aug_rmse,
-                "discriminative_score": self.discriminative_score,
-                "discriminative_score_window": self.discriminative_score_window,
-                "discriminative_score_prior_sampling": self.discriminative_score_prior,
-                "discriminative_score_loaded_part": self.discriminative_score_loaded}
+        out = {"tstr_rmse_soh_points": self.tstr_rmse, "trtr_rmse_soh_points": self.trtr_rmse,
+               "tstr_over_trtr": self.tstr_ratio, "full_data_real_plus_synthetic_rmse": self.full_aug_rmse,
+               "discriminative_score": self.discriminative_score,
+               "discriminative_score_window": self.discriminative_score_window,
+               "discriminative_score_prior_sampling": self.discriminative_score_prior,
+               "discriminative_score_loaded_part": self.discriminative_score_loaded}
+        # A score that does not apply to this generator (NaN) is left out: cards are strict JSON.
+        return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
 def discriminative_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
@@ -254,32 +273,43 @@ def discriminative_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray,
 
 
 def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None, estimator: str = "ridge",
-                      seed: int = 0, progress: Callable[[float], None] | None = None) -> QualityResult:
+                      seed: int = 0, progress: Callable[[float], None] | None = None,
+                      kind: str = "cvae", steps: int | None = None) -> QualityResult:
     """TSTR vs TRTR, real+synthetic, and the discriminative score, leave-one-cell-out over ``cohort``.
 
-    For each held-out cohort cell the generator is retrained on ``all_curves`` without that cell;
-    it then makes one synthetic curve at the conditions of every real training curve (for TSTR)
-    and of every held-out curve (for the discriminative score; its latent bank holds only the
-    training cells, so no held-out curve is copied).
+    For each held-out cohort cell the generator (``kind``: "cvae", "diffusion" or "jitter", the
+    nearest-training-curve baseline) is retrained on ``all_curves`` without that cell; it then
+    makes one synthetic curve at the conditions of every real training curve (for TSTR) and of
+    every held-out curve (for the discriminative score; no held-out curve is copied).
+    ``train_config`` (a cVAE :class:`~battgai.health.train.TrainConfig`) or ``steps`` set the
+    training length. The prior-sampling score is the cVAE's only (NaN for the others).
     """
+    from battgai.health import generators
     from battgai.health.sample import sample, shape
-    from battgai.health.train import TrainConfig, train_cvae
 
-    tc = train_config or TrainConfig(seed=seed)
     cells = np.unique(cohort.cell_id)
     truth, p_real, p_syn, p_aug = [], [], [], []
-    fake_test, fake_prior = np.zeros_like(cohort.q), np.zeros_like(cohort.q)
+    fake_test, fake_prior = np.zeros_like(cohort.q), np.full_like(cohort.q, np.nan)
     for k, cell in enumerate(cells):
         te = cohort.cell_id == cell
         train, test = cohort.subset(~te), cohort.subset(te)
-        gen = train_cvae(all_curves.subset(all_curves.cell_id != cell), train=tc)
-        syn = sample(gen, train.conditions(), seed=seed + k)
+        rest = all_curves.subset(all_curves.cell_id != cell)
+        if kind == "jitter":
+            gen = generators.JitterBaseline(rest)
+        elif kind == "cvae" and train_config is not None:
+            from battgai.health.train import train_cvae
+
+            gen = train_cvae(rest, train=train_config)
+        else:
+            gen = generators.train(kind, rest, steps, seed)
+        syn = generators.sample(gen, train.conditions(), seed=seed + k)
         truth.append(test.soh)
         p_real.append(make_estimator(estimator, seed).fit(train).predict(test))
         p_syn.append(make_estimator(estimator, seed).fit(syn).predict(test))
         p_aug.append(make_estimator(estimator, seed).fit(CurveSet.concat([train, syn])).predict(test))
-        fake_test[te] = shape(sample(gen, test.conditions(), seed=seed + 1000 + k))
-        fake_prior[te] = shape(sample(gen, test.conditions(), seed=seed + 1000 + k, z_source="prior"))
+        fake_test[te] = shape(generators.sample(gen, test.conditions(), seed=seed + 1000 + k))
+        if kind == "cvae":
+            fake_prior[te] = shape(sample(gen, test.conditions(), seed=seed + 1000 + k, z_source="prior"))
         if progress is not None:
             progress((k + 1) / len(cells))
     y = np.concatenate(truth)
@@ -287,7 +317,7 @@ def generator_quality(all_curves: CurveSet, cohort: CurveSet, train_config=None,
     disc = discriminative_score(real_shape, fake_test, cohort.cell_id, seed)
     disc_w = discriminative_score(window(real_shape, cohort.grid), window(fake_test, cohort.grid),
                                   cohort.cell_id, seed)
-    disc_p = discriminative_score(real_shape, fake_prior, cohort.cell_id, seed)
+    disc_p = discriminative_score(real_shape, fake_prior, cohort.cell_id, seed) if kind == "cvae" else float("nan")
     # Above a curve's first loaded sample, Q(V) is the charge of that first sampling interval (a
     # property of the cycler's clock, not of the cell); score the loaded part alone as well.
     loaded = cohort.grid < cohort.v_start.min()

@@ -2,10 +2,11 @@
 
 The model works on the curve's shape, ``Q(V) / capacity``: the decoder emits a softmax over the
 voltage grid and sums it, so every generated shape is monotone (charge never flows back) and
-ends near 1 at 2.7 V (one extra output lets the end move by up to 2 %: coulomb counting and the
-capacity label differ slightly in real records, and an end of exactly 1 gives synthetic curves
-away). Multiplying by the SOH condition x nominal then gives a curve whose capacity is the one
-asked for; a prior draw cannot land on another cell's capacity. The latent space
+ends near 1 at 2.7 V (one extra output moves the end inside a range fitted to the training curves:
+coulomb counting and the capacity label differ slightly in real records, and an end of exactly 1,
+or above every real one, gives synthetic curves away). Multiplying by the SOH condition x nominal
+then gives a curve whose capacity is the one asked for; a prior draw cannot land on another
+cell's capacity. The latent space
 is 2D by default: SOH and the conditions carry most of a curve, the two latent axes hold what is
 left (cell-to-cell shape), and a 2D map of it is explorable on the page.
 
@@ -43,6 +44,10 @@ class CVAEConfig:
     #: True: the monotone curve-shape decoder below; False: a plain Gaussian decoder over
     #: standardised vectors (per-cycle feature rows, see :mod:`battgai.health.trajectory`).
     monotone: bool = True
+    #: Range of the shape's end (Q at the last grid voltage / labelled capacity). Training fits it to
+    #: the training curves (NASA: 0.993-1.000; coulomb counting never exceeds the capacity label), so
+    #: generated ends fall where real ones do; the default is the range of cards written before it.
+    end_range: tuple[float, float] = (0.98, 1.02)
 
 
 @contextlib.contextmanager
@@ -88,8 +93,9 @@ class CVAE(nn.Module):
         out = self.decoder(torch.cat([z, self.scale(cond)], dim=1))
         if not self.config.monotone:
             return out
-        # Softmax increments summed down the voltage grid: monotone, ending at 1 +- 2 %.
-        end = 1.0 + 0.02 * torch.tanh(out[:, -1:])
+        # Softmax increments summed down the voltage grid: monotone, ending inside end_range.
+        lo, hi = self.config.end_range
+        end = 0.5 * (lo + hi) + 0.5 * (hi - lo) * torch.tanh(out[:, -1:])
         return torch.cumsum(F.softmax(out[:, :-1], dim=1), dim=1) * end
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -88,6 +88,34 @@ def discharge_capacity_curve(time_s: np.ndarray, voltage_v: np.ndarray, current_
     return np.maximum.accumulate(out)
 
 
+def render(x: np.ndarray, v_start: np.ndarray, grid: np.ndarray, top: np.ndarray | None = None) -> np.ndarray:
+    """Generated curve shapes made to look like resampled records: flat above ``v_start``, non-decreasing, in [0, 1].
+
+    A record resampled by :func:`discharge_capacity_curve` is flat above its first loaded
+    voltage, at the charge of the first loaded sample (the rest-to-load step), never decreases,
+    and ends at or below the labelled capacity (NASA curves end at 0.99-1.0 x capacity, never
+    above); a generator's raw output has none of that exactly, and a classifier tells it apart
+    on those columns alone.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, len(grid))
+        Sampled ``Q(V) / capacity``; column 0 (the top of the grid, above every loaded start)
+        carries the charge of the first loaded sample.
+    v_start : ndarray, shape (n,)
+        Sampled first loaded voltage of each curve.
+    grid : ndarray
+        Descending voltages.
+    top : ndarray, shape (n,), optional
+        Charge of the first loaded sample (default: column 0 of ``x``).
+    """
+    x = np.clip(x, 0.0, 1.0)
+    top = x[:, 0] if top is None else np.clip(np.asarray(top, float), 0.0, 1.0)
+    above = grid[None, :] > v_start[:, None]
+    x = np.where(above, top[:, None], x)
+    return np.maximum.accumulate(x, axis=1)
+
+
 @dataclasses.dataclass
 class CurveSet:
     """Resampled discharge curves with their labels and conditions (one row per cycle)."""

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from battgai.health.model import CVAE, CVAEConfig
-from battgai.health.preprocess import VOLTAGE_GRID, CurveSet
+from battgai.health.preprocess import VOLTAGE_GRID, CurveSet, render
 
 DEFAULT_MODEL = "health_cvae"
 #: Operating conditions are compared on these scales (C, A) when picking bank entries.
@@ -38,6 +38,10 @@ class Generator:
     bank_mu: np.ndarray | None = None
     bank_logvar: np.ndarray | None = None
     bank_cond: np.ndarray | None = None
+    #: First loaded voltage and Q / capacity at it of each bank curve: a bank draw gets the
+    #: rest-to-load step of the curve whose latent point it took (see :func:`battgai.health.preprocess.render`).
+    bank_v_start: np.ndarray | None = None
+    bank_top: np.ndarray | None = None
 
     def tensors(self) -> dict:
         """Weights plus the latent bank, for :func:`battgai.registry.save`."""
@@ -45,8 +49,9 @@ class Generator:
 
         out = dict(self.model.state_dict())
         if self.bank_mu is not None:
-            for key in ("mu", "logvar", "cond"):
-                out[f"bank.{key}"] = torch.tensor(getattr(self, f"bank_{key}"), dtype=torch.float32)
+            for key in ("mu", "logvar", "cond", "v_start", "top"):
+                if getattr(self, f"bank_{key}") is not None:
+                    out[f"bank.{key}"] = torch.tensor(getattr(self, f"bank_{key}"), dtype=torch.float32)
         return out
 
 
@@ -65,7 +70,8 @@ def load(name: str = DEFAULT_MODEL) -> Generator:
     bank = {k.split(".", 1)[1]: state.pop(k).numpy().astype(float) for k in list(state) if k.startswith("bank.")}
     model.load_state_dict(state)
     model.eval()
-    return Generator(model, nominal, name, card.sha256, grid, bank.get("mu"), bank.get("logvar"), bank.get("cond"))
+    return Generator(model, nominal, name, card.sha256, grid, bank.get("mu"), bank.get("logvar"), bank.get("cond"),
+                     bank.get("v_start"), bank.get("top"))
 
 
 def with_bank(gen: Generator, curves: CurveSet) -> Generator:
@@ -77,19 +83,34 @@ def with_bank(gen: Generator, curves: CurveSet) -> Generator:
         c = torch.tensor(curves.conditions(), dtype=torch.float32)
         mu, logvar = gen.model.encode(x, c)
     return dataclasses.replace(gen, bank_mu=mu.numpy().astype(float), bank_logvar=logvar.numpy().astype(float),
-                               bank_cond=curves.conditions())
+                               bank_cond=curves.conditions(), bank_v_start=curves.v_start.astype(float),
+                               bank_top=shape(curves)[:, 0])
 
 
-def _bank_draw(gen: Generator, cond: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _bank_draw(gen: Generator, cond: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Latent points for ``cond`` from the bank, and the bank row each came from."""
     ops = gen.bank_cond[:, 1:] / COND_SCALE
     z = np.empty((len(cond), gen.bank_mu.shape[1]))
+    src = np.empty(len(cond), dtype=int)
     wanted, which = np.unique(cond[:, 1:] / COND_SCALE, axis=0, return_inverse=True)
     for u, c in enumerate(wanted):
         rows = np.flatnonzero(which.ravel() == u)
         d = ((ops - c) ** 2).sum(axis=1)
         j = rng.choice(np.flatnonzero(d <= d.min() + 1e-9), size=rows.size)
         z[rows] = gen.bank_mu[j] + np.exp(0.5 * gen.bank_logvar[j]) * rng.standard_normal((rows.size, z.shape[1]))
-    return z
+        src[rows] = j
+    return z, src
+
+
+def check_conditions(conditions: np.ndarray) -> np.ndarray:
+    """``conditions`` as float32 ``(n, 3)`` rows of (SOH, T, |I|); raises ValueError on what no generator takes."""
+    cond = np.atleast_2d(np.asarray(conditions, dtype=np.float32))
+    if cond.ndim != 2 or cond.shape[1] != 3 or not np.isfinite(cond).all():
+        raise ValueError(f"conditions must be finite (n, 3) rows of (SOH, T, |I|), got shape {cond.shape}")
+    if np.any(cond[:, 0] <= 0) or np.any(cond[:, 0] > 1.3):
+        raise ValueError("SOH must lie in (0, 1.3] (a fraction of nominal capacity)")
+    cond[:, 2] = np.abs(cond[:, 2])
+    return cond
 
 
 def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray | None = None,
@@ -118,30 +139,29 @@ def sample(gen: Generator, conditions: np.ndarray, seed: int = 0, z: np.ndarray 
     """
     import torch
 
-    cond = np.atleast_2d(np.asarray(conditions, dtype=np.float32))
-    if cond.shape[1] != 3 or not np.isfinite(cond).all():
-        raise ValueError(f"conditions must be finite (n, 3) rows of (SOH, T, |I|), got shape {cond.shape}")
-    if np.any(cond[:, 0] <= 0) or np.any(cond[:, 0] > 1.3):
-        raise ValueError("SOH must lie in (0, 1.3] (a fraction of nominal capacity)")
+    cond = check_conditions(conditions)
     if z_source not in ("bank", "prior"):
         raise ValueError(f"z_source must be 'bank' or 'prior', got {z_source!r}")
-    cond[:, 2] = np.abs(cond[:, 2])
     n = cond.shape[0]
     nominal = gen.nominal_ah if nominal_ah is None else float(nominal_ah)
     latent = gen.model.config.latent
+    src = None  # bank rows the latent points came from
     if z is not None:
         zn = np.atleast_2d(np.asarray(z, dtype=float))
         if zn.shape != (n, latent):
             raise ValueError(f"z must have shape {(n, latent)}, got {zn.shape}")
     elif z_source == "bank" and gen.bank_mu is not None:
-        zn = _bank_draw(gen, cond.astype(float), np.random.default_rng(seed))
+        zn, src = _bank_draw(gen, cond.astype(float), np.random.default_rng(seed))
     else:
         zn = np.random.default_rng(seed).standard_normal((n, latent))
     with torch.no_grad():
         x = gen.model.decode(torch.tensor(zn, dtype=torch.float32), torch.from_numpy(cond)).numpy().astype(float)
+    v_start = np.full(n, float(gen.grid[0]))
+    if src is not None and gen.bank_v_start is not None:
+        v_start = gen.bank_v_start[src]
+        x = render(x, v_start, gen.grid, gen.bank_top[src])
     return CurveSet(x * (cond[:, :1] * nominal), cond[:, 0].astype(float), cond[:, 1].astype(float),
-                    cond[:, 2].astype(float), np.array(["synthetic"] * n), np.arange(n),
-                    np.full(n, float(gen.grid[0])), nominal, gen.grid)
+                    cond[:, 2].astype(float), np.array(["synthetic"] * n), np.arange(n), v_start, nominal, gen.grid)
 
 
 def shape(curves: CurveSet) -> np.ndarray:

@@ -1,6 +1,8 @@
 """Train the health models: ``python -m battgai.train health [--model cvae|soh_mlp|all] [--steps N]``.
 
 - ``health_cvae``: the conditional VAE over all NASA discharge curves (all 15 cells).
+- ``health_diffusion``: the diffusion curve generator over all NASA discharge curves (its card's
+  metrics are written by ``python -m battgai.bench health --part generators``).
 - ``health_soh_mlp``: the MLP SOH estimator on the 3.9 -> 3.5 V window (cells where it is observed).
 
 Each card's metrics are measured on held-out cells by the same configuration retrained without
@@ -78,8 +80,11 @@ def train_cvae(curves: CurveSet, config: CVAEConfig | None = None, train: TrainC
     """
     if len(curves) < 4:
         raise ValueError(f"need at least 4 curves to train the generator, got {len(curves)}")
-    model = fit_cvae(shape(curves), curves.conditions(), config or CVAEConfig(), train or TrainConfig(),
-                     np.array([0.02, 2.0, 0.25]), progress)
+    x = shape(curves)
+    # The end range is the training curves' own (widened below: a decoder's tanh need not saturate there).
+    end_range = (float(x[:, -1].min()) - 0.002, float(x[:, -1].max()))
+    config = dataclasses.replace(config or CVAEConfig(), end_range=end_range)
+    model = fit_cvae(x, curves.conditions(), config, train or TrainConfig(), np.array([0.02, 2.0, 0.25]), progress)
     return with_bank(Generator(model, curves.nominal_ah, grid=curves.grid.copy()), curves)
 
 
@@ -98,7 +103,9 @@ def _cvae_card(gen: Generator, curves: CurveSet, train: TrainConfig, metrics: di
         metrics=metrics, metrics_command="python -m battgai.bench health",
         retrain_command=f"python -m battgai.train health --model cvae --steps {train.steps}",
         notes="Sampling draws latent points from the posterior of training curves at the nearest "
-              "(temperature, current), kept with the weights as bank.* tensors; z_source='prior' draws N(0, I). "
+              "(temperature, current), kept with the weights as bank.* tensors; a bank draw also takes that "
+              "curve's rest-to-load step (first loaded voltage and the charge at it), and the curve's end lies in "
+              "the training curves' range (config end_range); z_source='prior' draws N(0, I) without either. "
               "Conditions: SOH (capacity to 2.7 V / 2.0 Ah), ambient temperature (C), |mean discharge "
               "current| (A). tstr_*: SOH estimator (ridge on window features) trained on synthetic "
               "curves only; discriminative score: |accuracy - 0.5| of a gradient-boosting classifier "
@@ -115,14 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     from battgai.health.preprocess import nasa_curves, window_observed
 
     p = argparse.ArgumentParser(prog="python -m battgai.train health")
-    p.add_argument("--model", choices=("cvae", "soh_mlp", "all"), default="all")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--model", choices=("cvae", "diffusion", "soh_mlp", "all"), default="all")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: 1500 cVAE, 10000 diffusion)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     curves = nasa_curves()
     cohort = curves.subset(window_observed(curves))
-    tc = TrainConfig(steps=args.steps, seed=args.seed)
+    tc = TrainConfig(steps=args.steps or TrainConfig.steps, seed=args.seed)
     if args.model in ("cvae", "all"):
         t0 = time.time()
         gen = train_cvae(curves, train=tc)
@@ -131,6 +138,17 @@ def main(argv: list[str] | None = None) -> None:
         card = _cvae_card(gen, curves, tc, quality.metrics())
         card = registry.save("health_cvae", gen.tensors(), card)
         print(f"saved health_cvae {card.sha256[:12]} metrics {card.metrics}")
+    if args.model in ("diffusion", "all"):
+        from battgai.health import diffusion_train, generators
+
+        dc = diffusion_train.DiffusionTrainConfig(steps=args.steps or generators.STEPS["diffusion"], seed=args.seed)
+        t0 = time.time()
+        gen = diffusion_train.train_diffusion(curves, train=dc)
+        print(f"diffusion trained in {time.time() - t0:.0f} s")
+        # Held-out metrics take ~10 min (a model per held-out cell): the bench part measures them
+        # beside the cVAE's and writes them into both cards.
+        card = registry.save("health_diffusion", gen.tensors(), diffusion_train.card(gen, curves, dc, {}))
+        print(f"saved health_diffusion {card.sha256[:12]}; now run python -m battgai.bench health --part generators")
     if args.model in ("soh_mlp", "all"):
         loco = experiment.loco(cohort, ("ridge", "mlp"), seed=args.seed)
         est = MLPEstimator(seed=args.seed).fit(cohort)

@@ -77,9 +77,14 @@ def target_conditions(soh_values: list[float], temperature_c: float, current_a: 
     return np.column_stack([soh, np.full(soh.size, temperature_c), np.full(soh.size, abs(current_a))])
 
 
-def generate(gen: sampling.Generator, conditions: np.ndarray, real: CurveSet, seed: int = 0) -> Generation:
-    """Sample curves at ``conditions`` (in ``real``'s nominal capacity) and find their nearest real curves."""
-    syn = sampling.sample(gen, conditions, seed=seed, nominal_ah=real.nominal_ah)
+def generate(gen, conditions: np.ndarray, real: CurveSet, seed: int = 0) -> Generation:
+    """Sample curves at ``conditions`` (in ``real``'s nominal capacity) and find their nearest real curves.
+
+    ``gen`` is either generator (:mod:`battgai.health.generators`).
+    """
+    from battgai.health import generators
+
+    syn = generators.sample(gen, conditions, seed=seed, nominal_ah=real.nominal_ah)
     prov = Provenance.now(gen.name, gen.sha256, {
         "conditions (SOH, T C, |I| A)": np.round(conditions, 4).tolist(), "nominal_ah": real.nominal_ah,
         "representation": "Q(V): Ah delivered before the loaded voltage reaches each voltage",
