@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from battgai.data import DataNotFound, nasa_cells
-from battgai.health import schema, workflow
+from battgai.health import generators, schema, workflow
 from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
 from battgai.provenance import Provenance
 from battgai.registry import ChecksumError, ModelNotFound
@@ -38,10 +38,10 @@ def _estimator():
 
 
 @st.cache_resource(show_spinner="Loading the bundled generator...")
-def _generator():
-    from battgai.health.sample import load
+def _generator(kind: str):
+    from battgai.health import generators
 
-    return load()
+    return generators.load(kind)
 
 
 def _curves_for_plot(c: CurveSet, dash: bool = False, prefix: str = "") -> list[Curve]:
@@ -86,8 +86,8 @@ def show_experiment(done_regime: str, done_est: str, res) -> None:
 st.title("Battery health augmentation")
 st.caption(
     "Generate discharge curves at a chosen state of health (SOH = capacity / nominal) with a conditional "
-    f"VAE, then test whether they make an SOH estimator better on cells it has never seen. Estimators "
-    f"see only the {WINDOW_V[0]} -> {WINDOW_V[1]} V window of a discharge, as field data arrive."
+    "VAE or a diffusion model, then test whether they make an SOH estimator better on cells it has never seen. "
+    f"Estimators see only the {WINDOW_V[0]} -> {WINDOW_V[1]} V window of a discharge, as field data arrive."
 )
 
 record = reopened("health")
@@ -235,9 +235,17 @@ with st.expander("Your own cells: SOH from a few labelled ones (transfer)"):
 
 # 2. Generate -------------------------------------------------------------------------------------
 st.subheader("Generate curves at target SOH")
+GENERATOR_LABELS = {"cvae": "cVAE (health_cvae)", "diffusion": "diffusion (health_diffusion)"}
+default_kind = generators.default_kind()  # two small card reads: the bench's pick
+kind = st.radio("Generator", list(GENERATOR_LABELS), index=list(GENERATOR_LABELS).index(default_kind),
+                format_func=lambda k: GENERATOR_LABELS[k] + (" - default (bench pick)" if k == default_kind else ""),
+                horizontal=True, key="generator",
+                help="The default is chosen by `python -m battgai.bench health --part generators` "
+                     "(docs/BENCHMARKS.md): the more realistic whole curves among generators whose curves train an "
+                     "estimator within 1.3x of real ones.")
 gen = None
 try:
-    gen = _generator()
+    gen = _generator(kind)
 except (ModelNotFound, ChecksumError) as exc:
     st.warning(f"Bundled generator unavailable: {exc}")
 if loaded.data.source != "NASA PCoE" and gen is not None:
@@ -274,7 +282,7 @@ result: workflow.Generation | None = st.session_state.get("health_generation")
 if result is not None and result.synthetic.nominal_ah == real.nominal_ah and result.nearest.max() < len(real):
     show_synthetic(result, real)
 
-if gen is not None:
+if gen is not None and kind == "cvae":
     st.subheader("Latent space")
     st.caption("Each dot is a real curve encoded by the generator. Click a dot (or set z below) to decode that "
                "point at the conditions above and the SOH chosen here.")

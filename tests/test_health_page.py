@@ -50,3 +50,16 @@ def test_estimate_soh_with_the_bundled_mlp():
     at.button(key="estimate").click().run()
     assert not at.exception and not at.error
     assert any("RMSE against the labelled SOH" in m.value for m in at.markdown)
+
+
+def test_both_generators_are_offered_and_the_default_is_the_bench_pick():
+    from battgai.health import generators
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert at.radio(key="generator").value == generators.default_kind()
+    at.radio(key="generator").set_value("diffusion").run()
+    at.button(key="generate").click().run()
+    assert not at.exception and not at.error
+    made = at.session_state["health_generation"]
+    assert made.provenance.model == "health_diffusion" and made.synthetic.q.shape[0] == 9
+    assert not any(s.value == "Latent space" for s in at.subheader)  # the map is the cVAE's
