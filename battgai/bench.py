@@ -15,7 +15,8 @@ from battgai.registry import REPO_ROOT
 
 TASKS = ("materials", "microstructure", "health")
 #: Benchmarks that are not one task's: section name -> module with ``main(argv)``.
-OTHERS = {"load": "battgai.loadbench", "bundle": "battgai.materials.bundlebench"}
+OTHERS = {"load": "battgai.loadbench", "bundle": "battgai.materials.bundlebench",
+          "campaign": "battgai.materials.campaignbench"}
 SECTIONS = (*TASKS, *OTHERS)
 BENCHMARKS_MD = REPO_ROOT / "docs" / "BENCHMARKS.md"
 
