@@ -46,6 +46,7 @@ TASK_PAGES = {
     "microstructure.enhance": "pages/microstructure.py",
     "microstructure.segment": "pages/microstructure.py",
     "microstructure.generate": "pages/microstructure.py",
+    "microstructure.fusion": "pages/microstructure.py",
     "health.generate": "pages/health.py",
     "health.experiment": "pages/health.py",
     "materials.campaign": "pages/campaigns.py",

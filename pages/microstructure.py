@@ -25,6 +25,7 @@ TASKS = {
     "Super-resolution x4": "sr_x4",
     "Segment + measure": "segment",
     "Generate a microstructure": "generate",
+    "Fuse 2D + 3D (high-resolution volume)": "fusion",
 }
 NMC_NAMES = {0: "pore", 1: "NMC", 2: "CBD"}
 #: Training budget of "fit the denoiser to this image" (scoring and inference come on top).
@@ -345,20 +346,136 @@ def show_generated(stored: dict, names: dict[int, str] | None = None) -> None:
     download("Download volume (TIFF + PNG) + metrics CSV + provenance", stored, "battgai_generated.zip", "dl_gen")
 
 
+def fusion_inputs() -> tuple[np.ndarray, np.ndarray, float | None, float | None, str] | None:
+    """Widgets for the two fusion inputs: (low-res volume, high-res 2D image, their phase values, description)."""
+    source = st.radio("Inputs", ["Bundled sample", "Upload", "Synthetic demo"], horizontal=True, key="fuse_source")
+    if source == "Upload":
+        c1, c2 = st.columns(2)
+        up3 = c1.file_uploader(f"Low-resolution 3D volume (multi-page TIFF; at most {MAX_UPLOAD_MB} MB)",
+                               type=["tif", "tiff"], key="fuse_lr")
+        up2 = c2.file_uploader("High-resolution 2D image of the same material (PNG / TIFF)",
+                               type=["png", "tif", "tiff"], key="fuse_hr")
+        if up3 is None or up2 is None:
+            st.info("Upload both: the low-resolution volume and the high-resolution 2D image.")
+            return None
+        try:
+            lr, hr = read_image(up3.getvalue()), read_image(up2.getvalue())
+        except UploadError as exc:
+            st.error(str(exc))
+            return None
+        if lr.ndim != 3 or hr.ndim != 2:
+            st.error(f"Need a 3D stack and a 2D image; got shapes {lr.shape} and {hr.shape}.")
+            return None
+        desc = f"{quoted(up3.name)} + {quoted(up2.name)}"
+    elif source == "Bundled sample":
+        try:
+            lr, hr = sample_fusion()
+        except DataNotFound:
+            st.info("The shared data folder is not present (set BATTGAI_DATA_DIR); use the synthetic demo.")
+            return None
+        desc = "TauFactor NMC: 32^3 block average of a 128^3 region + a 256^2 slice from elsewhere"
+    else:
+        lr, hr = demo_fusion()
+        desc = "synthetic blobs (made by battgai, not real data)"
+    values = {"low-resolution volume": lr, "2D image": hr}
+    chosen: dict[str, float | None] = {}
+    cols = st.columns(2)
+    for col, (name, img) in zip(cols, values.items(), strict=True):
+        levels = np.unique(img[:: max(1, img.size // 200_000)])
+        if levels.size <= 4:
+            chosen[name] = col.selectbox(f"Phase value in the {name}", levels.tolist(), key=f"fuse_val_{name}")
+        else:
+            col.caption(f"The {name} is grey: its bright phase (multi-Otsu) is fused.")
+            chosen[name] = None
+    return lr, hr, chosen["low-resolution volume"], chosen["2D image"], desc
+
+
+@st.cache_data(show_spinner=False)
+def sample_fusion() -> tuple[np.ndarray, np.ndarray]:
+    from battgai.microstructure.fusion import degrade
+
+    labels = msio.phase_labels(msio.load_image(msio.TAUFACTOR_VOLUME))
+    coarse = np.round(degrade(labels[-128:, 64:192, 64:192], 0, 4) * 255).astype(np.uint8)  # pore fraction
+    return coarse, (labels[20] == 0).astype(np.uint8)
+
+
+@st.cache_data(show_spinner=False)
+def demo_fusion() -> tuple[np.ndarray, np.ndarray]:
+    from battgai.microstructure.fusion import demo_pair
+
+    return demo_pair()
+
+
+def run_fusion() -> None:
+    picked = fusion_inputs()
+    if picked is None:
+        return
+    lr, hr, lr_value, hr_value, desc = picked
+    c1, c2 = st.columns(2)
+    scale = c1.selectbox("Fine voxels per coarse voxel (per axis)", [2, 3, 4, 6, 8], index=2, key="fuse_scale",
+                         help="The 2D image's pixel is taken as the fine voxel. Output at most 256^3 voxels.")
+    tort = c2.checkbox("Tortuosity (3 axes, centre 64^3; ~10 s)", value=True, key="fuse_tort")
+    st.caption(f"{desc} · volume {lr.shape} {lr.dtype} -> {tuple(s * scale for s in lr.shape)} · 2D image "
+               f"{hr.shape}")
+    key = f"{desc} x{scale} {lr_value} {hr_value}"
+    if st.button("Fuse", type="primary", key="run_fusion"):
+        try:
+            with heavy_step("microstructure.fusion", f"fusion of {desc}", {"scale": scale, "shape": list(lr.shape)}
+                            ) as run:
+                bar, cb = progress_bar("Fitting the fine-scale field to the 2D image")
+                res, table = pipeline.fuse_and_measure(lr, hr, scale, lr_value, hr_value, with_tortuosity=tort,
+                                                       progress=cb)
+                bar.empty()
+                prov = Provenance.now("2D/3D statistical fusion (battgai.microstructure.fusion)", "", {
+                    "input": desc, "scale": scale, "lowres_phase_value": lr_value, "highres_phase_value": hr_value,
+                    "field_width_voxels": res.width, "field_strength": round(res.strength, 4), "seed": res.seed})
+                remember(run, "fusion", key, (res, table), {
+                    "fused.tif": pipeline.to_tiff(res.volume.astype(np.uint8)),
+                    "baseline_trilinear.tif": pipeline.to_tiff(res.baseline.astype(np.uint8)),
+                    "metrics.csv": pipeline.to_csv(table)}, prov)
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            saved_note(run)
+    stored = recall("fusion", key)
+    if stored is not None:
+        show_fused(stored)
+
+
+def show_fused(stored: dict, names: dict[int, str] | None = None) -> None:
+    res, table = stored["result"]
+    st.caption(f"Fitted in {res.seconds:.1f} s: fine-scale field width {res.width:g} voxels, strength "
+               f"{res.strength:.3f}, to the 2D image's perimeter of {res.target_perimeter:.4f} per pixel; the "
+               "volume fraction of the low-resolution volume is kept.")
+    j = show_stack_slice(res.volume, "slice_fused")
+    st.plotly_chart(compare_figure(res.baseline[j].astype(np.float32), res.volume[j].astype(np.float32),
+                                   ("trilinear upsampling (baseline)", "fused with the 2D image")), width="stretch")
+    st.dataframe(table, hide_index=True)
+    st.caption("The baseline is the low-resolution volume upsampled trilinearly and cut at the same volume "
+               "fraction: its interfaces are as smooth as the coarse voxels. The fused volume adds a fine-scale "
+               "random field fitted so that its slices match the 2D image's perimeter and short-range "
+               "correlation. Connections thinner than a coarse voxel (particle contacts) cannot be recovered.")
+    download("Download fused volume (TIFF, 1 = phase) + baseline + metrics CSV + provenance", stored,
+             "battgai_fusion.zip", "dl_fusion")
+
+
 st.title("Microstructure enhancement and synthesis")
-st.write("Denoise and super-resolve electrode images, segment them and measure each phase, or generate "
+st.write("Denoise and super-resolve electrode images, segment them and measure each phase, fuse a low-resolution "
+         "volume with a high-resolution 2D image, or generate "
          "new NMC microstructures at a chosen porosity. Nothing runs until you press a button.")
 record = reopened("microstructure")
 if record is not None:
     reopened_banner(record)
     state = record.state()
-    show = {"enhance": show_enhanced, "segment": show_segmented, "generate": show_generated}
+    show = {"enhance": show_enhanced, "segment": show_segmented, "generate": show_generated, "fusion": show_fused}
     show[state["key"]]({"desc": state["desc"], "result": state["result"], "zip": record.zip}, state["names"])
     st.stop()
 task = TASKS[st.radio("Task", list(TASKS), horizontal=True, key="task")]
 
 if task == "generate":
     run_generate()
+elif task == "fusion":
+    run_fusion()
 else:
     picked = pick_input()
     if picked is not None:

@@ -40,6 +40,7 @@ NOISE_CASES: dict[str, Degradation] = {
 SR_BLUR = 0.5
 #: Marker name of the denoising-on-every-image-type block (``--part guard`` rewrites only it).
 GUARD_BLOCK = "microstructure-guard"
+FUSION_BLOCK = "microstructure-fusion"
 
 
 def psnr_ssim(reference: np.ndarray, test: np.ndarray) -> tuple[float, float]:
@@ -261,23 +262,27 @@ def _check(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m battgai.bench microstructure")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
-    parser.add_argument("--part", choices=("all", "guard"), default="all",
-                        help="guard: only the denoising-on-every-image-type table, replaced inside the section")
+    parser.add_argument("--part", choices=("all", "guard", "fusion"), default="all",
+                        help="guard: only the denoise / SR on every image type tables; fusion: only the 2D / 3D "
+                             "fusion table; either is replaced inside the section")
     args = parser.parse_args(argv)
 
     import torch
 
     from battgai.bench import write_section, write_subsection
-    from battgai.microstructure import guardbench, io
+    from battgai.microstructure import fusionbench, guardbench, io
     from battgai.microstructure.enhance import MODEL_NAMES, apply_model, load_model
 
     torch.set_num_threads(1)
-    guard_md = f"<!-- {GUARD_BLOCK}:start -->\n{guardbench.report()}\n<!-- {GUARD_BLOCK}:end -->"
-    if args.part == "guard":
-        print(guard_md)
+    parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report}
+    if args.part != "all":
+        block = GUARD_BLOCK if args.part == "guard" else FUSION_BLOCK
+        md = parts[block]()
+        print(md)
         if not args.no_write:
-            write_subsection("microstructure", GUARD_BLOCK, guard_md.split("\n", 1)[1].rsplit("\n", 1)[0])
+            write_subsection("microstructure", block, md)
         return
+    blocks = "\n\n".join(f"<!-- {b}:start -->\n{report()}\n<!-- {b}:end -->" for b, report in parts.items())
     started = time.perf_counter()
     images = io.heldout_images()
     models = {k: load_model(v, device="cpu")[0] for k, v in MODEL_NAMES.items()}
@@ -371,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     summary.append(f"128^3 sample time: level cut {info['gen_time_s']:.2f} s, SliceGAN {info['gan_time_s']:.2f} s, "
                    f"porespy blobs {info['blob_time_s']:.2f} s (target <= 5 s: {_check(info['gen_time_s'] <= 5)} / "
                    f"{_check(info['gan_time_s'] <= 5)})")
-    lines += ["", guard_md, "", "### Targets", ""] + [f"- {s}" for s in summary]
+    lines += ["", blocks, "", "### Targets", ""] + [f"- {s}" for s in summary]
     lines.append(f"\nBenchmark wall time {(time.perf_counter() - started) / 60:.1f} min.")
     md = "\n".join(lines)
     print(md)
