@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import time
 import warnings
@@ -31,6 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from battgai.registry import sha256_file
 
 BUNDLE_DIR = Path(__file__).resolve().parent / "data"
 NOVELTY_FILE = "mp20_novelty_index.npz"
@@ -44,14 +45,6 @@ class BundleError(RuntimeError):
     """A bundled file is missing or does not match the hash it was committed with."""
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _checked(name: str, folder: Path | None) -> Path:
     folder = folder or BUNDLE_DIR
     path = folder / name
@@ -61,7 +54,7 @@ def _checked(name: str, folder: Path | None) -> Path:
         raise BundleError(f"no entry for {name} in {folder / MANIFEST}; rebuild with `{REBUILD}`") from e
     if not path.exists():
         raise BundleError(f"bundled file {path} is missing; rebuild with `{REBUILD}`")
-    if sha256(path) != expected:
+    if sha256_file(path) != expected:
         raise BundleError(f"bundled file {path} does not match its sha256 in {MANIFEST}; "
                           f"restore it with git or rebuild with `{REBUILD}`")
     return path
@@ -233,7 +226,7 @@ def build(folder: Path = BUNDLE_DIR, progress: Progress | None = None) -> dict:
                         energies=np.array([values[i] for i in ids], dtype=np.float64), potential=np.array("chgnet"))
     files = {}
     for name in (NOVELTY_FILE, REFERENCES_FILE):
-        files[name] = {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
+        files[name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
     files[NOVELTY_FILE]["structures"] = int(sum(len(v) for v in known.values()))
     files[NOVELTY_FILE]["formulas"] = len(known)
     energies = np.array([values[i] for i in ids])
