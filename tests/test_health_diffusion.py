@@ -144,3 +144,13 @@ def test_quality_of_the_diffusion_and_jitter_generators_runs(demo):
     assert 0 <= j.discriminative_score <= 0.5 and j.tstr_ratio > 0
     with pytest.raises(ValueError, match="kind"):
         generators.train("gan", demo)
+
+
+def test_the_drawn_vector_decodes_back_to_the_curve(demo):
+    from battgai.health.diffusion_sample import decode, encode
+    from battgai.health.sample import shape
+
+    x = shape(demo)
+    back, v_start = decode(encode(x, demo.v_start), demo.grid)
+    np.testing.assert_allclose(back, x, atol=1e-9)
+    np.testing.assert_allclose(v_start, np.clip(demo.v_start, demo.grid[-1], demo.grid[0]))

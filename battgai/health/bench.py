@@ -3,7 +3,8 @@
 Two cohorts of NASA cells, each with the full report: the four 24 C / 2 A cells (the setting of
 the bar in DESIGN.md) and every cell whose 3.9 -> 3.5 V window is observed (other temperatures
 and currents: transfer across conditions). Prints markdown and writes it into
-docs/BENCHMARKS.md (health section).
+docs/BENCHMARKS.md (health section). ``--part generators`` (cVAE vs diffusion vs jitter, the
+default pick) and ``--part transfer`` rerun one block alone, between its own markers.
 """
 
 from __future__ import annotations

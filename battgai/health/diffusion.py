@@ -28,7 +28,7 @@ import torch.nn as nn
 
 @dataclasses.dataclass
 class DiffusionConfig:
-    n_dim: int = 62  # grid points of the shape + v_start
+    n_dim: int = 63  # first-sample charge, 60 log-increments, end, v_start (diffusion_sample.encode)
     n_cond: int = 3  # SOH, temperature, current
     hidden: int = 256
     n_time: int = 32  # sinusoidal time-embedding size

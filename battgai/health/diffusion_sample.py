@@ -1,7 +1,8 @@
 """Load the bundled diffusion generator and sample curves with the cVAE's sample API.
 
-A sampled vector (shape on the grid + first loaded voltage) is rendered into a curve the way a
-cycler record is resampled (:func:`battgai.health.preprocess.render`).
+A sampled vector (:func:`encode`: the curve's log-increments, its ends and its first loaded
+voltage) is decoded and rendered into a curve the way a cycler record is resampled
+(:func:`battgai.health.preprocess.render`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,36 @@ def load(name: str = DEFAULT_MODEL) -> DiffusionGenerator:
     return DiffusionGenerator(model, nominal, name, card.sha256, grid)
 
 
+#: Floor added before the log of a curve's increments: increments above the first loaded voltage are
+#: exactly 0, the smallest loaded ones ~1e-4 of the capacity.
+LOG_EPS = 1e-5
+
+
+def encode(shape: np.ndarray, v_start: np.ndarray) -> np.ndarray:
+    """What the model draws for curve shapes ``Q(V) / capacity``: log-increments and three scalars.
+
+    Columns: the charge of the first loaded sample (column 0 of the shape), ``log(increment +
+    LOG_EPS)`` down the grid, the end value, the first loaded voltage. On this scale the noise a
+    sampler leaves is relative to each increment, so the tail of the curve (increments ~0.1 % of
+    the capacity) stays smooth and the loaded part never goes flat; the end is drawn on its own,
+    so the capacity stays the asked one.
+    """
+    return np.column_stack([shape[:, 0], np.log(np.clip(np.diff(shape, axis=1), 0.0, None) + LOG_EPS),
+                            shape[:, -1], v_start])
+
+
+def decode(vec: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Curve shapes and first loaded voltages from vectors laid out as :func:`encode` writes them."""
+    v_start = np.clip(vec[:, -1], grid[-1], grid[0])
+    top, end = np.clip(vec[:, 0], 0.0, 0.5), np.clip(vec[:, -2], 0.5, 1.0)
+    inc = np.clip(np.exp(vec[:, 1:-2]) - LOG_EPS, 0.0, None)
+    inc[grid[None, 1:] > v_start[:, None]] = 0.0  # nothing flows before the load is on
+    total = inc.sum(axis=1, keepdims=True)
+    x = top[:, None] + np.concatenate([np.zeros((len(vec), 1)), np.cumsum(inc, axis=1)], axis=1) \
+        * ((end - top)[:, None] / np.where(total > 0, total, 1.0))
+    return render(x, v_start, grid), v_start
+
+
 def sample(gen: DiffusionGenerator, conditions: np.ndarray, seed: int = 0, nominal_ah: float | None = None,
            steps: int = SAMPLE_STEPS) -> CurveSet:
     """Generate one curve per row of ``conditions`` = (SOH, temperature C, current A).
@@ -65,8 +96,7 @@ def sample(gen: DiffusionGenerator, conditions: np.ndarray, seed: int = 0, nomin
     with torch.no_grad():
         z = gen.model.ddim(torch.from_numpy(cond), noise, steps)
         raw = (z * gen.model.x_std + gen.model.x_mean).numpy().astype(float)
-    v_start = np.clip(raw[:, -1], gen.grid[-1], gen.grid[0])
-    shape = render(raw[:, :-1], v_start, gen.grid)
+    shape, v_start = decode(raw, gen.grid)
     return CurveSet(shape * (cond[:, :1] * nominal), cond[:, 0].astype(float), cond[:, 1].astype(float),
                     cond[:, 2].astype(float), np.array(["synthetic"] * n), np.arange(n), v_start, nominal,
                     np.asarray(gen.grid, float))

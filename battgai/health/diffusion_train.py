@@ -15,9 +15,9 @@ from battgai.health.diffusion import Denoiser, DiffusionConfig
 from battgai.health.diffusion_sample import DiffusionGenerator
 from battgai.health.preprocess import CurveSet
 
-#: Floors of the standardisation: shape coordinates that barely vary (the flat top of every curve)
-#: must not turn a 1e-6 wiggle into whole deviations; v_start is in volts.
-MIN_SHAPE_STD, MIN_VSTART_STD = 1e-4, 0.01
+#: Floors of the standardisation: coordinates that barely vary (log-increments above every loaded
+#: start, the end) must not turn a tiny wiggle into whole deviations; v_start is in volts.
+MIN_SHAPE_STD, MIN_VSTART_STD = 1e-3, 0.01
 #: Condition scaling floors (SOH, C, A), as for the cVAE: a condition held constant cannot blow up.
 MIN_COND_STD = np.array([0.02, 2.0, 0.25])
 
@@ -34,10 +34,11 @@ class DiffusionTrainConfig:
 
 
 def vectors(curves: CurveSet) -> np.ndarray:
-    """What the model draws: ``Q(V) / capacity`` on the grid, then the first loaded voltage."""
+    """What the model draws for ``curves`` (see :func:`battgai.health.diffusion_sample.encode`)."""
+    from battgai.health.diffusion_sample import encode
     from battgai.health.sample import shape
 
-    return np.column_stack([shape(curves), curves.v_start])
+    return encode(shape(curves), curves.v_start)
 
 
 def train_diffusion(curves: CurveSet, config: DiffusionConfig | None = None,
@@ -96,8 +97,9 @@ def card(gen: DiffusionGenerator, curves: CurveSet, train: DiffusionTrainConfig,
     return ModelCard(
         name="health_diffusion", task="health",
         architecture="conditional denoising diffusion model (DDPM objective, cosine schedule, 1000 steps; MLP "
-                     f"denoiser 3 x {gen.model.config.hidden}) over the shape Q(V) / capacity on a 4.2 -> 2.7 V "
-                     f"grid plus the first loaded voltage; DDIM sampling in {SAMPLE_STEPS} steps",
+                     f"denoiser 3 x {gen.model.config.hidden}) over a curve's log-increments of Q(V) / capacity on a "
+                     "4.2 -> 2.7 V grid, the charge of its first loaded sample, its end and its first loaded "
+                     f"voltage; DDIM sampling in {SAMPLE_STEPS} steps",
         config=cfg, parameters=sum(p.numel() for p in gen.model.parameters()),
         training_data=f"{NASA_DATA}; {len(curves)} curves of {len(np.unique(curves.cell_id))} cells",
         split="bundled model: all cells. Metrics: leave-one-cell-out over the cells where the 3.9 -> 3.5 V "
