@@ -1,9 +1,11 @@
 """Conditional denoising diffusion model of discharge curves (DDPM training, DDIM sampling).
 
-The model draws the whole resampled curve at once: the shape ``Q(V) / capacity`` on the voltage
-grid plus the first loaded voltage ``v_start`` (where the rest-to-load step lands), each
-coordinate standardised over the training curves. A small MLP predicts the noise from the noisy
-vector, the diffusion time and the conditions (SOH, temperature, current), as in DiffBatt
+The model draws the whole resampled curve at once as one vector
+(:func:`battgai.health.diffusion_sample.encode`: the log-increments of ``Q(V) / capacity`` down
+the voltage grid, the charge of the first loaded sample, the end, and the first loaded voltage
+where the rest-to-load step lands), each coordinate standardised over the training curves. A
+small MLP predicts the noise from the noisy vector, the diffusion time and the conditions (SOH,
+temperature, current), as in DiffBatt
 (a denoising diffusion model of capacity / discharge curves conditioned on health and
 operating conditions). Sampling takes a few DDIM steps, so hundreds of curves take well under
 a second on one CPU thread.
