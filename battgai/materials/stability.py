@@ -346,8 +346,15 @@ def relax(structure, steps: int = 200, fmax: float = 0.1, potential: str = "chgn
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_chgnet()
-        opt = StructOptimizer(model=model, use_device=str(next(model.parameters()).device))
-        r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, ase_filter=_guarded_filter(max_seconds))
+        # "error", as for static energies: the optimiser's default ("warn") would be set on the one shared model,
+        # after which a static energy of a crystal with an isolated atom came out finite instead of NaN.
+        opt = StructOptimizer(model=model, use_device=str(next(model.parameters()).device), on_isolated_atoms="error")
+        try:
+            r = opt.relax(structure, fmax=fmax, steps=steps, verbose=False, ase_filter=_guarded_filter(max_seconds))
+        except ValueError as exc:
+            if "isolated" not in str(exc).lower():
+                raise
+            raise RelaxationError("an atom has no neighbour within CHGNet's 6 A cutoff") from exc
     final = r["final_structure"]
     return final, float(r["trajectory"].energies[-1]) / len(final)
 
