@@ -17,13 +17,13 @@ SMALL = CampaignSettings(rounds=2, per_round=3, relax=2, relax_steps=3)
 class InProcessEngine:
     """The engine's interface on one in-process worker; ``shift`` moves every relaxed energy (eV/atom)."""
 
-    def __init__(self, shift: float = 0.0):
+    def __init__(self, shift: float = 0.0, static_shift: float = 0.0):
         self.worker = PotentialWorker()
-        self.shift = shift
+        self.shift, self.static_shift = shift, static_shift
         self.relaxed = 0
 
     def static_energies(self, structures, progress=None):
-        return self.worker.static(list(structures))
+        return [e + self.static_shift for e in self.worker.static(list(structures))]
 
     def relax(self, structures, steps, fmax, progress=None):
         out = [self.worker.relax(s, steps, fmax) for s in structures]
@@ -73,6 +73,14 @@ def test_crystals_far_below_the_hull_are_suspect_never_stable(tmp_path, one_torc
         assert r["e_hull"] < -evaluate.SUSPECT_BELOW_HULL
         assert r["suspect"] and not r["stable"] and not r["sun"] and r["verdict"] == "suspect"
     assert campaign.summary(CampaignFolder(tmp_path).read_round(0))["suspect"] == len(relaxed)
+
+
+def test_crystals_suspect_at_the_screen_are_not_relaxed(tmp_path, one_torch_thread):
+    # Static energies 5 eV/atom lower: every crystal is suspect before relaxing, and relaxing only lowers it more.
+    eng = InProcessEngine(static_shift=-5.0)
+    campaign.run_campaign(CampaignSettings(rounds=1, per_round=3, relax=2, relax_steps=2), tmp_path, eng)
+    rows = CampaignFolder(tmp_path).rows()
+    assert rows and eng.relaxed == 0 and not any(r["relaxed"] for r in rows)
 
 
 def test_verdicts():

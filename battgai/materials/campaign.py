@@ -40,8 +40,9 @@ import numpy as np
 from battgai.materials import evaluate, validate
 from battgai.materials.sample import DEFAULT_MODEL
 
-#: Version of the folder layout; a folder of another version is refused, never mixed into.
-FORMAT = 1
+#: Version of the folder layout and of the round rules; a folder of another version is refused, never mixed
+#: into (2: crystals suspect at the static screen are no longer relaxed).
+FORMAT = 2
 TASK = "materials.campaign"
 #: Free disk space a campaign needs before it starts (a round of 100 crystals takes ~1 MB; headroom for logs).
 MIN_FREE_BYTES = 50 * 2**20
@@ -308,8 +309,10 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
     energies = engine.static_energies([cands[k].structure for k in valid],
                                       progress=lambda d, n: say(f"round {r + 1}: static energies {d}/{n}"))
     static = {k: (*judge.hull(cands[k].structure, e), e) for k, e in zip(valid, energies, strict=True)}
-    # Worth relaxing: valid, not a repeat of this campaign, not a known crystal; lowest static E_hull first.
-    eligible = [k for k in valid if cands[k].unique and cands[k].novel is not False and np.isfinite(static[k][0])]
+    # Worth relaxing: valid, not a repeat of this campaign, not a known crystal, not suspect already (relaxing only
+    # lowers the energy, so a crystal suspect before relaxing stays suspect); lowest static E_hull first.
+    eligible = [k for k in valid if cands[k].unique and cands[k].novel is not False and np.isfinite(static[k][0])
+                and not evaluate.is_suspect(static[k][0])]
     chosen = sorted(eligible, key=lambda k: static[k][0])[:settings.relax]
     say(f"round {r + 1}: relaxing {len(chosen)}")
     relaxed = dict(zip(chosen, engine.relax([cands[k].structure for k in chosen], settings.relax_steps,
