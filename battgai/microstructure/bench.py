@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from battgai.microstructure import degrade
+from battgai.microstructure import degrade, guard
 from battgai.microstructure.enhance import skimage_upscale
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -66,19 +66,10 @@ def lowres_pair(image: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def nl_means(image: np.ndarray) -> np.ndarray:
-    """skimage non-local means with the documented recipe: h = 0.8 sigma_est, fast mode."""
-    from skimage.restoration import denoise_nl_means, estimate_sigma
+    """skimage non-local means with the documented recipe: h = 0.8 sigma_est (skimage's wavelet estimate)."""
+    from skimage.restoration import estimate_sigma
 
-    sigma = float(estimate_sigma(image))
-    return denoise_nl_means(image, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
-                            fast_mode=True).astype(np.float32)
-
-
-def tv(image: np.ndarray) -> np.ndarray:
-    """skimage total-variation (Chambolle) denoising, weight 0.1."""
-    from skimage.restoration import denoise_tv_chambolle
-
-    return denoise_tv_chambolle(image, weight=0.1).astype(np.float32)
+    return guard.non_local_means(image, float(estimate_sigma(image)))
 
 
 def model_metrics(model, images: dict[str, np.ndarray]) -> dict[str, float]:
@@ -130,7 +121,7 @@ def denoise_rows(images: dict[str, np.ndarray], model) -> list[tuple[str, str, s
         for i, (name, im) in enumerate(images.items()):
             noisy = degrade_fn(im, np.random.default_rng(i))
             for method, fn in (("noisy input", lambda x: x), ("skimage denoise_nl_means", nl_means),
-                               ("skimage denoise_tv_chambolle", tv),
+                               ("skimage denoise_tv_chambolle", guard.total_variation),
                                ("battgai denoiser (net)", lambda x: apply_model(x, model))):
                 rows.append((case, name, method, *psnr_ssim(im, fn(noisy))))
     return rows

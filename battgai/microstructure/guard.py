@@ -66,7 +66,7 @@ class Score:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """What :func:`decide` found and chose, with the reasons in ``notes`` (sentences for the page)."""
+    """What :func:`denoise` or :func:`upscale` found and chose, with the reasons (sentences for the page)."""
 
     noise_sigma: float  # in units of the [0, 1] intensity range
     levels: int  # k phases of a segmented-like image, 0 for a grey-level image
@@ -190,26 +190,34 @@ def self_supervised_gain(image2d: np.ndarray, method: Callable[[np.ndarray], np.
     return 10 * math.log10(sigma**2 / est_mse)
 
 
-def decide(image: np.ndarray, model, fitted=None) -> Decision:
-    """Pick the denoising method for a float image or stack in [0, 1] (see the module doc).
+def denoise(image: np.ndarray, model, fitted=None, progress: Progress | None = None) -> tuple[np.ndarray, Decision]:
+    """Denoise a float image or stack in [0, 1] with the method picked on the image itself (see the module doc).
 
     ``fitted``, a denoiser fitted to this image (:mod:`battgai.microstructure.selffit`), competes
-    with the others on the same score.
+    with the others on the same score. Returns ``(result, decision)``.
     """
+    decision, smoothed = _decide(image, model, fitted)
+    # The middle slice's non-local means is the whole 2D image's: not computed twice.
+    return _apply(image, decision, model, progress, fitted, smoothed if image.ndim == 2 else None), decision
+
+
+def _decide(image: np.ndarray, model, fitted=None) -> tuple[Decision, np.ndarray | None]:
+    """The decision, and the middle slice after non-local means (None when the noise was too low to smooth)."""
     from battgai.microstructure.enhance import apply_model
 
     sigma = estimate_noise(image)
     notes = [f"Estimated noise: sigma = {sigma:.3f} of the intensity range ({sigma * 255:.1f} grey levels of 255)."]
     if sigma < MIN_SIGMA:
         notes.append("No measurable noise: the input is kept as it is.")
-        return Decision(sigma, 0, 0.0, NONE, (), tuple(notes))
+        return Decision(sigma, 0, 0.0, NONE, (), tuple(notes)), None
     middle = image if image.ndim == 2 else image[len(image) // 2]
-    k, fraction, _ = phase_levels(non_local_means(middle, sigma))
+    smoothed = non_local_means(middle, sigma)
+    k, fraction, _ = phase_levels(smoothed)
     if fraction >= LEVEL_FRACTION:
         notes.append(f"The image looks segmented: {100 * fraction:.0f} % of the smoothed pixels sit at {k} grey "
                      "levels. The bundled denoiser learnt grey-level images and blurs such edges; each pixel gets "
                      "its phase's level instead (non-local means, then multi-Otsu classes).")
-        return Decision(sigma, k, fraction, f"phase levels ({k})", (), tuple(notes))
+        return Decision(sigma, k, fraction, f"phase levels ({k})", (), tuple(notes)), smoothed
     if sigma > TRAINED_MAX_SIGMA:
         notes.append(f"The noise is above the bundled denoiser's training range (sigma <= {TRAINED_MAX_SIGMA}).")
     crop = _central_crop(middle)
@@ -230,16 +238,16 @@ def decide(image: np.ndarray, model, fitted=None) -> Decision:
             best = runner_up
     if best.est_gain_db < MIN_GAIN_DB:
         notes.append(f"No method is estimated to improve this image by {MIN_GAIN_DB:g} dB or more; the input is kept.")
-        return Decision(sigma, 0, fraction, NONE, scores, tuple(notes))
+        return Decision(sigma, 0, fraction, NONE, scores, tuple(notes)), smoothed
     if best.method != MODEL_METHOD:
         notes.append(f"The {best.method} scores better than the bundled denoiser on this image "
                      "(self-supervised loss on its central crop) and is used instead.")
-    return Decision(sigma, 0, fraction, best.method, scores, tuple(notes))
+    return Decision(sigma, 0, fraction, best.method, scores, tuple(notes)), smoothed
 
 
-def apply(image: np.ndarray, decision: Decision, model, progress: Progress | None = None,
-          fitted=None) -> np.ndarray:
-    """Run the method of ``decision`` on a float image or stack in [0, 1]."""
+def _apply(image: np.ndarray, decision: Decision, model, progress: Progress | None = None, fitted=None,
+           smoothed: np.ndarray | None = None) -> np.ndarray:
+    """Run the method of ``decision``; ``smoothed``: the image's non-local means when already computed."""
     from battgai.microstructure.enhance import apply_model
 
     if decision.method == NONE:
@@ -248,11 +256,12 @@ def apply(image: np.ndarray, decision: Decision, model, progress: Progress | Non
         return apply_model(image, model, progress=progress)
     if decision.method == FITTED_METHOD:
         return apply_model(image, fitted, progress=progress)
-    smoothed = non_local_means(image, decision.noise_sigma)
-    if decision.method == "non-local means":
-        return smoothed
     if decision.method == "total variation":
         return total_variation(image)
+    if smoothed is None:
+        smoothed = non_local_means(image, decision.noise_sigma)
+    if decision.method == "non-local means":
+        return smoothed
     _, _, thresholds = phase_levels(smoothed)
     return to_levels(image, smoothed, thresholds)
 
@@ -278,8 +287,15 @@ SR_CLASSICAL = {"bicubic": "bicubic", "skimage": "skimage rescale + unsharp mask
 SR_SELF_TEST_SCALES = (2,)
 
 
-def decide_sr(image: np.ndarray, model, scale: int) -> Decision:
-    """Pick the upscaler for a float image or stack in [0, 1] by self-similarity (see :func:`apply_sr`).
+def upscale(image: np.ndarray, model, scale: int, progress: Progress | None = None,
+            tile: int | None = 256) -> tuple[np.ndarray, Decision]:
+    """Upscale a float image or stack in [0, 1] with the upscaler picked on the image; ``(result, decision)``."""
+    decision = _decide_sr(image, model, scale)
+    return _apply_sr(image, decision, model, scale, progress, tile), decision
+
+
+def _decide_sr(image: np.ndarray, model, scale: int) -> Decision:
+    """Pick the upscaler for a float image or stack in [0, 1] by self-similarity.
 
     The image is downscaled by ``scale`` (the degradation the upscalers learnt: Gaussian blur 0.5 px,
     binning) and each upscaler restores it; the PSNR against the image itself scores it. On the
@@ -308,8 +324,8 @@ def decide_sr(image: np.ndarray, model, scale: int) -> Decision:
     return Decision(math.nan, 0, 0.0, best.method, scores, tuple(notes), name)
 
 
-def apply_sr(image: np.ndarray, decision: Decision, model, scale: int, progress: Progress | None = None,
-             tile: int | None = 256) -> np.ndarray:
+def _apply_sr(image: np.ndarray, decision: Decision, model, scale: int, progress: Progress | None = None,
+              tile: int | None = 256) -> np.ndarray:
     """Upscale a float image or stack in [0, 1] with the method of ``decision``, slice by slice."""
     from battgai.microstructure.enhance import apply_model, bicubic, skimage_upscale
 

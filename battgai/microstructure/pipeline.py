@@ -160,12 +160,10 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
             from battgai.microstructure import selffit
 
             fitted, report = selffit.fit(image, model, selffit.FitConfig(seconds=fit_seconds), fit_progress)
-        decision = guard.decide(image, model, fitted)
-        after = guard.apply(image, decision, model, progress=progress, fitted=fitted)
+        after, decision = guard.denoise(image, model, fitted, progress=progress)
         residual = guard.residual_correlation(image, after)
     else:  # the upscaler is chosen by self-similarity where that test is trusted (guard.SR_SELF_TEST_SCALES)
-        decision = guard.decide_sr(image, model, scale)
-        after = guard.apply_sr(image, decision, model, scale, progress=progress, tile=tile)
+        after, decision = guard.upscale(image, model, scale, progress=progress, tile=tile)
     seconds = time.perf_counter() - t0
     return EnhanceResult(image, after, task, card.name, card.sha256, seconds, compare_table(image, after, scale),
                          from_float(after, like=source), decision, residual, report,
