@@ -88,13 +88,27 @@ def _owner_alive(owner: Mapping[str, Any]) -> bool | None:
         return False
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a process resumed after a crash) sees the old file or the
+    whole new one, never a part.
+
+    Written next to its target, flushed, then renamed. A full disk fails on the temporary file, which is removed;
+    the old file is untouched. The folder is synced too, so the rename itself survives a crash.
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --- state codec: JSON + arrays, no pickle ----------------------------------------------------------------------
@@ -229,13 +243,13 @@ class Run:
         return self._meta["id"]
 
     def _flush(self) -> None:
-        _write_atomic(self.path / "run.json", json.dumps(self._meta, indent=2, default=str).encode())
+        write_atomic(self.path / "run.json", json.dumps(self._meta, indent=2, default=str).encode())
 
     def write(self, name: str, data: bytes) -> None:
         """Add a file a user can download (a plain name, no folders)."""
         if not name or Path(name).name != name or name.startswith("."):
             raise ValueError(f"a run file needs a plain name, got {name!r}")
-        _write_atomic(self.path / "files" / name, data)
+        write_atomic(self.path / "files" / name, data)
         if name not in self._meta["files"]:
             self._meta["files"].append(name)
             self._flush()  # a run cut off later still lists what it wrote
@@ -247,8 +261,8 @@ class Run:
         if arrays:
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
-            _write_atomic(self.path / "state.npz", buf.getvalue())
-        _write_atomic(self.path / "state.json", json.dumps(encoded).encode())
+            write_atomic(self.path / "state.npz", buf.getvalue())
+        write_atomic(self.path / "state.json", json.dumps(encoded).encode())
 
     def set(self, **fields: Any) -> None:
         """Update the title, settings or provenance shown on the Runs page."""

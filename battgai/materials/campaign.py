@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ import numpy as np
 
 from battgai.materials import evaluate, validate
 from battgai.materials.sample import DEFAULT_MODEL
+from battgai.runs import write_atomic
 
 #: Version of the folder layout and of the round rules; a folder of another version is refused, never mixed
 #: into (2: crystals suspect at the static screen are no longer relaxed).
@@ -103,25 +103,6 @@ def candidate_id(r: int, k: int) -> str:
     return f"r{r:03d}-{k:04d}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Written next to its target, flushed, then renamed: a reader (or a resumed driver) sees the old file or the
-    # whole new one. A full disk fails on the temporary file, which is removed; the old file is untouched.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a crash
-    finally:
-        os.close(fd)
-
-
 class CampaignFolder:
     """The files of one campaign (see the module docstring); every write is atomic."""
 
@@ -178,7 +159,7 @@ class CampaignFolder:
                     "model_sha256": model_sha256, "battgai_version": __version__,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": dict(notes)}
         meta["settings"]["rounds"] = settings.rounds  # more rounds may be asked of a campaign later
-        _write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
+        write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
 
     def committed(self) -> list[int]:
         """Rounds whose file is on disk, in order."""
@@ -198,9 +179,9 @@ class CampaignFolder:
 
         for c in record["candidates"]:
             s = Structure.from_dict(c["structure"])
-            _write_atomic(self.root / "cifs" / f"{c['id']}.cif", s.to(fmt="cif").encode())
-        _write_atomic(self.rounds_dir / f"round_{record['round']:04d}.json", json.dumps(record).encode())
-        _write_atomic(self.root / "candidates.csv", self.csv().encode())
+            write_atomic(self.root / "cifs" / f"{c['id']}.cif", s.to(fmt="cif").encode())
+        write_atomic(self.rounds_dir / f"round_{record['round']:04d}.json", json.dumps(record).encode())
+        write_atomic(self.root / "candidates.csv", self.csv().encode())
 
     def rows(self) -> list[dict[str, Any]]:
         """Every committed candidate's record without its structures, in round order."""
@@ -235,7 +216,7 @@ class CampaignFolder:
     def write_status(self, **status: Any) -> None:
         """What the driver is doing now, for the page (not part of the results; lost writes do no harm)."""
         with contextlib.suppress(OSError):
-            _write_atomic(self.root / "status.json", json.dumps({**status, "time": time.time()}).encode())
+            write_atomic(self.root / "status.json", json.dumps({**status, "time": time.time()}).encode())
 
     def status(self) -> dict[str, Any]:
         try:
