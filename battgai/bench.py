@@ -50,20 +50,24 @@ def write_section(task: str, markdown: str) -> None:
     BENCHMARKS_MD.write_text(text)
 
 
-def write_subsection(task: str, name: str, markdown: str) -> None:
-    """Replace the block between ``<!-- name:start -->`` and ``<!-- name:end -->`` inside ``task``'s section.
+def block_markers(name: str) -> tuple[str, str]:
+    """The comments that delimit block ``name`` inside a section (one part of a long benchmark)."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
-    Lets one part of a long benchmark be rerun alone; the block is appended when the section lacks it.
-    """
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{markdown.strip()}\n{end}"
-    section = read_section(task)
+
+def replace_block(section: str, name: str, block: str) -> str:
+    """``section`` with its block ``name`` replaced by ``block`` (which carries the markers); appended when absent."""
+    start, end = block_markers(name)
     if start in section and end in section:
         head, rest = section.split(start, 1)
-        section = head + block + rest.split(end, 1)[1]
-    else:
-        section = section.rstrip() + "\n\n" + block
-    write_section(task, section)
+        return head + block + rest.split(end, 1)[1]
+    return section.rstrip() + "\n\n" + block
+
+
+def write_subsection(task: str, name: str, markdown: str) -> None:
+    """Replace block ``name`` inside ``task``'s section with ``markdown``: one part of a benchmark rerun alone."""
+    start, end = block_markers(name)
+    write_section(task, replace_block(read_section(task), name, f"{start}\n{markdown.strip()}\n{end}"))
 
 
 def dispatch(command: str, argv: list[str] | None = None) -> None:

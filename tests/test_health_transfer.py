@@ -171,14 +171,15 @@ def test_nasa_source_and_the_other_lab(nasa, lab):
 
 
 def test_bench_block_is_replaced_in_place_and_targets_can_miss():
-    from battgai.health.bench import TRANSFER_END, TRANSFER_START, replace_block
+    from battgai.bench import replace_block
+    from battgai.health.bench import TRANSFER_END, TRANSFER_START
     from battgai.health.owncells import TRANSFER
     from battgai.health.transferbench import targets
 
     old = f"intro\n{TRANSFER_START}\nold numbers\n{TRANSFER_END}\nwall time"
-    new = replace_block(old, f"{TRANSFER_START}\nnew\n{TRANSFER_END}")
+    new = replace_block(old, "health-transfer", f"{TRANSFER_START}\nnew\n{TRANSFER_END}")
     assert "old numbers" not in new and new.startswith("intro") and new.endswith("wall time")
-    assert replace_block("intro", "block").endswith("block")
+    assert replace_block("intro", "health-transfer", "block").endswith("block")
     t = pd.DataFrame({"all groups": [2.0, 4.0, 2.5], "bias, all groups": [0.5, 5.0, 0.1]},
                      index=[TRANSFER, "source only (ridge)", "labelled only (ridge)"])
     rows = targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.9}})

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from battgai.bench import block_markers
+
 CLASSIC = ("B0005", "B0006", "B0007", "B0018")
 
 
@@ -172,7 +174,7 @@ def targets_table(a: dict, b: dict) -> list[str]:
     return [*lines, ""]
 
 
-TRANSFER_START, TRANSFER_END = "<!-- health-transfer:start -->", "<!-- health-transfer:end -->"
+TRANSFER_START, TRANSFER_END = block_markers("health-transfer")
 
 
 def transfer_section(generator_steps: int = 400) -> list[str]:
@@ -194,7 +196,7 @@ def transfer_section(generator_steps: int = 400) -> list[str]:
     return [TRANSFER_START, *lines, TRANSFER_END]
 
 
-GENERATORS_START, GENERATORS_END = "<!-- health-generators:start -->", "<!-- health-generators:end -->"
+GENERATORS_START, GENERATORS_END = block_markers("health-generators")
 
 
 def generators_section(write_cards: bool = True) -> list[str]:
@@ -294,18 +296,10 @@ def generators_section(write_cards: bool = True) -> list[str]:
     return [GENERATORS_START, *lines, GENERATORS_END]
 
 
-def replace_block(section: str, block: str, start: str = TRANSFER_START, end: str = TRANSFER_END) -> str:
-    """``section`` with its ``start`` ... ``end`` block replaced by ``block`` (appended when it has none)."""
-    if start in section and end in section:
-        head, rest = section.split(start, 1)
-        return head + block + rest.split(end, 1)[1]
-    return section.rstrip() + "\n\n" + block
-
-
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from battgai.bench import read_section, write_section
+    from battgai.bench import read_section, replace_block, write_section
     from battgai.data import DataNotFound
     from battgai.health.preprocess import WINDOW_V, nasa_curves, window_observed
     from battgai.health.sample import load, sample
@@ -324,13 +318,13 @@ def main(argv: list[str] | None = None) -> None:
         md = "\n".join(transfer_section())
         print(md)
         if not args.no_write:
-            write_section("health", replace_block(read_section("health"), md))
+            write_section("health", replace_block(read_section("health"), "health-transfer", md))
         return
     if args.part == "generators":
         md = "\n".join(generators_section(write_cards=not args.no_write))
         print(md)
         if not args.no_write:
-            write_section("health", replace_block(read_section("health"), md, GENERATORS_START, GENERATORS_END))
+            write_section("health", replace_block(read_section("health"), "health-generators", md))
         return
 
     curves = nasa_curves()

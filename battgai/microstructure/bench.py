@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from battgai.bench import write_section, write_subsection
+    from battgai.bench import block_markers, write_section, write_subsection
     from battgai.microstructure import fusionbench, guardbench, io
     from battgai.microstructure.enhance import MODEL_NAMES, apply_model, load_model
 
@@ -273,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_write:
             write_subsection("microstructure", block, md)
         return
-    blocks = "\n\n".join(f"<!-- {b}:start -->\n{report()}\n<!-- {b}:end -->" for b, report in parts.items())
+    blocks = []
+    for name, report in parts.items():
+        start, end = block_markers(name)
+        blocks.append(f"{start}\n{report()}\n{end}")
     started = time.perf_counter()
     images = io.heldout_images()
     models = {k: load_model(v, device="cpu")[0] for k, v in MODEL_NAMES.items()}
@@ -367,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     summary.append(f"128^3 sample time: level cut {info['gen_time_s']:.2f} s, SliceGAN {info['gan_time_s']:.2f} s, "
                    f"porespy blobs {info['blob_time_s']:.2f} s (target <= 5 s: {_check(info['gen_time_s'] <= 5)} / "
                    f"{_check(info['gan_time_s'] <= 5)})")
-    lines += ["", blocks, "", "### Targets", ""] + [f"- {s}" for s in summary]
+    lines += ["", "\n\n".join(blocks), "", "### Targets", ""] + [f"- {s}" for s in summary]
     lines.append(f"\nBenchmark wall time {(time.perf_counter() - started) / 60:.1f} min.")
     md = "\n".join(lines)
     print(md)
