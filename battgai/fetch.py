@@ -30,6 +30,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from battgai.registry import sha256_file
+
 MANIFEST = Path(__file__).resolve().parent / "data_manifest.json"
 CHUNK = 1 << 16
 TIMEOUT_S = 30
@@ -84,11 +86,10 @@ def select(manifest: dict[str, Dataset], names: Sequence[str]) -> list[Dataset]:
 
 
 def _sha256(path: Path, gunzip: bool = False) -> str:
-    h = hashlib.sha256()
-    with (gzip.open(path, "rb") if gunzip else open(path, "rb")) as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    if not gunzip:
+        return sha256_file(path)
+    with gzip.open(path, "rb") as f:  # the hash of the original a stored gzip was made from
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verified(path: Path, f: DataFile) -> bool:
