@@ -217,19 +217,18 @@ def build(folder: Path = BUNDLE_DIR, progress: Progress | None = None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refs = ReferencePhases.from_mp20(potential="chgnet")
-        values = refs.cache.get_many(refs.ids, refs._structure, progress)
+        refs.cache.get_many(refs.ids, refs._structure, progress)  # computes what the cache lacks
         refs._add_missing_elements(frozenset(ELEMENT_PROTOTYPES))
     ids = list(refs.ids)
-    values = {**values, **{i: refs.cache.values[i] for i in ids if i.startswith("proto:")}}
+    energies = np.array([refs.cache.values[i] for i in ids], dtype=np.float64)
     formulas = [c.formula.replace(" ", "") for c in refs.comps]
     np.savez_compressed(folder / REFERENCES_FILE, ids=np.array(ids), formulas=np.array(formulas),
-                        energies=np.array([values[i] for i in ids], dtype=np.float64), potential=np.array("chgnet"))
+                        energies=energies, potential=np.array("chgnet"))
     files = {}
     for name in (NOVELTY_FILE, REFERENCES_FILE):
         files[name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
     files[NOVELTY_FILE]["structures"] = int(sum(len(v) for v in known.values()))
     files[NOVELTY_FILE]["formulas"] = len(known)
-    energies = np.array([values[i] for i in ids])
     files[REFERENCES_FILE].update(phases=len(ids), without_energy=int(np.isnan(energies).sum()),
                                   prototypes=sum(i.startswith("proto:") for i in ids))
     manifest = {"potential": f"CHGNet 0.3.0 weights of the chgnet {chgnet.__version__} package (static energies)",
