@@ -13,6 +13,7 @@ import numpy as np
 
 from battgai.health.diffusion import Denoiser, DiffusionConfig
 from battgai.health.preprocess import VOLTAGE_GRID, CurveSet, render
+from battgai.health.sample import card_config
 
 DEFAULT_MODEL = "health_diffusion"
 #: DDIM steps at sampling: 40 denoiser calls, ~0.2 s for 1,000 curves on one thread.
@@ -38,10 +39,8 @@ def load(name: str = DEFAULT_MODEL) -> DiffusionGenerator:
     from battgai import registry
 
     state, card = registry.load_tensors(name)
-    cfg = dict(card.config)
-    nominal = float(cfg.pop("nominal_ah"))
-    grid = np.asarray(cfg.pop("grid"), float)
-    model = Denoiser(DiffusionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    nominal, grid, kwargs = card_config(card.config)
+    model = Denoiser(DiffusionConfig(**kwargs))
     model.load_state_dict(dict(state))
     model.eval()
     return DiffusionGenerator(model, nominal, name, card.sha256, grid)

@@ -55,6 +55,15 @@ class Generator:
         return out
 
 
+def card_config(config: dict) -> tuple[float, np.ndarray, dict]:
+    """``(nominal Ah, voltage grid, model constructor arguments)`` from a curve generator's card config
+    (JSON lists back to the tuples the config dataclasses hold)."""
+    cfg = dict(config)
+    nominal = float(cfg.pop("nominal_ah"))
+    grid = np.asarray(cfg.pop("grid"), float)
+    return nominal, grid, {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
 def load(name: str = DEFAULT_MODEL) -> Generator:
     """Rebuild a bundled generator from its card and verified weights."""
     from battgai import registry
@@ -62,11 +71,8 @@ def load(name: str = DEFAULT_MODEL) -> Generator:
     state, card = registry.load_tensors(name)
     # load_tensors is cached: pop the bank from a copy, or the next load finds no bank.
     state = dict(state)
-    cfg = dict(card.config)
-    nominal = float(cfg.pop("nominal_ah"))
-    grid = np.asarray(cfg.pop("grid"), float)
-    config = CVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
-    model = CVAE(config)
+    nominal, grid, kwargs = card_config(card.config)
+    model = CVAE(CVAEConfig(**kwargs))
     bank = {k.split(".", 1)[1]: state.pop(k).numpy().astype(float) for k in list(state) if k.startswith("bank.")}
     model.load_state_dict(state)
     model.eval()
