@@ -198,7 +198,9 @@ def show_transfer(res) -> None:
                   Curve(e["cycle"][m].to_numpy(), e["soh_in_file"][m].to_numpy() * 100, f"{cell} in file", dash=True)]
     if lines:
         show_curves(lines, "cycle", "SOH (%)")
-    download_bundle("Download SOH estimates (CSV: estimate, 1-sigma, extrapolating) + pipeline scores + provenance",
+    st.caption(f"Uncertainty: {res.provenance.settings['band']}.")
+    download_bundle("Download SOH estimates (CSV: estimate, 1-sigma, 95 % band, extrapolating) + pipeline scores + "
+                    "provenance",
                     {"soh_estimates.csv": res.csv(), "pipelines.csv": res.scores_csv()}, res.provenance,
                     "battgai_soh_transfer.zip", key="download_transfer")
 

@@ -75,8 +75,27 @@ def test_one_labelled_cell_corrects_the_lab_and_scores_every_pipeline(lab):
     assert abs(err.mean()) < 4 and np.sqrt(np.mean(err**2)) < 5
     assert {"labelled only (ridge)", "labelled + mixup (gbm)"} <= set(res.scores["pipeline"])
     text = res.csv().decode()
-    assert text.splitlines()[0] == "cell_id,cycle,soh_estimate,soh_sigma,extrapolating,soh_in_file"
+    assert text.splitlines()[0] == "cell_id,cycle,soh_estimate,soh_sigma,soh_low,soh_high,extrapolating,soh_in_file"
     assert res.provenance.settings["labelled_cells"] == ["LFP1"]
+    # one labelled cell, no source: nothing to hold out, and the band says it is not calibrated
+    assert "NOT calibrated" in res.provenance.settings["band"] and res.provenance.settings["band_scale"] == 1.0
+    assert any("not calibrated" in w for w in res.warnings)
+    np.testing.assert_allclose(e["soh_high"] - e["soh_estimate"], 2 * e["soh_sigma"], rtol=1e-9)
+
+
+def test_band_scale_is_the_conformal_quantile_over_two():
+    z = np.abs(np.random.default_rng(0).normal(0, 3.0, 20_000))  # sigma under-stated three times
+    assert owncells.band_scale(z) == pytest.approx(3.0 * 1.96 / 2, rel=0.03)
+    assert owncells.band_scale(np.zeros(0)) == 1.0
+    assert owncells.band_scale(np.array([0.5, 1.0, 9.0])) == pytest.approx(4.5)  # few scores: the largest
+
+
+def test_two_labelled_cells_calibrate_the_band_by_leaving_each_out(lab):
+    curves = owncells.curves_of(lab)
+    res = owncells.run(curves, ["LFP1", "LFP2"], None)
+    s = res.provenance.settings
+    assert "NOT calibrated" not in s["band"] and s["band_calibration_errors"] == 60  # 2 cells x 30 cycles
+    assert not any("not calibrated" in w for w in res.warnings)
 
 
 def test_estimates_beyond_the_labelled_range_say_they_extrapolate(lab):
@@ -157,7 +176,8 @@ def test_leave_group_out_on_nasa_beats_source_only_without_bias(nasa):
     assert set(res.scores["group"]) == {"24 C / 2 A", "24 C / 4 A", "43 C / 4 A"}
     assert t.loc[TRANSFER, "all groups"] < 0.7 * t.loc["source only (ridge)", "all groups"]
     assert abs(t.loc[TRANSFER, "bias, all groups"]) < 2 < abs(t.loc["source only (ridge)", "bias, all groups"])
-    assert res.coverage() > 0.6
+    # the band is calibrated on the source groups only, and holds about 95 % on the scored group
+    assert 0.85 <= res.coverage() <= 1.0 and res.coverage() > res.coverage(calibrated=False)
 
 
 def test_nasa_source_and_the_other_lab(nasa, lab):
@@ -182,7 +202,10 @@ def test_bench_block_is_replaced_in_place_and_targets_can_miss():
     assert replace_block("intro", "health-transfer", "block").endswith("block")
     t = pd.DataFrame({"all groups": [2.0, 4.0, 2.5], "bias, all groups": [0.5, 5.0, 0.1]},
                      index=[TRANSFER, "source only (ridge)", "labelled only (ridge)"])
-    rows = targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.9}})
+    rows = targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.9,
+                                     "coverage_raw": 0.7}})
     assert "**missed**" in rows[2] and "| hit |" in rows[3]  # 2.0 vs 2.5 is only 20 % better (30 % needed)
     t.loc["labelled only (ridge)", "all groups"] = 3.5
-    assert "| hit |" in targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.9}})[2]
+    rows = targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.95,
+                                  "coverage_raw": 0.7}})
+    assert "| hit |" in rows[2] and "95% (before calibration 70%) | hit |" in rows[4]

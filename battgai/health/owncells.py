@@ -37,6 +37,10 @@ N_FINE = 151
 #: A NASA cell whose mean discharge current spans more than this (A) changes protocol mid-life
 #: (B0038-B0040): it is not one lab's condition and is left out of the source.
 MIXED_CURRENT_A = 0.5
+#: Share of held-out errors the band of two (calibrated) sigmas is meant to hold.
+BAND_COVERAGE = 0.95
+#: Labelled-cell choices per source lab when calibrating the band (bounds its time: one fit each).
+CALIBRATION_RUNS_PER_LAB = 4
 TRANSFER = "transfer (source + labelled, Daume ridge)"
 TRANSFER_GEN = "transfer + cVAE curves of the labelled cells"
 
@@ -193,12 +197,64 @@ class TransferResult:
         return self.scores.to_csv(index=False, float_format="%.4g").encode()
 
 
-def _source_relative(labs: dict[str, CurveSet], window: tuple[float, float]) -> CurveSet | None:
-    sets = []
-    for lab in labs.values():
-        frame = fit_frame(lab, list(map(str, np.unique(lab.cell_id))), window)
-        sets.append(relative(lab.subset(reaches_window(lab, frame)), frame))
-    return CurveSet.concat(sets) if sets else None
+def _lab_relative(lab: CurveSet, labelled: list[str], window: tuple[float, float]) -> CurveSet:
+    frame = fit_frame(lab, labelled, window)
+    return relative(lab.subset(reaches_window(lab, frame)), frame)
+
+
+def _source_relative(labs: dict[str, CurveSet], window: tuple[float, float]) -> dict[str, CurveSet]:
+    """Each source lab on its own frame (every one of its cells sets ``c_ref``)."""
+    return {k: _lab_relative(v, list(map(str, np.unique(v.cell_id))), window) for k, v in labs.items()}
+
+
+def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tuple[float, float],
+                       seed: int = 0) -> np.ndarray:
+    """``|error| / sigma`` of the transfer on cells it never saw, from what a run has: its source and labelled cells.
+
+    Each source lab with two or more cells plays the researcher's lab in turn (leave-source-lab-out):
+    one of its cells labelled (up to :data:`CALIBRATION_RUNS_PER_LAB` choices), its other cells
+    scored, the other source labs as the source; the same setting the estimates are made in. With
+    two or more labelled cells, each of them is also left out in turn and scored (its own lab).
+    """
+    rel = _source_relative(labs, window)
+    scores = []
+
+    def score(source: list[CurveSet], train: CurveSet, held: CurveSet) -> None:
+        if not len(held):
+            return
+        src = _xyc(CurveSet.concat(source), window) if source else None
+        mean, sigma, _ = TransferModel(seed=seed).fit(src, _xyc(train, window)).predict(features(held, window))
+        scores.append(np.abs(mean - held.soh) / sigma)
+
+    for name, lab in labs.items():
+        cells = list(map(str, np.unique(lab.cell_id)))
+        if len(cells) < 2:
+            continue
+        others = [v for k, v in rel.items() if k != name]
+        for cell in cells[:CALIBRATION_RUNS_PER_LAB]:
+            pseudo = _lab_relative(lab, [cell], window)
+            mine = pseudo.cell_id == cell
+            score(others, pseudo.subset(mine), pseudo.subset(~mine))
+    labelled = np.unique(target.cell_id)
+    if len(labelled) > 1:
+        for cell in labelled:
+            mine = target.cell_id == cell
+            score(list(rel.values()), target.subset(~mine), target.subset(mine))
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def band_scale(errors: np.ndarray, coverage: float = BAND_COVERAGE) -> float:
+    """Factor on sigma so that two sigmas hold ``coverage`` of ``errors`` (``|error| / sigma``); 1 with none.
+
+    Split-conformal calibration of a normalised score (Lei et al. 2018, "Distribution-free
+    predictive inference for regression", JASA): the empirical quantile of held-out scores, with
+    the finite-sample correction ``ceil((n + 1) coverage) / n``.
+    """
+    n = len(errors)
+    if n == 0:
+        return 1.0
+    q = min(1.0, np.ceil((n + 1) * coverage) / n)
+    return float(np.quantile(errors, q) / 2.0)
 
 
 def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] | None,
@@ -240,16 +296,29 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
     rel = relative(curves.subset(seen), frame)
     lab = np.isin(rel.cell_id, labelled)
     target, others = rel.subset(lab), rel.subset(~lab)
-    source = _source_relative(source_labs, window) if source_labs else None
+    source = CurveSet.concat(list(_source_relative(source_labs, window).values())) if source_labs else None
     fitted = pipelines(source, target, window, seed, generator_steps)
     best = TRANSFER_GEN if TRANSFER_GEN in fitted else TRANSFER if TRANSFER in fitted else None
     model = fitted[best] if best else TransferModel(seed=seed).fit(None, _xyc(target, window))
+    held = calibration_errors(source_labs or {}, target, window, seed)
+    scale = band_scale(held)
+    if len(held):
+        band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, meant to hold {BAND_COVERAGE:.0%} of true values; "
+                f"soh_sigma is the ensemble spread + cell scatter x {scale:.2f}, the factor at which 2 sigma held "
+                f"{BAND_COVERAGE:.0%} of {len(held)} errors on cells held out of the source labs / labelled cells")
+    else:
+        band = ("soh_low / soh_high: estimate +/- 2 soh_sigma, NOT calibrated (no source lab and a single labelled "
+                "cell: nothing to hold out); soh_sigma is the ensemble spread + cell scatter")
+        warnings.append("The uncertainty band is not calibrated: with one labelled cell and no source data there "
+                        "is no held-out cell to check it on. Label a second cell or keep the NASA source.")
     to_soh = frame.c_ref / curves.nominal_ah
     x = features(others, window)
     mean, sigma, extrap = model.predict(x) if len(others) else (np.zeros(0),) * 3
+    sigma = sigma * scale
     estimates = pd.DataFrame({
         "cell_id": others.cell_id, "cycle": others.cycle, "soh_estimate": mean * to_soh,
-        "soh_sigma": sigma * to_soh, "extrapolating": extrap.astype(bool), "soh_in_file": others.soh * to_soh,
+        "soh_sigma": sigma * to_soh, "soh_low": (mean - 2 * sigma) * to_soh, "soh_high": (mean + 2 * sigma) * to_soh,
+        "extrapolating": extrap.astype(bool), "soh_in_file": others.soh * to_soh,
     })
     if extrap.any():
         warnings.append(f"{int(extrap.sum())} estimate(s) extrapolate: their window charge or C-rate lies outside "
@@ -267,7 +336,8 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         "labelled_cells": sorted(labelled), "source": source_name, "window_fraction": list(window),
         "window_v": [round(hi, 4), round(lo, 4)], "c_ref_ah": frame.c_ref, "nominal_ah": curves.nominal_ah,
         "v_top": frame.v_top, "v_bot": frame.v_bot, "generator_steps": generator_steps,
-        "soh": "capacity / nominal; soh_sigma is one standard deviation",
+        "soh": "capacity / nominal; soh_sigma is one (calibrated) standard deviation", "band": band,
+        "band_scale": scale, "band_calibration_errors": len(held),
         "soh_in_file": "the file's (or coulomb-counted) capacity / nominal, used only to score",
     }, seed)
     return TransferResult(estimates, pd.DataFrame(rows, columns=["pipeline", "rmse_soh_points", "bias_soh_points",

@@ -1,6 +1,7 @@
 """``python -m battgai health-transfer FILE --labelled CELL [...]``: the page's transfer step without the UI.
 
-Writes ``OUT/soh_estimates.csv`` (every unlabelled cycle: estimate, 1-sigma, extrapolating flag),
+Writes ``OUT/soh_estimates.csv`` (every unlabelled cycle: estimate, calibrated 1-sigma, the 95 % band
+``soh_low`` / ``soh_high``, extrapolating flag; ``provenance.json`` says how the band was calibrated),
 ``OUT/pipelines.csv`` (each pipeline scored on the unlabelled cells where the file holds their
 capacities) and ``OUT/provenance.json``.
 """
