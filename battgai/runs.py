@@ -49,6 +49,7 @@ TASK_PAGES = {
     "microstructure.fusion": "pages/microstructure.py",
     "health.generate": "pages/health.py",
     "health.experiment": "pages/health.py",
+    "health.transfer": "pages/health.py",
     "materials.campaign": "pages/campaigns.py",
 }
 

@@ -83,6 +83,28 @@ def show_experiment(done_regime: str, done_est: str, res) -> None:
     st.caption(f"Runs ({what}): " + "; ".join(", ".join(map(quoted, s)) for s in res.splits))
 
 
+def show_transfer(res) -> None:
+    for w in res.warnings:
+        st.warning(w)
+    if len(res.scores):
+        st.caption("Each pipeline scored on the unlabelled cells, against the capacities the file holds for them "
+                   "(never used for training): RMSE and bias in SOH points.")
+        st.table(res.scores.set_index("pipeline").round(2))
+    lines = []
+    e = res.estimates
+    for cell in e["cell_id"].unique()[:MAX_SHOWN // 3]:
+        m = (e["cell_id"] == cell).to_numpy()
+        lines += [Curve(e["cycle"][m].to_numpy(), e["soh_estimate"][m].to_numpy() * 100, f"{cell} estimated"),
+                  Curve(e["cycle"][m].to_numpy(), e["soh_in_file"][m].to_numpy() * 100, f"{cell} in file", dash=True)]
+    if lines:
+        show_curves(lines, "cycle", "SOH (%)")
+    st.caption(f"Uncertainty: {res.provenance.settings['band']}.")
+    download_bundle("Download SOH estimates (CSV: estimate, 1-sigma, 95 % band, extrapolating) + pipeline scores + "
+                    "provenance",
+                    {"soh_estimates.csv": res.csv(), "pipelines.csv": res.scores_csv()}, res.provenance,
+                    "battgai_soh_transfer.zip", key="download_transfer")
+
+
 st.title("Battery health augmentation")
 st.caption(
     "Generate discharge curves at a chosen state of health (SOH = capacity / nominal) with a conditional "
@@ -96,6 +118,10 @@ if record is not None:
     state = record.state()
     if record.task == "health.generate":
         show_synthetic(state)
+    elif record.task == "health.transfer":
+        from battgai.health.owncells import TransferResult
+
+        show_transfer(TransferResult.from_state(state))
     else:
         show_experiment(*state)
     st.download_button("Download the run (zip)", record.zip, f"battgai_{record.id}.zip", key="reopened_zip")
@@ -183,28 +209,6 @@ def _source_labs(exclude: tuple[str, ...]):
     return nasa_source_labs(curves.subset(~np.isin(curves.cell_id, exclude)))
 
 
-def show_transfer(res) -> None:
-    for w in res.warnings:
-        st.warning(w)
-    if len(res.scores):
-        st.caption("Each pipeline scored on the unlabelled cells, against the capacities the file holds for them "
-                   "(never used for training): RMSE and bias in SOH points.")
-        st.table(res.scores.set_index("pipeline").round(2))
-    lines = []
-    e = res.estimates
-    for cell in e["cell_id"].unique()[:MAX_SHOWN // 3]:
-        m = (e["cell_id"] == cell).to_numpy()
-        lines += [Curve(e["cycle"][m].to_numpy(), e["soh_estimate"][m].to_numpy() * 100, f"{cell} estimated"),
-                  Curve(e["cycle"][m].to_numpy(), e["soh_in_file"][m].to_numpy() * 100, f"{cell} in file", dash=True)]
-    if lines:
-        show_curves(lines, "cycle", "SOH (%)")
-    st.caption(f"Uncertainty: {res.provenance.settings['band']}.")
-    download_bundle("Download SOH estimates (CSV: estimate, 1-sigma, 95 % band, extrapolating) + pipeline scores + "
-                    "provenance",
-                    {"soh_estimates.csv": res.csv(), "pipelines.csv": res.scores_csv()}, res.provenance,
-                    "battgai_soh_transfer.zip", key="download_transfer")
-
-
 with st.expander("Your own cells: SOH from a few labelled ones (transfer)"):
     from battgai.health import owncells
 
@@ -227,8 +231,16 @@ with st.expander("Your own cells: SOH from a few labelled ones (transfer)"):
             except DataNotFound:
                 source, source_name = None, "none (NASA data absent)"
                 st.info("NASA source data not found: training on your labelled cells alone.")
-            st.session_state["health_transfer"] = owncells.run(
-                mine, labelled, source, (top, bottom), 400 if use_gen else 0, source_name=source_name)
+            owncells.check_labelled(mine, labelled)  # plain input mistakes make no failed run in the store
+            steps = 400 if use_gen else 0
+            with heavy_step("health.transfer", f"SOH of {loaded.data.source} cells from {', '.join(labelled)}",
+                            {"labelled": ", ".join(labelled), "window": f"{top:g}-{bottom:g}",
+                             "nominal_ah": loaded.data.nominal_ah, "source": source_name, "generator_steps": steps},
+                            queued=use_gen) as run:
+                res = owncells.run(mine, labelled, source, (top, bottom), steps, source_name=source_name)
+                res.save(run)
+            saved_note(run)
+            st.session_state["health_transfer"] = res
         except ValueError as exc:  # TransferError and unusable curves
             st.error(f"Cannot estimate: {exc}")
             st.session_state.pop("health_transfer", None)

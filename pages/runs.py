@@ -17,8 +17,9 @@ STATUS_HELP = {
 
 st.title("Runs")
 runs_store = store()
-st.write(f"Every generation, energy run, enhancement, segmentation, generated volume and health experiment is "
-         f"saved when it finishes, with its provenance, under `{runs_store.root}` (set `BATTGAI_HOME` to move it). "
+st.write("Every generation, energy run, enhancement, segmentation, generated volume, health experiment and SOH "
+         f"transfer is saved when it finishes, with its provenance, under `{runs_store.root}` (set `BATTGAI_HOME` to "
+         "move it). "
          "A refresh, a closed tab or a server restart loses nothing finished.")
 queue = jobs.queue()
 st.caption(f"Heavy steps on this server: {len(queue.running())} running, {len(queue.waiting())} waiting "

@@ -39,3 +39,46 @@ def test_transfer_without_a_labelled_cell_says_so():
     at.button(key="transfer").click().run()
     assert not at.exception
     assert at.error and "Mark at least one cell" in at.error[0].value
+
+
+def test_transfer_is_saved_in_the_run_store_and_reopens_after_the_session_is_gone(tmp_path, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    from battgai.runs import RunStore
+
+    monkeypatch.setenv("BATTGAI_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.multiselect(key="labelled").set_value(["DEMO1", "DEMO2"]).run()
+    at.button(key="transfer").click().run()
+    assert not at.exception and not at.error
+    res = at.session_state["health_transfer"]
+    (rec,) = RunStore().list("health")
+    assert rec.status == "finished" and rec.task == "health.transfer" and rec.page == "pages/health.py"
+    assert rec.read("soh_estimates.csv") == res.csv() and rec.read("pipelines.csv") == res.scores_csv()
+    prov = rec.provenance["settings"]
+    assert prov["labelled_cells"] == ["DEMO1", "DEMO2"] and prov["window_fraction"] == [0.05, 0.4]
+    assert "calibrated to hold 95%" in prov["band"] and prov["nominal_ah"] == rec.settings["nominal_ah"]
+    assert rec.settings["labelled"] == "DEMO1, DEMO2"
+    assert any(rec.id in c.value for c in at.caption)  # the page says where it was saved
+    est = pd.read_csv(io.BytesIO(rec.read("soh_estimates.csv")))
+    assert set(est["cell_id"]) == {"DEMO3", "DEMO4"} and (est["soh_high"] > est["soh_low"]).all()
+
+    fresh = AppTest.from_file(PAGE, default_timeout=60)  # a new session: a refresh, another tab, after a restart
+    fresh.query_params["run"] = rec.id
+    fresh.run()
+    assert not fresh.exception, [e.value for e in fresh.exception]
+    assert any(rec.id in i.value for i in fresh.info)
+    assert any("Uncertainty:" in c.value for c in fresh.caption) and fresh.get("download_button")
+    assert len(fresh.table) == 1  # the pipeline scores, unrounded from the stored columns
+
+
+def test_a_mistake_in_the_labelled_cells_leaves_no_failed_run(tmp_path, monkeypatch):
+    from battgai.runs import RunStore
+
+    monkeypatch.setenv("BATTGAI_HOME", str(tmp_path / "home"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.multiselect(key="labelled").set_value([]).run()
+    at.button(key="transfer").click().run()
+    assert at.error and RunStore().list() == []

@@ -31,6 +31,7 @@ from battgai.health.transfer import (
     relative,
 )
 from battgai.provenance import Provenance
+from battgai.runs import Run
 
 #: Points of the fine voltage grid an upload is resampled on (its own range, not NASA's).
 N_FINE = 151
@@ -196,6 +197,22 @@ class TransferResult:
     def scores_csv(self) -> bytes:
         return self.scores.to_csv(index=False, float_format="%.4g").encode()
 
+    def save(self, run: Run) -> None:
+        """Into a run of the run store: the two CSVs a user downloads, the provenance, and the state to reopen it."""
+        run.write("soh_estimates.csv", self.csv())
+        run.write("pipelines.csv", self.scores_csv())
+        run.set(provenance=self.provenance)
+        # Tables as column arrays: the store keeps no pickle, and reopening shows the numbers unrounded.
+        run.save_state({"estimates": {c: self.estimates[c].to_numpy() for c in self.estimates},
+                        "scores": {c: self.scores[c].to_numpy() for c in self.scores},
+                        "frame": self.frame, "warnings": list(self.warnings), "provenance": self.provenance})
+
+    @classmethod
+    def from_state(cls, state: dict) -> TransferResult:
+        """The result a ``health.transfer`` run saved with :meth:`save` (its ``RunRecord.state()``)."""
+        return cls(pd.DataFrame(state["estimates"]), pd.DataFrame(state["scores"]), state["frame"],
+                   state["warnings"], state["provenance"])
+
 
 def _lab_relative(lab: CurveSet, labelled: list[str], window: tuple[float, float]) -> CurveSet:
     frame = fit_frame(lab, labelled, window)
@@ -303,7 +320,7 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
     held = calibration_errors(source_labs or {}, target, window, seed)
     scale = band_scale(held)
     if len(held):
-        band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, meant to hold {BAND_COVERAGE:.0%} of true values; "
+        band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, calibrated to hold {BAND_COVERAGE:.0%} of true values: "
                 f"soh_sigma is the ensemble spread + cell scatter x {scale:.2f}, the factor at which 2 sigma held "
                 f"{BAND_COVERAGE:.0%} of {len(held)} errors on cells held out of the source labs / labelled cells")
     else:
