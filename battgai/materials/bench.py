@@ -284,8 +284,9 @@ def sampler_quality(structures: list, ref_fp, ref_props: np.ndarray, known, refs
     return {"n": len(structures), "unique": sc["unique"], "novel": sc["novel"],
             **coverage(fingerprints(structures), ref_fp),
             **distribution_distances(crystal_properties(structures), ref_props),
-            "stable_static": every["stable"], "sun_static": every["sun"], "relax_n": len(first["_ehull"]),
-            "stable_relaxed": first["stable_relaxed"], "sun_relaxed": first["sun_relaxed"]}
+            "stable_static": every["stable"], "sun_static": every["sun"], "suspect_static": every["suspect"],
+            "relax_n": len(first["_ehull"]), "stable_relaxed": first["stable_relaxed"],
+            "sun_relaxed": first["sun_relaxed"], "suspect_relaxed": first["suspect_relaxed"]}
 
 
 def _temperature_flags(run: dict) -> str:

@@ -584,7 +584,8 @@ def condition_prefix(c: Conditions) -> list[int]:
 
 def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, temperature: float = 1.0,
                   guidance: float = 1.0, validity_masks: bool = True, hold_neutral: bool = True,
-                  element_temperature: float = 1.0, on_step: Callable[[], None] | None = None):
+                  element_temperature: float = 1.0, on_step: Callable[[], None] | None = None,
+                  record: list[np.ndarray] | None = None):
     """``n`` token sequences obeying ``c``; returns ``(tokens (n, SEQ_LEN), ok (n,) bool)``.
 
     ``ok`` is False for sequences that hit a dead end (e.g. the atom budget could
@@ -607,18 +608,23 @@ def sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int = 0, tempera
 
     ``on_step()`` is called after every token position, so a caller can stop a long batch
     between tokens (by raising from it).
+
+    ``record``, when given, receives the allowed-token mask ``(n, vocab)`` of every position
+    sampled, in order: the distribution the tokens were drawn from is the model's softmax
+    renormalised over those masks, which reward fine-tuning needs to score them
+    (:mod:`battgai.materials.finetune`).
     """
     import torch
 
     # Local no_grad: CHGNet in the same process needs autograd for forces.
     with torch.no_grad():
         return _sample_tokens(lm, c, n, seed, temperature, guidance, validity_masks, hold_neutral,
-                              element_temperature, on_step)
+                              element_temperature, on_step, record)
 
 
 def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperature: float, guidance: float,
                    validity_masks: bool, hold_neutral: bool, element_temperature: float,
-                   on_step: Callable[[], None] | None):
+                   on_step: Callable[[], None] | None, record: list[np.ndarray] | None = None):
     import torch
 
     problems = check_conditions(c)
@@ -637,6 +643,8 @@ def _sample_tokens(lm: LoadedModel, c: Conditions, n: int, seed: int, temperatur
     logits, past = lm.model(torch.from_numpy(first))
     while pos < tk.SEQ_LEN and (phase < 13).any():
         allowed = np.stack([masks.mask(i, phase[i]) if phase[i] < 13 else _pad_mask() for i in range(n)])
+        if record is not None:
+            record.append(allowed)
         lg = logits[:, -1, :]
         if guided:
             lg = lg[n:] + guidance * (lg[:n] - lg[n:])
