@@ -122,6 +122,17 @@ def test_bad_input_is_refused_with_a_message(lab):
         owncells.run(far, ["LFP1", "LFP2", "LFP3"], None)
 
 
+def test_a_source_cell_that_never_reaches_the_window_does_not_break_the_calibration(lab):
+    curves = owncells.curves_of(lab)
+    a = curves.subset(curves.cell_id == "LFP1")
+    b = curves.subset(curves.cell_id != "LFP1")
+    b.v_start = np.where(b.cell_id == "LFP3", b.grid[-1] + 0.05, b.v_start)  # LFP3: load-on below any window
+    target = owncells._lab_relative(a, ["LFP1"], (0.05, 0.4))
+    errors = owncells.calibration_errors({"a": a, "b": b}, target, (0.05, 0.4))
+    # lab b plays the researcher's lab with LFP2, then LFP4 labelled (LFP3 has no usable curve); lab a has one cell
+    assert len(errors) == 60 and np.isfinite(errors).all()
+
+
 def test_curves_that_never_reach_the_window_get_no_estimate(lab):
     curves = owncells.curves_of(lab)
     cut = curves.subset(np.arange(len(curves)))

@@ -237,7 +237,8 @@ def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tupl
     scores = []
 
     def score(source: list[CurveSet], train: CurveSet, held: CurveSet) -> None:
-        if not len(held):
+        source = [s for s in source if len(s)]  # a lab (or cell) whose curves never reach the window adds nothing
+        if not len(held) or len(train) < MIN_LABELLED_CYCLES:
             return
         src = _xyc(CurveSet.concat(source), window) if source else None
         mean, sigma, _ = TransferModel(seed=seed).fit(src, _xyc(train, window)).predict(features(held, window))

@@ -102,7 +102,8 @@ def reaches_window(curves: CurveSet, frame: Frame) -> np.ndarray:
 
 def relative(curves: CurveSet, frame: Frame) -> CurveSet:
     """``curves`` on the lab's relative grid: charge and SOH over ``c_ref``, current as a C-rate."""
-    q = np.array([np.interp(frame.grid, curves.grid[::-1], row[::-1]) for row in curves.q]) / frame.c_ref
+    q = np.array([np.interp(frame.grid, curves.grid[::-1], row[::-1]) for row in curves.q]).reshape(-1, N_GRID)
+    q = q / frame.c_ref
     scale = curves.nominal_ah / frame.c_ref
     return CurveSet(q, curves.soh * scale, curves.temperature_c.copy(), np.abs(curves.current_a) / frame.c_ref,
                     curves.cell_id.copy(), curves.cycle.copy(), curves.v_start.copy(), 1.0, frame.grid)
@@ -116,7 +117,7 @@ def features(rel: CurveSet, window: tuple[float, float] = WINDOW_FRACTION) -> np
     """
     pos = np.linspace(window[0], window[1], N_WINDOW) * (rel.q.shape[1] - 1)
     idx = np.arange(rel.q.shape[1])
-    w = np.array([np.interp(pos, idx, row) for row in rel.q])
+    w = np.array([np.interp(pos, idx, row) for row in rel.q]).reshape(-1, N_WINDOW)  # no curve: zero rows
     w = w - w[:, :1]
     return np.column_stack([w[:, -1], np.diff(w, axis=1), rel.current_a])
 
