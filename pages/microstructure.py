@@ -30,6 +30,10 @@ TASKS = {
 NMC_NAMES = {0: "pore", 1: "NMC", 2: "CBD"}
 #: Training budget of "fit the denoiser to this image" (scoring and inference come on top).
 FIT_SECONDS = 40.0
+#: The denoising methods a researcher can force, by the label the page shows.
+DENOISE_METHODS = {"Automatic (picked on the image)": guard.AUTO, "Bundled denoiser": guard.MODEL_METHOD,
+                   "Non-local means": "non-local means", "Total variation": "total variation",
+                   "Phase levels (segmented-like images)": guard.PHASE_LEVELS, "Keep the input": guard.NONE}
 GENERATORS = {"Level-cut model (default, closest to the held-out data)": "microstructure_generator",
               "SliceGAN (small, CPU-trained)": "microstructure_slicegan"}
 
@@ -120,7 +124,14 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
         key="fit_denoiser", help="A copy of the bundled denoiser is trained on this image alone, to predict each "
         "pixel from its neighbours (no clean image needed). It is used only if it scores better on the image than "
         "the bundled denoiser and the classical methods; its weights are saved with the run.")
-    desc = f"{task} of {desc}" + ("" if whole else f", slice {k}") + (", fitted" if fit else "")
+    method = guard.AUTO
+    if task == "denoise":
+        methods = DENOISE_METHODS | ({"Denoiser fitted to this image": guard.FITTED_METHOD} if fit else {})
+        method = methods[st.selectbox("Denoising method", list(methods), key="denoise_method",
+                                      help="Automatic keeps the input unless a method is estimated to improve it. "
+                                      "A forced method is used as it is; the estimates are still shown.")]
+    desc = (f"{task} of {desc}" + ("" if whole else f", slice {k}") + (", fitted" if fit else "")
+            + ("" if method == guard.AUTO else f", method {method}"))
     if st.button("Run", type="primary", key="run_enhance"):
         chosen = image if whole else image[k][None]
         try:
@@ -128,7 +139,7 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
                 fit_bar, fit_cb = progress_bar("Fitting to the image (tenths of a second)") if fit else (None, None)
                 bar, cb = progress_bar("Enhancing tile")
                 res = pipeline.enhance(chosen, task, progress=cb, fit_seconds=FIT_SECONDS if fit else 0.0,
-                                       fit_progress=fit_cb)
+                                       fit_progress=fit_cb, method=method)
                 bar.empty()
                 if fit_bar is not None:
                     fit_bar.empty()
@@ -158,8 +169,10 @@ def enhance_settings(res: pipeline.EnhanceResult, desc: str) -> dict:
         settings["scores"] = {"what": res.decision.score_name,
                               "values": {s.method: round(s.est_gain_db, 2) for s in res.decision.scores}}
     if res.task == "denoise":
-        settings |= {"noise_sigma": round(res.decision.noise_sigma, 5), "segmented_levels": res.decision.levels,
-                     "residual_lag1_correlation": round(res.residual_correlation, 3)}
+        d = res.decision
+        settings |= {"method_forced_by_user": d.forced, "automatic_choice": d.automatic,
+                     "noise_sigma": round(d.noise_sigma, 5), "noise_correlation_px": round(d.noise_correlation_px, 2),
+                     "segmented_levels": d.levels, "residual_lag1_correlation": round(res.residual_correlation, 3)}
     if res.fit_report is not None:
         r = res.fit_report
         settings["fit"] = {"method": "Noise2Void fine-tuning of the bundled denoiser", "steps": r.steps,
@@ -172,11 +185,16 @@ def enhance_settings(res: pipeline.EnhanceResult, desc: str) -> dict:
 def show_decision(res: pipeline.EnhanceResult, before: np.ndarray, after: np.ndarray) -> None:
     """What the denoising found and chose, the residual image and whether it looks like noise."""
     d = res.decision
-    (st.info if d.in_model_domain else st.warning)(" ".join(d.notes) + f" Method used: **{d.method}**.")
+    forced = " (forced by you)" if d.forced else ""
+    (st.info if d.in_model_domain else st.warning)(" ".join(d.notes) + f" Method used: **{d.method}**{forced}.")
     if d.scores:
-        st.dataframe([{"method": s.method, d.score_name: round(s.est_gain_db, 2),
-                       "used": s.method == d.method} for s in d.scores], hide_index=True)
-        if res.task == "denoise":
+        st.dataframe([{"method": s.method, d.score_name: round(s.est_gain_db, 2), "used": s.method == d.method,
+                       "automatic choice": s.method == (d.automatic or d.method)} for s in d.scores], hide_index=True)
+        if res.task == "denoise" and d.noise_correlation_px > 0:
+            st.caption("Estimated on the image itself by SURE for correlated noise: each method's change to the "
+                       "image and its response to a small noise-like probe estimate its error against the clean "
+                       "image.")
+        elif res.task == "denoise":
             st.caption("Estimated on the image itself: each method predicts every pixel of the central crop "
                        "without seeing it (Noise2Self); its error against the noisy image minus the noise variance "
                        "estimates its error against the clean image.")
@@ -188,13 +206,14 @@ def show_decision(res: pipeline.EnhanceResult, before: np.ndarray, after: np.nda
         return
     residual = before - after
     st.plotly_chart(image_figure(np.clip(0.5 + residual / max(4 * d.noise_sigma, 1e-6), 0, 1)), width="stretch")
-    rc = res.residual_correlation
-    if rc > guard.RESIDUAL_STRUCTURE:
+    rc, limit = res.residual_correlation, guard.residual_structure_threshold(d)
+    noise_rc = f"about {limit - guard.RESIDUAL_STRUCTURE:.2f}"
+    if rc > limit:
         st.warning(f"Residual (input - result, grey = 0): it holds structure, not only noise (neighbouring pixels "
-                   f"correlate at {rc:.2f}; removed noise gives about 0). Look at it before you trust fine detail.")
+                   f"correlate at {rc:.2f}; removed noise gives {noise_rc}). Look at it before you trust fine detail.")
     else:
         st.caption(f"Residual (input - result, grey = 0): it looks like noise (neighbouring pixels correlate at "
-                   f"{rc:.2f}; about 0 for removed noise, higher when structure was removed).")
+                   f"{rc:.2f}; {noise_rc} for removed noise, higher when structure was removed).")
 
 
 def show_enhanced(stored: dict, names: dict[int, str] | None = None) -> None:

@@ -31,6 +31,12 @@ def _noisy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return np.clip(clean + np.random.default_rng(seed).normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
 
 
+def _correlated(shape, std: float, seed: int = 7) -> np.ndarray:
+    """Gaussian noise smoothed over 1 px, rescaled to ``std``: how reconstruction noise looks."""
+    n = ndi.gaussian_filter(np.random.default_rng(seed).normal(size=shape), 1.0)
+    return n / n.std() * std
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
 def test_output_keeps_the_input_dtype_and_intensity_scale(dtype):
     clean = _grey()
@@ -110,6 +116,43 @@ def test_pixel_scale_structure_that_passes_for_noise_is_kept_as_it_is():
     assert res.method == guard.NONE and np.array_equal(res.after, noisy)
 
 
+def test_correlated_noise_is_seen_and_removed_with_a_gain():
+    clean = _grey((256, 256))
+    noisy = np.clip(clean + _correlated(clean.shape, 0.05), 0, 1).astype(np.float32)
+    assert guard.estimate_noise(noisy) < 0.01  # the finest wavelet scale misses most of it
+    sigma, kernel = guard.estimate_correlated_noise(noisy)
+    assert sigma == pytest.approx(0.05, rel=0.2) and kernel == pytest.approx(1.0, abs=0.25)
+    assert guard.estimate_correlated_noise(_noisy(clean, 0.05))[1] < guard.CORRELATED_MIN_PX  # white noise: 0 px
+    res = pipeline.enhance(noisy, "denoise")
+    d = res.decision
+    assert d.noise_correlation_px > 0 and not d.in_model_domain and d.method in guard.CLASSICAL
+    assert psnr_ssim(clean, res.after)[0] >= psnr_ssim(clean, noisy)[0] + 2
+    assert abs(res.residual_correlation) < guard.residual_structure_threshold(d)
+
+
+def test_a_forced_method_is_used_recorded_and_keeps_dtype_and_scale():
+    clean = _grey()
+    image = np.round(_noisy(clean, 0.08) * 65535).astype(np.uint16)
+    res = pipeline.enhance(image, "denoise", method="total variation")
+    d = res.decision
+    assert d.forced and res.method == "total variation" and d.automatic == guard.MODEL_METHOD
+    assert any("forced by the user" in n for n in d.notes) and len(d.scores) == 3  # what was overridden
+    assert np.allclose(res.after, guard.total_variation(to_float(image)))
+    assert res.output.dtype == np.uint16 and image.min() <= res.output.min() and res.output.max() <= image.max()
+    # On a segmented-like image the scores are computed for a forced method too; phase levels get their k.
+    noisy = _noisy(_three_phase(), 0.1)
+    forced = pipeline.enhance(noisy, "denoise", method=guard.MODEL_METHOD).decision
+    assert forced.automatic == "phase levels (3)" and forced.scores and forced.method == guard.MODEL_METHOD
+    assert pipeline.enhance(_noisy(clean, 0.08), "denoise", method=guard.PHASE_LEVELS).method.startswith(
+        "phase levels (")
+    kept = pipeline.enhance(image, "denoise", method=guard.NONE)
+    assert np.array_equal(kept.output, image) and kept.decision.forced
+    with pytest.raises(ValueError, match="method must be one of"):
+        pipeline.enhance(image, "denoise", method=guard.FITTED_METHOD)  # nothing was fitted
+    with pytest.raises(ValueError, match="denoising only"):
+        pipeline.enhance(image, "sr_x2", method="total variation")
+
+
 def test_residual_correlation_tells_noise_from_structure():
     rng = np.random.default_rng(0)
     clean = _grey()
@@ -156,6 +199,32 @@ def test_the_page_says_what_it_chose_and_ships_the_fitted_weights(tmp_path, monk
         names = z.namelist()
         result = tifffile.imread(io.BytesIO(z.read("result.tif")))
     assert "fitted_denoiser.safetensors" in names and result.dtype == np.uint16
+    st.cache_data.clear()
+
+
+def test_the_page_forces_the_chosen_method_and_writes_it_to_the_provenance(tmp_path, monkeypatch):
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    noisy = np.round(_noisy(_grey(), 0.08) * 255).astype(np.uint8)
+    monkeypatch.setattr("battgai.microstructure.io.demo_image", lambda shape=(256, 256), seed=0: noisy)
+    import streamlit as st
+
+    st.cache_data.clear()
+    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
+    at = AppTest.from_file(str(ROOT / "pages" / "microstructure.py"), default_timeout=120).run()
+    assert at.selectbox(key="denoise_method").value == "Automatic (picked on the image)"
+    at.selectbox(key="denoise_method").select("Total variation").run()
+    at.button(key="run_enhance").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("forced by the user" in m.value for m in [*at.info, *at.warning])
+    with zipfile.ZipFile(io.BytesIO(at.session_state["enhance"]["zip"])) as z:
+        settings = json.loads(z.read("provenance.json"))["settings"]
+    assert settings["method"] == "total variation" and settings["method_forced_by_user"] is True
+    assert settings["automatic_choice"] == guard.MODEL_METHOD and "total variation" in settings["scores"]["values"]
     st.cache_data.clear()
 
 

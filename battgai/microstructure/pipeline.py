@@ -126,23 +126,27 @@ def compare_table(before: np.ndarray, after: np.ndarray, scale: int = 1) -> list
 
 
 def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile: int = 256,
-            fit_seconds: float = 0.0, fit_progress: Progress | None = None) -> EnhanceResult:
+            fit_seconds: float = 0.0, fit_progress: Progress | None = None, method: str = guard.AUTO) -> EnhanceResult:
     """Denoise (``task="denoise"``) or super-resolve (``"sr_x2"``, ``"sr_x4"``) a 2D image or stack.
 
     Denoising picks its method on the image itself (:mod:`battgai.microstructure.guard`); with
     ``fit_seconds`` > 0 a copy of the denoiser is first fitted to the image by Noise2Void
-    (:mod:`battgai.microstructure.selffit`) and competes with the others. The result's
-    ``output`` has the input's dtype and intensity scale.
+    (:mod:`battgai.microstructure.selffit`) and competes with the others. ``method`` forces a
+    denoising method (:data:`guard.METHODS`). The result's ``output`` has the input's dtype and
+    intensity scale.
 
     Raises
     ------
     ValueError
-        Unknown task, or an output above :data:`MAX_OUTPUT_PIXELS` (the message names the limit).
+        Unknown task or method, a method forced on super-resolution, or an output above
+        :data:`MAX_OUTPUT_PIXELS` (the message names the limit).
     """
     from battgai.microstructure import enhance as enh
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if method != guard.AUTO and task != "denoise":
+        raise ValueError(f"a method can be forced for denoising only, not for {task!r}")
     scale = _scale_of(task)
     source = np.asarray(image)
     image = to_float(source)
@@ -160,7 +164,7 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
             from battgai.microstructure import selffit
 
             fitted, report = selffit.fit(image, model, selffit.FitConfig(seconds=fit_seconds), fit_progress)
-        after, decision = guard.denoise(image, model, fitted, progress=progress)
+        after, decision = guard.denoise(image, model, fitted, progress=progress, method=method)
         residual = guard.residual_correlation(image, after)
     else:  # the upscaler is chosen by self-similarity where that test is trusted (guard.SR_SELF_TEST_SCALES)
         after, decision = guard.upscale(image, model, scale, progress=progress, tile=tile)
