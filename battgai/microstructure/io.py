@@ -266,16 +266,25 @@ def heldout_images() -> dict[str, np.ndarray]:
     return {"raw X-ray slice, held-out region (655x512)": raw, **rendered}
 
 
-def real_volume(split: str) -> np.ndarray:
-    """Segmented TauFactor NMC volume (0 pore, 1 NMC, 2 CBD) for the generator.
+#: Volumes the generator is fitted and scored on: name -> (shared-data path, first held-out slice).
+#: MATBOX has 251 slices; z >= 123 leaves 128 held-out slices, two layers of 64^3 crops.
+GENERATOR_VOLUMES = {"taufactor": (TAUFACTOR_VOLUME, 128), "matbox": (NREL_VOLUME, 123)}
 
-    ``split="train"`` gives z < 128, ``"test"`` gives z >= 128 (two disjoint 128 x 256 x 256
-    halves).
+
+def real_volume(split: str, volume: str = "taufactor") -> np.ndarray:
+    """Segmented NMC volume (0 pore, 1 NMC, 2 CBD) for the generator, cut in two along z.
+
+    ``volume="taufactor"``: ``split="train"`` gives z < 128, ``"test"`` gives z >= 128 (two
+    disjoint 128 x 256 x 256 halves). ``volume="matbox"`` (the second material): z < 123 and
+    z >= 123 of the 251 x 301 x 301 MATBOX volume.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    lab = phase_labels(load_image(TAUFACTOR_VOLUME))
-    return lab[:128] if split == "train" else lab[128:]
+    if volume not in GENERATOR_VOLUMES:
+        raise ValueError(f"volume must be one of {sorted(GENERATOR_VOLUMES)}, got {volume!r}")
+    path, first_test = GENERATOR_VOLUMES[volume]
+    lab = phase_labels(load_image(path))
+    return lab[:first_test] if split == "train" else lab[first_test:]
 
 
 __all__ = [

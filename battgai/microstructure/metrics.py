@@ -119,6 +119,41 @@ def two_point_correlation(labels: np.ndarray, phase: int, r_max: int | None = No
     return np.arange(r_max + 1), total / np.maximum(n, 1)
 
 
+def correlation_length(labels: np.ndarray, phase: int, r_max: int | None = None) -> float:
+    """Distance at which the normalised two-point correlation of ``phase`` first drops below 1/e [1]_.
+
+    The normalised correlation is (S2(r) - p^2) / (p - p^2), 1 at r = 0 and 0 for uncorrelated
+    points (p: volume fraction). The crossing is interpolated linearly between integer distances:
+    on 64^3 crops the length is 5-7 voxels, where whole-voxel steps alone would be 15 % apart.
+
+    Parameters
+    ----------
+    r_max : int, optional
+        Largest distance searched, default a quarter of the smallest side.
+
+    Returns
+    -------
+    float, in pixels. ``nan`` when the phase is absent or fills the image; ``inf`` when the
+    correlation stays above 1/e up to ``r_max``.
+
+    Examples
+    --------
+    >>> stripes = np.tile(np.repeat([0, 1], 8), (64, 4))  # bands 8 pixels wide
+    >>> round(correlation_length(stripes, 1), 2)
+    4.19
+    """
+    r, s2 = two_point_correlation(labels, phase, r_max)
+    p = float(s2[0])
+    if not 0.0 < p < 1.0:
+        return float("nan")
+    c = (s2 - p * p) / (p - p * p)
+    below = np.flatnonzero(c < np.exp(-1.0))
+    if below.size == 0:
+        return float("inf")
+    i = int(below[0])
+    return float(r[i - 1] + (c[i - 1] - np.exp(-1.0)) / (c[i - 1] - c[i]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Tortuosity:
     """Tortuosity factor of one phase along one axis, with what was actually solved."""
