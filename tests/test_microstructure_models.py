@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from battgai.microstructure import bench, degrade, enhance, generator, pipeline, slicegan, train
+from battgai.microstructure import bench, degrade, enhance, generator, genfit, pipeline, slicegan, train
 from battgai.microstructure import io as msio
 from battgai.microstructure.model import EnhanceConfig, EnhanceNet
 from battgai.uploads import read_image
@@ -118,8 +118,8 @@ def test_generator_checks_arguments():
 
 def test_fit_reproduces_two_point_correlation_of_its_data():
     real = msio.demo_labels((48, 48, 48), porosity=0.45, seed=0)
-    model = generator.fit(real, r_max=12, smooth_grid=(0.5, 1.0), pore_grid=(0.0,), bias_grid=(0.0, -1.0),
-                          probe_side=32, tau_probes=0, log=lambda _: None)
+    model = genfit.fit(real, r_max=12, scale_grid=(1.0,), smooth_grid=(0.5, 1.0), bias_grid=(0.0, -1.0),
+                       terms=("surface area", "NMC surface area"), side=24, log=lambda _: None)
     assert model.config.smooth_nmc in (0.5, 1.0) and model.config.pore_bias in (0.0, -1.0)
     gen = generator.sample(model, float((real == 0).mean()), (48, 48, 48), seed=1)
     gaps = generator.compare_pore_metrics([real], [gen], r_max=12)

@@ -12,7 +12,8 @@ Modules, one concern each:
 - :mod:`~battgai.microstructure.segment`, :mod:`~battgai.microstructure.metrics`: multi-Otsu
   segmentation and per-phase metrics.
 - :mod:`~battgai.microstructure.generator`: synthetic 3D microstructures conditioned on porosity
-  (fitted level-cut model); :mod:`~battgai.microstructure.slicegan`: the same task with a small
-  SliceGAN.
+  (fitted level-cut model), fitted to every statistic at once by
+  :mod:`~battgai.microstructure.genfit`; :mod:`~battgai.microstructure.slicegan`: the same task with a
+  small SliceGAN.
 - :mod:`~battgai.microstructure.bench`: ``python -m battgai.bench microstructure``.
 """

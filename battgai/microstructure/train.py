@@ -297,9 +297,9 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     if args.model == "generator":
-        from battgai.microstructure import generator
+        from battgai.microstructure import genfit
 
-        generator.train_and_save(seed=args.seed)
+        genfit.train_and_save(seed=args.seed)
         return
     if args.model == "slicegan":
         config = dataclasses.replace(SliceGANTrainConfig(), seed=args.seed,
