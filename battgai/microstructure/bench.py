@@ -41,6 +41,7 @@ SR_BLUR = 0.5
 #: Marker name of the denoising-on-every-image-type block (``--part guard`` rewrites only it).
 GUARD_BLOCK = "microstructure-guard"
 FUSION_BLOCK = "microstructure-fusion"
+GENERATOR_BLOCK = "microstructure-generator"
 
 
 def psnr_ssim(reference: np.ndarray, test: np.ndarray) -> tuple[float, float]:
@@ -253,21 +254,22 @@ def _check(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m battgai.bench microstructure")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
-    parser.add_argument("--part", choices=("all", "guard", "fusion"), default="all",
+    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator"), default="all",
                         help="guard: only the denoise / SR on every image type tables; fusion: only the 2D / 3D "
-                             "fusion table; either is replaced inside the section")
+                             "fusion table; generator: only the every-statistic-at-once generator table; each is "
+                             "replaced inside the section")
     args = parser.parse_args(argv)
 
     import torch
 
     from battgai.bench import block_markers, write_section, write_subsection
-    from battgai.microstructure import fusionbench, guardbench, io
+    from battgai.microstructure import fusionbench, genbench, guardbench, io
     from battgai.microstructure.enhance import MODEL_NAMES, apply_model, load_model
 
     torch.set_num_threads(1)
-    parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report}
+    parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report, GENERATOR_BLOCK: genbench.report}
     if args.part != "all":
-        block = GUARD_BLOCK if args.part == "guard" else FUSION_BLOCK
+        block = {"guard": GUARD_BLOCK, "fusion": FUSION_BLOCK, "generator": GENERATOR_BLOCK}[args.part]
         md = parts[block]()
         print(md)
         if not args.no_write:
