@@ -36,8 +36,12 @@ with st.expander("Start a campaign", expanded=not runs_store.list(campaign.TASK)
         relax = c3.number_input("Relaxed per round", 0, campaign.MAX_PER_ROUND, 5, key="camp_relax",
                                 help="the best by static E_hull; about 2-5 s of one CPU core each")
         steps = c4.number_input("FIRE steps", 1, 500, 100, key="camp_steps")
-        c5, c6, c7 = st.columns(3)
+        c5, c6, c7, c8 = st.columns(4)
         seed = c5.number_input("Seed", 0, 2**31 - 1, 0, key="camp_seed")
+        learn = c8.number_input("Learning steps between rounds", 0, 200, 0, key="camp_learn",
+                                help="reward fine-tuning of the generator on what it finds (stable x novel x "
+                                     "unique by static CHGNet; suspect crystals earn nothing), 32 crystals per "
+                                     "step, about 5-10 s of CPU each; 0: every round samples the bundled model")
         novel_only = c6.checkbox("Novel only", key="camp_novel_only",
                                  help="reject sampled crystals that match a training structure")
         address = c7.text_input("Ray address (optional)", key="camp_ray",
@@ -46,7 +50,7 @@ with st.expander("Start a campaign", expanded=not runs_store.list(campaign.TASK)
     if start:
         settings = CampaignSettings(conditions=conditions.strip(), rounds=int(rounds), per_round=int(per_round),
                                     relax=int(relax), seed=int(seed), relax_steps=int(steps),
-                                    novel_only=novel_only)
+                                    novel_only=novel_only, learn_steps=int(learn))
         try:
             run = launch(settings, address.strip() or None, runs_store)
         except (CampaignError, EngineError, OSError) as exc:

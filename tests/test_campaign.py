@@ -128,3 +128,33 @@ def test_cli_refuses_an_unreachable_ray_address_before_work(tmp_path, capsys):
     assert exc.value.code == 2
     assert "cannot reach a Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_a_learning_campaign_samples_each_round_with_its_stored_model(tmp_path, one_torch_thread):
+    # Two learning steps between rounds: round 1 samples a new model, stored before the round starts; a
+    # driver killed after learning (round file missing) or during it (model missing too) resumes with the
+    # same model and the same crystals.
+    settings = CampaignSettings(rounds=2, per_round=3, relax=1, relax_steps=3, learn_steps=2, learn_batch=4)
+    campaign.run_campaign(settings, tmp_path, InProcessEngine())
+    folder = CampaignFolder(tmp_path)
+    first, second = folder.read_round(0), folder.read_round(1)
+    parent_sha = folder.meta()["model_sha256"]
+    assert {c["model_sha256"] for c in first["candidates"]} == {parent_sha} and first["learned"] == {}
+    learned_sha = second["candidates"][0]["model_sha256"]
+    assert learned_sha != parent_sha and second["learned"]["steps"] == 2
+    assert learned_sha == registry_sha(folder.model_path(1))
+    ids = [(c["id"], c["formula"]) for c in second["candidates"]]
+    for lost in ([folder.rounds_dir / "round_0001.json"],
+                 [folder.rounds_dir / "round_0001.json", folder.model_path(1)]):
+        for path in lost:
+            path.unlink()
+        campaign.run_campaign(settings, tmp_path, InProcessEngine())
+        again = folder.read_round(1)
+        assert again["candidates"][0]["model_sha256"] == learned_sha
+        assert [(c["id"], c["formula"]) for c in again["candidates"]] == ids
+
+
+def registry_sha(path) -> str:
+    from battgai.registry import sha256_file
+
+    return sha256_file(path)

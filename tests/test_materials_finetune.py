@@ -7,6 +7,7 @@ import math
 import pytest
 
 from battgai.materials import finetune, reward
+from battgai.materials.pipeline import UniqueTracker
 from battgai.materials.sample import load_model
 
 
@@ -43,7 +44,7 @@ def test_reward_pays_only_stable_novel_unique_crystals(no_potential):
     hull = Hull({"KCl": 0.02, "LiF": -0.30, "MgO": 0.40})
     batch = [_rocksalt(5.64), _rocksalt(6.29, "K"), _rocksalt(6.29, "K"), _rocksalt(4.03, "Li", "F"),
              _rocksalt(4.21, "Mg", "O"), None]
-    archive = reward.Archive()
+    archive = UniqueTracker()
     judged = reward.judge(batch, known, hull, archive)
     # known NaCl, stable KCl, its duplicate, suspect LiF (0.3 below the hull), unstable MgO, a dead end
     assert judged.reward.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
@@ -61,7 +62,7 @@ def test_reward_refuses_crystals_the_page_would_reject(no_potential):
 
     # KF2 in the fluorite structure: no assignment of oxidation states makes it neutral
     not_neutral = Structure.from_spacegroup("Fm-3m", Lattice.cubic(6.0), ["K", "F"], [[0, 0, 0], [0.25] * 3])
-    judged = reward.judge([overlapping, not_neutral], {}, Hull({"KCl": 0.0, "KF2": 0.0}), reward.Archive())
+    judged = reward.judge([overlapping, not_neutral], {}, Hull({"KCl": 0.0, "KF2": 0.0}), UniqueTracker())
     assert judged.passed.tolist() == [False, False] and judged.reward.tolist() == [0.0, 0.0]
 
 

@@ -22,6 +22,7 @@ without a file and ends with the same candidates, none lost and none counted twi
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import io
@@ -70,6 +71,8 @@ class CampaignSettings:
     fmax: float = 0.1
     guidance: float = 2.0
     novel_only: bool = False
+    learn_steps: int = 0  # policy-gradient steps between rounds (0: every round samples the bundled model)
+    learn_batch: int = 32
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +88,8 @@ class CampaignSettings:
             out.append(f"Relaxations per round must be 0..{self.per_round} (the crystals per round), got {self.relax}.")
         if self.rounds < 1:
             out.append(f"A campaign needs at least one round, got {self.rounds}.")
+        if self.learn_steps < 0 or self.learn_batch < 2:
+            out.append("Learning steps must be 0 or more, with at least 2 crystals per step.")
         if self.relax_steps < 1 or not self.fmax > 0:
             out.append("Relaxation steps must be at least 1 and fmax above 0.")
         try:
@@ -117,6 +122,10 @@ class CampaignFolder:
     def rounds_dir(self) -> Path:
         return self.root / "rounds"
 
+    def model_path(self, r: int) -> Path:
+        """Weights round ``r`` samples with when the campaign learns between rounds."""
+        return self.root / "models" / f"round_{r:04d}.safetensors"
+
     def meta(self) -> dict[str, Any] | None:
         return json.loads(self.meta_path.read_text()) if self.meta_path.exists() else None
 
@@ -130,7 +139,9 @@ class CampaignFolder:
                            f"{meta.get('battgai_version')}); this version writes format {FORMAT}. Start a new "
                            "campaign folder; the old one is left as it is.")
             else:
-                old = {k: v for k, v in meta["settings"].items() if k != "rounds"}
+                # Settings added since a folder was written take their defaults (what that folder ran with).
+                stored = {**CampaignSettings().as_dict(), **meta["settings"]}
+                old = {k: v for k, v in stored.items() if k != "rounds"}
                 new = {k: v for k, v in settings.as_dict().items() if k != "rounds"}
                 if old != new:
                     changed = sorted(k for k in new if old.get(k) != new[k])
@@ -239,7 +250,8 @@ def summary(record: Mapping[str, Any]) -> dict[str, Any]:
             "sun_rate": evaluate.rate(c["sun"] for c in relaxed),
             "novel_rate": evaluate.rate(c["novel"] for c in relaxed),
             "candidates_per_minute": 60 * len(cands) / max(record["seconds"], 1e-9),
-            "seconds": record["seconds"]}
+            "seconds": record["seconds"], "model_sha256": cands[0]["model_sha256"][:12] if cands else "",
+            "learning_steps": record.get("learned", {}).get("steps", 0)}
 
 
 class Judge:
@@ -271,11 +283,13 @@ class Judge:
 
 
 def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, engine,
-              say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+              say: Callable[[str], None] = lambda text: None, learned: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
     """Sample, screen, relax and judge round ``r``; returns its record (not yet committed).
 
     ``say(text)`` hears what the round is doing. Each crystal is added to ``judge`` as it is judged, so
-    uniqueness holds across rounds.
+    uniqueness holds across rounds. ``learned`` says how ``lm`` was fine-tuned from the bundled model (kept
+    in the record).
     """
     from battgai.materials.pipeline import generate
 
@@ -327,7 +341,59 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
                 rec["sun"] = bool(rec["stable"] and unique and rec["novel"])
         out.append(rec)
     return {"round": r, "seed": seed, "seconds": time.time() - t0, "finished": time.time(),
-            "tally": dataclasses.asdict(tally), "candidates": out}
+            "tally": dataclasses.asdict(tally), "learned": dict(learned or {}), "candidates": out}
+
+
+def learn_seed(seed: int, r: int) -> int:
+    """Seed of the learning steps before round ``r`` (fixed, so a resumed campaign learns the same)."""
+    return round_seed(seed, r) + 104_729
+
+
+def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judge: Judge, engine,
+                    folder: CampaignFolder, say: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """The generator round ``r`` samples with, and how it was made.
+
+    Without learning (or for round 0) the bundled model. Otherwise the model of round ``r - 1``
+    after ``settings.learn_steps`` reward fine-tuning steps (:mod:`battgai.materials.finetune`)
+    under the campaign's conditions, with the KL anchor on the bundled model; crystals the campaign
+    already holds earn only the repeat weight. The weights are stored in ``models/`` before the
+    round starts, so a resumed campaign samples round ``r`` with the same model.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from battgai import registry
+    from battgai.materials import finetune
+    from battgai.materials.sample import LoadedModel
+
+    if not settings.learn_steps or r == 0:
+        return parent, {}
+    path = folder.model_path(r)
+    if path.exists():
+        model, state = copy.deepcopy(parent.model), load_file(str(path))
+        model.load_state_dict({**state, "lm_head.weight": state["wte.weight"]})  # tied weights are stored once
+        return LoadedModel(model, f"{parent.name}+learned", registry.sha256_file(path)), _learn_note(folder, r)
+    before, _ = model_for_round(r - 1, settings, parent, conditions, judge, engine, folder, say)
+    cfg = finetune.FinetuneConfig(max_steps=settings.learn_steps, batch=settings.learn_batch, minutes=1e9,
+                                  seed=learn_seed(settings.seed, r))
+    reward_fn = finetune.crystal_reward(judge.known, judge.refs, cfg.reward, archive=copy.deepcopy(judge.generated),
+                                        energies=engine.static_energies)
+    model, history = finetune.finetune(before, cfg, reward_fn, conditions=conditions, parent=parent.model,
+                                       log=lambda text: say(f"learning before round {r + 1}: {text}"))
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".part")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
+              str(tmp))
+    os.replace(tmp, path)
+    note = {"steps": len(history), "batch": cfg.batch, "from": parent.sha256,
+            "reward_mean": float(np.mean([h["reward"] for h in history])) if history else math.nan,
+            "kl_last": history[-1]["kl"] if history else 0.0}
+    write_atomic(path.with_suffix(".json"), json.dumps(note).encode())
+    return LoadedModel(model, f"{parent.name}+learned", registry.sha256_file(path)), note
+
+
+def _learn_note(folder: CampaignFolder, r: int) -> dict[str, Any]:
+    note = folder.model_path(r).with_suffix(".json")
+    return json.loads(note.read_text()) if note.exists() else {}
 
 
 @dataclasses.dataclass
@@ -386,8 +452,9 @@ def run_campaign(settings: CampaignSettings, root: str | os.PathLike, engine, pr
             if progress:
                 progress(len(folder.committed()), settings.rounds, text)
 
+        lm, learned = model_for_round(r, settings, p.lm, p.conditions, p.judge, engine, folder, say)
         # run_round adds the round's crystals to the judge as it goes; the commit makes them count.
-        folder.commit(run_round(r, settings, p.lm, p.conditions, p.judge, engine, say))
+        folder.commit(run_round(r, settings, lm, p.conditions, p.judge, engine, say, learned))
     folder.write_status(round=settings.rounds, rounds=settings.rounds, step="finished", pid=os.getpid())
     if progress:
         progress(settings.rounds, settings.rounds, "finished")

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relax-steps", type=int, default=100, help="FIRE steps per relaxation (fmax 0.1 eV/A)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance on property targets")
     p.add_argument("--novel-only", action="store_true", help="reject sampled crystals that match a training one")
+    p.add_argument("--learn-steps", type=int, default=0,
+                   help="reward fine-tuning steps of the generator between rounds (0: sample the bundled model)")
+    p.add_argument("--learn-batch", type=int, default=32, help="crystals sampled per learning step")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (host:port or ray://host:port; default RAY_ADDRESS, else a "
                         "local Ray started here with one worker per core)")
@@ -43,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def settings_of(args: argparse.Namespace) -> CampaignSettings:
     return CampaignSettings(conditions=args.conditions, rounds=args.rounds, per_round=args.per_round,
                             relax=args.relax, seed=args.seed, model=args.model, relax_steps=args.relax_steps,
-                            guidance=args.guidance, novel_only=args.novel_only)
+                            guidance=args.guidance, novel_only=args.novel_only, learn_steps=args.learn_steps,
+                            learn_batch=args.learn_batch)
 
 
 def _bar(t0: float):
@@ -130,7 +134,8 @@ def command(settings: CampaignSettings, out: Path, ray_address: str | None = Non
     args = [sys.executable, "-m", "battgai", "campaign", "--conditions", settings.conditions,
             "--rounds", str(settings.rounds), "--per-round", str(settings.per_round), "--relax", str(settings.relax),
             "--seed", str(settings.seed), "--model", settings.model, "--relax-steps", str(settings.relax_steps),
-            "--guidance", str(settings.guidance), "--out", str(out)]
+            "--guidance", str(settings.guidance), "--learn-steps", str(settings.learn_steps),
+            "--learn-batch", str(settings.learn_batch), "--out", str(out)]
     return args + (["--novel-only"] if settings.novel_only else []) + (
         ["--ray-address", ray_address] if ray_address else [])
 

@@ -59,15 +59,16 @@ class Rollout:
     structures: list
 
 
-def rollout(lm: LoadedModel, n: int, seed: int) -> Rollout:
-    """``n`` unconditional crystals from ``lm`` with the app's masks, the masks kept."""
+def rollout(lm: LoadedModel, n: int, seed: int, conditions: Conditions | None = None) -> Rollout:
+    """``n`` crystals from ``lm`` under ``conditions`` (none by default) with the app's masks, the masks kept."""
     from battgai.materials.pipeline import build_all
     from battgai.materials.sample import sample_tokens
 
+    conditions = conditions or Conditions()
     record: list[np.ndarray] = []
-    tokens, ok = sample_tokens(lm, Conditions(), n, seed=seed, hold_neutral=False, record=record)
+    tokens, ok = sample_tokens(lm, conditions, n, seed=seed, hold_neutral=False, record=record)
     structures = [None if b is None else b[0] for b in build_all(tokens, ok)]
-    return Rollout(tokens, np.stack(record, axis=1), len(condition_prefix(Conditions())), structures)
+    return Rollout(tokens, np.stack(record, axis=1), len(condition_prefix(conditions)), structures)
 
 
 def token_logprobs(model, ro: Rollout):
@@ -108,35 +109,42 @@ def policy_loss(new_lp, old_lp, ref_lp, advantage, live, clip: float, kl: float)
 RewardFn = Callable[[Rollout], tuple[np.ndarray, dict[str, float]]]
 
 
-def crystal_reward(known, refs, cfg: rw.RewardConfig) -> tuple[RewardFn, rw.Archive]:
-    """The campaign's reward (:func:`battgai.materials.reward.judge`) over one archive, kept across batches."""
-    archive = rw.Archive()
+def crystal_reward(known, refs, cfg: rw.RewardConfig, archive=None, energies=None) -> RewardFn:
+    """The campaign's reward (:func:`battgai.materials.reward.judge`) over one archive of finds
+    (a :class:`~battgai.materials.pipeline.UniqueTracker`, new when not given), kept across batches."""
+    from battgai.materials.pipeline import UniqueTracker
+
+    archive = UniqueTracker() if archive is None else archive
 
     def reward_fn(ro: Rollout) -> tuple[np.ndarray, dict[str, float]]:
-        judged = rw.judge(ro.structures, known, refs, archive, cfg)
+        judged = rw.judge(ro.structures, known, refs, archive, cfg, energies)
         return judged.reward, {**judged.summary(), "archive": len(archive)}
 
-    return reward_fn, archive
+    return reward_fn
 
 
 def finetune(lm: LoadedModel, cfg: FinetuneConfig, reward_fn: RewardFn, log: Callable[[str], None] = print,
-             on_step: Callable[[int, object], None] | None = None) -> tuple[object, list[dict]]:
+             on_step: Callable[[int, object], None] | None = None, conditions: Conditions | None = None,
+             parent=None) -> tuple[object, list[dict]]:
     """Fine-tune a copy of ``lm.model`` on ``reward_fn``; returns the model and one log record per step.
 
-    ``on_step(step, policy)`` is called after each step (to keep checkpoints).
+    Samples are drawn under ``conditions`` (none by default). The KL penalty holds the policy near
+    ``parent`` (``lm.model`` by default; a campaign that learns round after round keeps the bundled
+    model as the anchor). ``on_step(step, policy)`` is called after each step (to keep checkpoints).
     """
     import torch
 
     torch.manual_seed(cfg.seed)
-    parent = lm.model
-    policy = copy.deepcopy(parent)
+    parent = lm.model if parent is None else parent
+    policy = copy.deepcopy(lm.model)
     policy.eval()  # no dropout: the ratios compare the same deterministic network before and after a step
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
     history, t0 = [], time.time()
     for step in range(cfg.max_steps):
         if time.time() - t0 > cfg.minutes * 60:
             break
-        ro = rollout(LoadedModel(policy, lm.name, lm.sha256), cfg.batch, seed=cfg.seed * 1_000_003 + step)
+        ro = rollout(LoadedModel(policy, lm.name, lm.sha256), cfg.batch, seed=cfg.seed * 1_000_003 + step,
+                     conditions=conditions)
         r, shares = reward_fn(ro)
         advantage = torch.as_tensor((r - r.mean()) / (r.std() + 1e-6), dtype=torch.float32)
         with torch.no_grad():
@@ -204,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     if known is None or refs is None:
         raise SystemExit(f"reward fine-tuning needs novelty and E_hull: {known_line}; {refs_line}")
     print(f"{known_line}; {refs_line}", flush=True)
-    reward_fn, _archive = crystal_reward(known, refs, cfg.reward)
+    reward_fn = crystal_reward(known, refs, cfg.reward)
     model, history = finetune(lm, cfg, reward_fn, log=lambda s: print(s, flush=True),
                               on_step=args.checkpoints and functools.partial(_checkpoint, args.checkpoints))
     if args.log:

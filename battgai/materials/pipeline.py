@@ -79,6 +79,9 @@ class UniqueTracker:
     def __init__(self):
         self.buckets: dict[str, list] = {}
 
+    def __len__(self) -> int:
+        return sum(map(len, self.buckets.values()))
+
     def add(self, structure) -> bool:
         """True when ``structure`` matches nothing seen before (and remember it)."""
         bucket = self.buckets.setdefault(structure.composition.reduced_formula, [])

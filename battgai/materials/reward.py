@@ -6,9 +6,10 @@ A sampled crystal earns a reward only when it is everything a discovery campaign
   :data:`~battgai.materials.validate.MIN_CONTACT_RATIO` times their radius sum, SMACT
   charge-neutral): the page's sampler rejects the others, so they are worth nothing;
 - it matches no training structure (novel, StructureMatcher against the index);
-- it matches no other crystal of its batch, and none rewarded before (an :class:`Archive`
-  of everything found, so the policy is paid for new crystals, not for repeating one);
-  a repeat of an archived crystal earns :attr:`RewardConfig.repeat` instead of 1;
+- it matches no other crystal of its batch, and none rewarded before (an archive of everything
+  found, a :class:`~battgai.materials.pipeline.UniqueTracker`, so the policy is paid for new
+  crystals, not for repeating one); a repeat of an archived crystal earns
+  :attr:`RewardConfig.repeat` instead of 1;
 - its static CHGNet E_hull against the MP-20 references is below 0.1 eV/atom and **not**
   suspect (:func:`battgai.materials.evaluate.is_stable`): a crystal more than 0.05 eV/atom
   below the known hull is far likelier a hole of the potential than a discovery (the
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,23 +44,6 @@ class RewardConfig:
                 "in its batch), and stable by static CHGNet (E_hull < 0.1 eV/atom vs the MP-20 references, not "
                 f"more than {evaluate.SUSPECT_BELOW_HULL} below: suspect crystals earn 0); {self.repeat:g} when it "
                 "repeats a crystal rewarded in an earlier batch; 0 otherwise")
-
-
-class Archive:
-    """Every crystal rewarded so far, bucketed by reduced formula (StructureMatcher decides a repeat)."""
-
-    def __init__(self):
-        self.buckets: dict[str, list] = {}
-
-    def __len__(self) -> int:
-        return sum(map(len, self.buckets.values()))
-
-    def seen(self, structure) -> bool:
-        bucket = self.buckets.get(structure.composition.reduced_formula, [])
-        return any(validate._fit(structure, other) for other in bucket)
-
-    def add(self, structure) -> None:
-        self.buckets.setdefault(structure.composition.reduced_formula, []).append(structure)
 
 
 @dataclasses.dataclass
@@ -97,15 +81,19 @@ def passes_checks(structure) -> bool:
                 and validate.smact_valid(structure.composition.element_composition.as_dict()))
 
 
-def judge(structures: Sequence, known: Mapping, refs, archive: Archive,
-          cfg: RewardConfig = RewardConfig()) -> Judged:
+def judge(structures: Sequence, known: Mapping, refs, archive, cfg: RewardConfig = RewardConfig(),
+          energies: Callable[[list], list[float]] | None = None) -> Judged:
     """Reward each of ``structures`` (None = did not build) and add the rewarded ones to ``archive``.
 
     ``known`` is the training index novelty is judged against
     (:func:`battgai.materials.bundle.known_structures`), ``refs`` the reference phases
-    (:func:`battgai.materials.bundle.reference_phases`).
+    (:func:`battgai.materials.bundle.reference_phases`), ``archive`` a
+    :class:`~battgai.materials.pipeline.UniqueTracker` of the crystals found so far, ``energies``
+    the static energies per atom of a list of structures (CHGNet in this process by default; a
+    campaign passes its Ray workers').
     """
-    from battgai.materials.stability import static_energies
+    if energies is None:
+        from battgai.materials.stability import static_energies as energies
 
     n = len(structures)
     passed = np.array([s is not None and passes_checks(s) for s in structures], dtype=bool)
@@ -117,15 +105,12 @@ def judge(structures: Sequence, known: Mapping, refs, archive: Archive,
     scored = np.flatnonzero(passed & novel & unique)
     ehull = np.full(n, math.nan)
     if len(scored):
-        energies = static_energies([structures[k] for k in scored])
-        for k, e in zip(scored, energies, strict=True):
+        for k, e in zip(scored, energies([structures[k] for k in scored]), strict=True):
             if np.isfinite(e):
                 ehull[k] = refs.hull(structures[k].composition, float(e)).e_above_hull
     reward, new = np.zeros(n), np.zeros(n, bool)
     for k in scored:
         if evaluate.is_stable(ehull[k]):
-            new[k] = not archive.seen(structures[k])
+            new[k] = archive.add(structures[k])
             reward[k] = 1.0 if new[k] else cfg.repeat
-            if new[k]:
-                archive.add(structures[k])
     return Judged(reward, passed, novel, unique, ehull, new)
