@@ -175,3 +175,33 @@ def test_estimate_soh_needs_an_observed_window(demo):
     cut.v_start = np.full(len(cut), 3.6)  # load-on below 3.9 V: the window was never seen
     with pytest.raises(ValueError, match="never observed"):
         workflow.estimate_soh(cut, load_mlp(), "health_soh_mlp")
+
+
+def test_ridge_ic_picks_its_penalty_from_training_cells_only(demo):
+    from battgai.health.estimator import IC_ALPHAS, ic_features
+
+    x = ic_features(demo.q / demo.nominal_ah, demo.temperature_c, demo.current_a, demo.grid)
+    assert x.shape == (len(demo), 9) and np.isfinite(x).all()
+    train = demo.subset(demo.cell_id != "DEMO1")
+    est = make_estimator("ridge_ic").fit(train)
+    assert est.alpha in IC_ALPHAS
+    # the held-out cell's labels play no part: refitting with them scrambled gives the same model
+    scrambled = demo.subset(np.arange(len(demo)))
+    held = scrambled.cell_id == "DEMO1"
+    scrambled.soh[held] = np.random.default_rng(0).permutation(scrambled.soh[held])
+    again = make_estimator("ridge_ic").fit(scrambled.subset(~held))
+    np.testing.assert_array_equal(est.model.coef_, again.model.coef_)
+
+
+def test_bundled_ridge_ic_rebuilds_the_fitted_model():
+    from battgai import registry
+    from battgai.health.estimator import FeatureEstimator, load_ridge_ic
+
+    card = registry.load_card("health_soh_ridge_ic")
+    assert card.metrics["loco_rmse_soh_points_pooled"] < card.metrics["mlp_baseline_loco_rmse_pooled"]
+    est = load_ridge_ic()
+    assert isinstance(est, FeatureEstimator) and est.kind == "ridge_ic"
+    syn = sample(load(), workflow.target_conditions([0.95, 0.7], 24.0, 2.0, 5), seed=0)
+    pred = est.predict(syn)
+    assert pred[:5].mean() > pred[5:].mean() + 0.1
+    assert np.all((pred > 0.4) & (pred < 1.2))
