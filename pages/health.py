@@ -32,9 +32,9 @@ def _load_upload(data: bytes, mapping: tuple[tuple[str, str | None], ...], nomin
 
 @st.cache_resource(show_spinner="Loading the bundled SOH estimator...")
 def _estimator():
-    from battgai.health.estimator import load_mlp
+    from battgai.health.estimator import load_ridge_ic
 
-    return load_mlp()
+    return load_ridge_ic()
 
 
 @st.cache_resource(show_spinner="Loading the bundled generator...")
@@ -182,10 +182,11 @@ real = loaded.curves
 st.subheader(f"Real discharge curves ({len(real)} cycles, {len(np.unique(real.cell_id))} cells)")
 show_curves(_curves_for_plot(real), Q_TITLE, V_TITLE)
 
-with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled MLP, health_soh_mlp)"):
+with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled ridge on charge + dQ/dV shape, "
+                 "health_soh_ridge_ic)"):
     if st.button("Estimate", key="estimate"):
         try:
-            est = workflow.estimate_soh(real, _estimator(), "health_soh_mlp")
+            est = workflow.estimate_soh(real, _estimator(), "health_soh_ridge_ic")
         except (ModelNotFound, ChecksumError, ValueError) as exc:
             st.error(f"Cannot estimate: {exc}")
         else:

@@ -45,7 +45,7 @@ def test_quick_early_life_experiment_renders_bars():
     assert len(at.table) == 1
 
 
-def test_estimate_soh_with_the_bundled_mlp():
+def test_estimate_soh_with_the_bundled_estimator():
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.button(key="estimate").click().run()
     assert not at.exception and not at.error
