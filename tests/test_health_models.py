@@ -205,3 +205,9 @@ def test_bundled_ridge_ic_rebuilds_the_fitted_model():
     pred = est.predict(syn)
     assert pred[:5].mean() > pred[5:].mean() + 0.1
     assert np.all((pred > 0.4) & (pred < 1.2))
+
+
+def test_loco_reports_each_held_out_cells_bias(demo):
+    res = experiment.loco(demo, ("ridge_ic",))["ridge_ic"]
+    assert set(res.per_cell_bias) == set(res.per_cell) == set(np.unique(demo.cell_id))
+    assert all(abs(b) <= r + 1e-9 for b, r in zip(res.per_cell_bias.values(), res.per_cell.values(), strict=True))

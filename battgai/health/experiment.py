@@ -25,6 +25,7 @@ class LocoResult:
 
     per_cell: dict[str, float]
     pooled_rmse: float
+    per_cell_bias: dict[str, float] = dataclasses.field(default_factory=dict)  # mean prediction - label, points
 
     @property
     def mean_rmse(self) -> float:
@@ -39,14 +40,15 @@ def loco(curves: CurveSet, kinds: tuple[str, ...] = ("ridge", "gbm", "mlp"), see
         raise ValueError("leave-one-cell-out needs at least 2 cells")
     out = {}
     for j, kind in enumerate(kinds):
-        pred, per = np.zeros(len(curves)), {}
+        pred, per, bias = np.zeros(len(curves)), {}, {}
         for k, cell in enumerate(cells):
             te = curves.cell_id == cell
             pred[te] = make_estimator(kind, seed).fit(curves.subset(~te)).predict(curves.subset(te))
             per[str(cell)] = rmse_points(curves.soh[te], pred[te])
+            bias[str(cell)] = float(np.mean(pred[te] - curves.soh[te]) * 100.0)
             if progress is not None:
                 progress((j * len(cells) + k + 1) / (len(kinds) * len(cells)))
-        out[kind] = LocoResult(per, rmse_points(curves.soh, pred))
+        out[kind] = LocoResult(per, rmse_points(curves.soh, pred), bias)
     return out
 
 
