@@ -58,6 +58,25 @@ def test_scanline_noise_is_constant_along_rows():
     assert out[:, 0].std() > 0
 
 
+def test_correlated_noise_has_the_requested_strength_and_spreads_over_neighbours():
+    img = np.full((128, 128), 0.5, np.float32)
+    out = degrade.correlated_noise(img, rng(5), sigma=0.05, kernel_px=1.0) - img
+    assert abs(float(out.std()) - 0.05) < 0.005
+    # White noise has no lag-1 correlation; smoothed over 1 px it has about exp(-1/4) = 0.78.
+    lag1 = float(np.corrcoef(out[:, :-1].ravel(), out[:, 1:].ravel())[0, 1])
+    assert 0.6 < lag1 < 0.9
+
+
+def test_random_noise_and_appearance_stay_in_range_and_are_seeded():
+    img = msio.demo_image((64, 64), seed=1)
+    for seed in range(20):
+        clean = degrade.random_appearance(img, rng(seed))
+        noisy = degrade.random_noise(clean, rng(seed))
+        assert clean.shape == noisy.shape == img.shape and noisy.dtype == np.float32
+        assert min(noisy.min(), clean.min()) >= 0.0 and max(noisy.max(), clean.max()) <= 1.0
+    np.testing.assert_array_equal(degrade.random_noise(img, rng(7)), degrade.random_noise(img, rng(7)))
+
+
 # --- io ----------------------------------------------------------------------------------------
 
 def test_to_float_scales_by_dtype():

@@ -94,6 +94,20 @@ def test_training_steps_reduce_nothing_to_nan_and_change_weights(clean):
     assert noisy.shape == (32, 32) and target.shape == (64, 64)
 
 
+def test_training_can_start_from_given_weights_and_weight_the_first_image(clean):
+    start = EnhanceNet(EnhanceConfig(scale=1, channels=4, n_blocks=1))
+    torch.nn.init.normal_(start.tail.weight)
+    # raw_fraction 1: every patch from the first image, so the NaN image is never drawn.
+    config = train.TrainConfig(model="denoise", steps=3, batch=2, channels=4, n_blocks=1, lr=1e-5, raw_fraction=1.0)
+    model, _ = train.train_enhancer(config, [clean, np.full((64, 64), np.nan, np.float32)], log=lambda _: None,
+                                    init=start.state_dict())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # Three steps at lr 1e-5 barely move the weights it started from.
+    assert torch.allclose(model.tail.weight, start.tail.weight, atol=1e-3)
+    with pytest.raises(ValueError, match="at least 48 px"):
+        train.train_enhancer(config, [clean, np.zeros((16, 16), np.float32)], log=lambda _: None)
+
+
 # --- generator ---------------------------------------------------------------------------------
 
 def test_bundled_generator_hits_porosity_and_is_seeded():

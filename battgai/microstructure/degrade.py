@@ -5,7 +5,8 @@ by degrading clean images with models of what the instruments do: optical blur +
 (resolution loss), Poisson photon noise + Gaussian read noise, CT ring artefacts (miscalibrated
 detector pixels give concentric rings after reconstruction), CT streaks (strong absorbers /
 photon starvation give lines through the slice) and SEM scan-line noise (per-line offset from
-beam current drift).
+beam current drift), noise correlated between neighbouring pixels (reconstruction filters and
+interpolation spread each pixel's noise over its neighbours) and mild optical blur.
 
 All functions take and return float images in [0, 1] (values are clipped to that range) and take
 a ``numpy.random.Generator`` where they are random, so a seed reproduces a degradation.
@@ -134,14 +135,43 @@ def scanline_noise(image: np.ndarray, rng: np.random.Generator, amplitude: float
     return np.clip(image * gain + offset, 0.0, 1.0).astype(np.float32)
 
 
+def correlated_noise(image: np.ndarray, rng: np.random.Generator, sigma: float = 0.05,
+                     kernel_px: float = 1.0) -> np.ndarray:
+    """Noise correlated between pixels, as after reconstruction: white noise smoothed, rescaled to ``sigma``.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation of the added noise (grey levels in [0, 1]).
+    kernel_px : float
+        Sigma of the Gaussian kernel that smooths the white noise, in pixels.
+    """
+    from scipy import ndimage as ndi
+
+    image = _check_image(image)
+    noise = ndi.gaussian_filter(rng.standard_normal(image.shape).astype(np.float32), kernel_px)
+    noise *= sigma / max(float(noise.std()), 1e-8)
+    return np.clip(image + noise, 0.0, 1.0).astype(np.float32)
+
+
 def random_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random mix of the noise and artefact models above, as used to train the denoiser.
 
-    Gaussian noise with sigma in [0.01, 0.12], Poisson noise half of the time, and each of ring
-    artefacts, streaks and scan lines with probability 0.25.
+    One noise model per image: Poisson-Gaussian (Gaussian sigma in [0.01, 0.12], Poisson with 20-300
+    photons per unit half of the time) with probability 0.6, Poisson alone (a photon-counting
+    detector, 15-300 photons) with probability 0.2, correlated noise (std 0.02-0.08, kernel
+    0.5-1.5 px) with probability 0.2. Then each of ring artefacts, streaks and scan lines with
+    probability 0.25. Photon counts are drawn log-uniformly, so low and high doses weigh the same.
     """
-    out = add_noise(image, rng, sigma=float(rng.uniform(0.01, 0.12)),
-                    photons=float(rng.uniform(30, 300)) if rng.random() < 0.5 else None)
+    kind = rng.random()
+    if kind < 0.6:
+        photons = float(np.exp(rng.uniform(np.log(20), np.log(300)))) if rng.random() < 0.5 else None
+        out = add_noise(image, rng, sigma=float(rng.uniform(0.01, 0.12)), photons=photons)
+    elif kind < 0.8:
+        out = add_noise(image, rng, sigma=0.0, photons=float(np.exp(rng.uniform(np.log(15), np.log(300)))))
+    else:
+        out = correlated_noise(image, rng, sigma=float(rng.uniform(0.02, 0.08)),
+                               kernel_px=float(rng.uniform(0.5, 1.5)))
     if rng.random() < 0.25:
         out = ring_artifacts(out, rng, amplitude=float(rng.uniform(0.02, 0.08)))
     if rng.random() < 0.25:
@@ -149,6 +179,24 @@ def random_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.25:
         out = scanline_noise(out, rng, amplitude=float(rng.uniform(0.01, 0.05)))
     return out
+
+
+def random_appearance(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Vary what a clean image looks like before it is degraded: mild blur, grey-level contrast.
+
+    With probability 0.3 a Gaussian blur of sigma 0.3-1.0 px (a softer scan or a coarser
+    reconstruction), with probability 0.3 a gamma of 0.6-1.6 (SEM and CT map phases to other grey
+    levels than the rendered images do). The result is both the clean target and the input to the
+    noise, so the net learns to denoise such images, not to sharpen or re-map them.
+    """
+    from scipy import ndimage as ndi
+
+    out = _check_image(image)
+    if rng.random() < 0.3:
+        out = ndi.gaussian_filter(out, float(rng.uniform(0.3, 1.0)), mode="reflect")
+    if rng.random() < 0.3:
+        out = np.clip(out, 0.0, 1.0) ** float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def random_lowres(image: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:

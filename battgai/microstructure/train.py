@@ -6,6 +6,9 @@
 clean patch from the training split (:func:`battgai.microstructure.io.training_images`) is
 degraded by :mod:`.degrade`; the loss is L1. Training is CPU-sized (one thread, minutes); the
 schedule is cosine over the planned steps or the ``--max-minutes`` budget, whichever ends first.
+``--init NAME`` fine-tunes from registry weights instead of starting from the zero-tailed net, and
+``--raw-fraction`` sets the share of patches cut from the raw X-ray slice (by default its share of
+the training pixels, about a fifth).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class TrainConfig:
     max_minutes: float = 12.0
     channels: int = 32
     n_blocks: int = 4
+    #: Share of patches cut from ``images[0]`` (the raw slice in io.training_images); None: by image size.
+    raw_fraction: float | None = None
 
     @property
     def scale(self) -> int:
@@ -55,12 +60,14 @@ def make_pair(image: np.ndarray, scale: int, patch: int, rng: np.random.Generato
     if rng.random() < 0.5:
         clean = clean.T
     clean = np.ascontiguousarray(clean)
-    noisy = degrade.random_noise(clean, rng) if scale == 1 else degrade.random_lowres(clean, scale, rng)
-    return noisy, clean
+    if scale > 1:
+        return degrade.random_lowres(clean, scale, rng), clean
+    clean = degrade.random_appearance(clean, rng)
+    return degrade.random_noise(clean, rng), clean
 
 
-def train_enhancer(config: TrainConfig, images: list[np.ndarray], log=print):
-    """Train an :class:`~battgai.microstructure.model.EnhanceNet`.
+def train_enhancer(config: TrainConfig, images: list[np.ndarray], log=print, init: dict | None = None):
+    """Train an :class:`~battgai.microstructure.model.EnhanceNet`, from scratch or from ``init`` (a state dict).
 
     Returns
     -------
@@ -75,12 +82,15 @@ def train_enhancer(config: TrainConfig, images: list[np.ndarray], log=print):
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    images = [im for im in images if min(im.shape) >= config.patch]
-    if not images:
-        raise ValueError(f"no training image is at least {config.patch} px on each side")
+    if any(min(im.shape) < config.patch for im in images):
+        raise ValueError(f"every training image must be at least {config.patch} px on each side")
     weights = np.array([im.size for im in images], float)
     weights /= weights.sum()
+    if config.raw_fraction is not None and len(images) > 1:
+        weights = np.concatenate([[config.raw_fraction], weights[1:] / weights[1:].sum() * (1 - config.raw_fraction)])
     model = EnhanceNet(EnhanceConfig(scale=config.scale, channels=config.channels, n_blocks=config.n_blocks))
+    if init is not None:
+        model.load_state_dict(init)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     start = time.time()
     steps = 0
@@ -109,8 +119,13 @@ def train_enhancer(config: TrainConfig, images: list[np.ndarray], log=print):
     return model.eval(), steps
 
 
-def save_enhancer(model, config: TrainConfig, steps_done: str, log=print):
-    """Measure on held-out images and bundle weights + card through the registry."""
+def save_enhancer(model, config: TrainConfig, steps_done: str, log=print, retrain: str | None = None,
+                  init_note: str = ""):
+    """Measure on held-out images and bundle weights + card through the registry.
+
+    ``retrain`` is the command that made the weights (default: the plain one for the model);
+    ``init_note`` says what the run started from, for the card's notes.
+    """
     from battgai import registry
     from battgai.microstructure import bench, io
     from battgai.microstructure.enhance import MODEL_NAMES
@@ -132,18 +147,22 @@ def save_enhancer(model, config: TrainConfig, steps_done: str, log=print):
                       "YijinLiu-Lab/ParticleNetworkDynamics, GPL-3.0) and grey images rendered from "
                       "segmented NMC data (TauFactor electrode, MIT; NREL MATBOX nmc-1-cal, BSD-3; "
                       "tldr-group inpainter nmc.png, MIT), degraded on the fly by battgai.microstructure."
-                      "degrade (" + ("Poisson/Gaussian noise, CT rings and streaks, SEM scan lines"
-                                     if config.scale == 1 else "Gaussian blur + pixel binning + mild noise")
-                      + ").",
+                      "degrade (" + ("Poisson-Gaussian, Poisson-only and pixel-correlated noise at several levels, "
+                                     "CT rings and streaks, SEM scan lines; clean patches mildly blurred or "
+                                     "gamma-mapped some of the time" if config.scale == 1
+                                     else "Gaussian blur + pixel binning + mild noise") + ").",
         split="Held-out region: raw slice columns 1536-2047 (training uses 0-1471). Held-out images: "
               "Dahari large_slice_nmc.tif (centre 512^2) and sem_image_half.tif (512^2), rendered; "
               "never used in training (nor the SEM stack / crop facets that overlap them).",
         metrics=metrics,
         metrics_command="python -m battgai.bench microstructure",
-        retrain_command=RETRAIN.format(name=config.model),
-        notes=f"Trained on CPU with 1 thread: {steps_done}, batch {config.batch}, patch {config.patch} px, "
-              f"Adam lr {config.lr} cosine, L1 loss, seed {config.seed}. Metrics: PSNR / SSIM in dB / [0,1] on "
-              "the held-out images with the fixed degradations of battgai.microstructure.bench.",
+        retrain_command=retrain or RETRAIN.format(name=config.model),
+        notes=f"Trained on CPU with 1 thread: {steps_done}{init_note}, batch {config.batch}, patch {config.patch} px, "
+              f"Adam lr {config.lr} cosine, L1 loss, seed {config.seed}"
+              + (f", {100 * config.raw_fraction:.0f} % of patches from the raw slice"
+                 if config.raw_fraction is not None else "")
+              + ". Metrics: PSNR / SSIM in dB / [0,1] on the held-out images with the fixed degradations of "
+              "battgai.microstructure.bench.",
     )
     state = {k: v for k, v in model.state_dict().items()}
     return registry.save(name, state, card)
@@ -291,6 +310,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="wall-clock budget (default: 15 for denoise and slicegan, 12 for SR)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", metavar="NAME", help="fine-tune from these registry weights (their size is kept)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
+    parser.add_argument("--raw-fraction", type=float, default=None,
+                        help="share of patches from the raw X-ray slice (default: its share of the pixels)")
     args = parser.parse_args(argv)
 
     import torch
@@ -313,11 +336,30 @@ def main(argv: list[str] | None = None) -> None:
                 "sr_x2": TrainConfig(model="sr_x2", steps=6000, channels=16),
                 "sr_x4": TrainConfig(model="sr_x4", steps=2000)}[args.model]
     config = dataclasses.replace(defaults, seed=args.seed, max_minutes=args.max_minutes or defaults.max_minutes,
-                                 steps=args.steps or defaults.steps)
+                                 steps=args.steps or defaults.steps, lr=args.lr or defaults.lr,
+                                 raw_fraction=args.raw_fraction)
+    init, init_note = None, ""
+    if args.init:
+        from battgai import registry
+
+        init, init_card = registry.load_tensors(args.init)
+        if init_card.config["scale"] != config.scale:
+            raise SystemExit(f"--init {args.init} has scale {init_card.config['scale']}, --model {args.model} "
+                             f"needs {config.scale}")
+        config = dataclasses.replace(config, channels=init_card.config["channels"],
+                                     n_blocks=init_card.config["n_blocks"])
+        init_note = (f", fine-tuned from {args.init} (sha256 {init_card.sha256[:12]}, made by "
+                     f"`{init_card.retrain_command}`)")
+    # The card's retrain command names every flag that differs from the defaults.
+    flags = {"steps": args.steps, "max-minutes": args.max_minutes, "lr": args.lr, "raw-fraction": args.raw_fraction,
+             "seed": args.seed or None, "init": args.init}
+    retrain = " ".join([RETRAIN.format(name=args.model),
+                        *(f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}"
+                          for k, v in flags.items() if v is not None)])
     images = io.training_images()
     print(f"{args.model}: {len(images)} training images, {sum(im.size for im in images) / 1e6:.1f} Mpx")
     start = time.time()
-    model, steps = train_enhancer(config, images)
+    model, steps = train_enhancer(config, images, init=init)
     done = f"{steps} of {config.steps} planned steps in {(time.time() - start) / 60:.1f} min"
-    card = save_enhancer(model, config, done)
+    card = save_enhancer(model, config, done, retrain=retrain, init_note=init_note)
     print(f"saved {card.name}: {card.size_bytes / 1e3:.0f} kB, sha256 {card.sha256[:12]}")
