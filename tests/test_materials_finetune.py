@@ -115,10 +115,11 @@ def test_policy_steps_move_towards_the_reward_and_stay_near_the_parent(one_torch
 def test_reward_table_marks_each_target():
     from battgai.materials.campaignbench import REWARD_ROWS, reward_markdown
 
-    base = {key: 0.5 for key, *_ in REWARD_ROWS} | {"relax_n": 100, "wdist_density": 0.2, "wdist_num_elems": 0.1}
+    base = {key: 0.5 for key, *_ in REWARD_ROWS} | {"relax_n": 100, "wdist_density": 0.2, "wdist_num_elems": 0.1,
+                                                     "density_mean": 4.0}
     tuned = base | {"novel": 0.9, "cov_r": 0.94, "wdist_density": 0.35}
     r = {"command": "python -m battgai.bench campaign --part reward", "date": "2026-12-03", "version": "x",
-         "n": 1000, "seed": 0, "relax_steps": 100, "relax_n": 100, "ref": 2995,
+         "n": 1000, "seed": 0, "relax_steps": 100, "relax_n": 100, "ref": 2995, "ref_density_mean": 4.1,
          "models": {"materials_gpt": base, "materials_gpt_rl": tuned}}
     rows = {line.split(" | ")[0].lstrip("| "): line for line in reward_markdown(r).splitlines() if line.startswith("|")}
     assert "90.0 %" in rows["novelty"] and ">= 85 %: **met**" in rows["novelty"]
