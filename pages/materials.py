@@ -20,6 +20,7 @@ from battgai.materials.pipeline import (
 )
 from battgai.materials.sample import (
     CRYSTAL_SYSTEMS,
+    DEFAULT_MODEL,
     Conditions,
     check_conditions,
     conditions_around,
@@ -51,10 +52,19 @@ PROPERTY_LABELS = {"formation_energy": "Formation energy (eV/atom)", "band_gap":
 
 
 @st.cache_resource(show_spinner="Loading the generator...")
-def get_model():
+def get_model(name: str = DEFAULT_MODEL):
     from battgai.materials.sample import load_model
 
-    return load_model()
+    return load_model(name)
+
+
+@st.cache_data
+def generator_names() -> list[str]:
+    """Bundled crystal generators, the default first."""
+    from battgai.registry import list_cards
+
+    names = [c.name for c in list_cards() if c.task == "materials"]
+    return sorted(names, key=lambda name: (name != DEFAULT_MODEL, name))
 
 
 @st.cache_resource(show_spinner="Indexing training structures for novelty...")
@@ -150,6 +160,12 @@ with st.form("constraints"):
                                 "when relaxed) or without a SMACT charge-neutral assignment, and sample again (up to "
                                 f"{MAX_SAMPLED_PER_CANDIDATE} sequences per candidate). Untick to see the raw model "
                                 "output.")
+    generator = g3.selectbox(
+        "Generator", generator_names(), key="mat_generator",
+        help="materials_gpt: the GPT trained on MP-20. materials_gpt_rl: the same model after reward fine-tuning "
+             "on its own samples (reward: stable by static CHGNet, novel, unique; suspect crystals earn nothing): "
+             "more of its crystals are new and stable, and they stray further from real crystals' densities "
+             "(side by side in docs/BENCHMARKS.md, Campaigns).")
     novel_only = g3.checkbox("Novel only", False,
                              help="Also reject crystals that match a structure the model was trained on "
                                   "(StructureMatcher, the novelty check) and sample again: about a quarter of "
@@ -184,7 +200,7 @@ if submitted and spacegroups is not None:
     if problems:
         st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
     else:
-        lm = get_model()
+        lm = get_model(generator)
         known = get_known()
         with heavy_step("materials.generate", f"{n} candidates: {short(conditions) or 'unconstrained'}",
                         {"n": n, "seed": int(seed), "model": lm.name}) as run:
@@ -226,7 +242,7 @@ with st.expander("Check your own CIF"):
             seeded = conditions_around(structure, ion_value)
             seed_problems = check_conditions(seeded)
             if st.button("Generate around it (same elements, space group and size)", disabled=bool(seed_problems)):
-                lm = get_model()
+                lm = get_model(generator)
                 around_novel = novel_only and get_known() is not None
                 if novel_only and not around_novel:
                     st.warning(f"'Novel only' is ignored here: {known_and_source()[1]}.")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from battgai import registry
 from battgai.materials import tokenizer as tk
 from battgai.materials.sample import Conditions, load_model, sample_tokens
 from battgai.materials.validate import MIN_CONTACT_RATIO
@@ -266,3 +267,16 @@ def test_sampling_leaves_autograd_on_for_chgnet():
 
     sample_tokens(load_model(), Conditions(), 2, seed=0)
     assert torch.is_grad_enabled()  # CHGNet relaxation in the same process needs gradients
+
+
+def test_page_samples_the_chosen_generator():
+    # The reward-fine-tuned model is offered beside the default; what it made says so in the provenance.
+    at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=120).run()
+    box = next(s for s in at.selectbox if s.label == "Generator")
+    assert box.options[0] == "materials_gpt" and "materials_gpt_rl" in box.options
+    box.set_value("materials_gpt_rl")
+    at.slider[0].set_value(10)
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    prov = at.session_state["mat_prov"]
+    assert prov.model == "materials_gpt_rl" and prov.sha256 == registry.load_card("materials_gpt_rl").sha256
