@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-round", type=int, default=20)
     p.add_argument("--relax", type=int, default=4)
     p.add_argument("--steps", type=int, default=100, help="FIRE steps per relaxation")
-    p.add_argument("--scaling-n", type=int, default=8)
+    p.add_argument("--scaling-n", type=int, default=16,
+                   help="crystals relaxed per worker count (with few, the run's tail has one worker idle)")
     p.add_argument("--scaling-steps", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--part", choices=("engine", "reward"), default="engine",
