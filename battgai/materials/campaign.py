@@ -359,9 +359,10 @@ def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judg
     already holds earn only the repeat weight. The weights are stored in ``models/`` before the
     round starts, so a resumed campaign samples round ``r`` with the same model.
     """
-    from safetensors.torch import load_file, save_file
+    import hashlib
 
-    from battgai import registry
+    import safetensors.torch
+
     from battgai.materials import finetune
     from battgai.materials.sample import LoadedModel
 
@@ -369,9 +370,10 @@ def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judg
         return parent, {}
     path = folder.model_path(r)
     if path.exists():
-        model, state = copy.deepcopy(parent.model), load_file(str(path))
-        model.load_state_dict({**state, "lm_head.weight": state["wte.weight"]})  # tied weights are stored once
-        return LoadedModel(model, f"{parent.name}+learned", registry.sha256_file(path)), _learn_note(folder, r)
+        data = path.read_bytes()  # read once: the weights and the sha256 the candidates record
+        model = copy.deepcopy(parent.model)
+        model.load_stored(safetensors.torch.load(data))
+        return LoadedModel(model, f"{parent.name}+learned", hashlib.sha256(data).hexdigest()), _learn_note(folder, r)
     before, _ = model_for_round(r - 1, settings, parent, conditions, judge, engine, folder, say)
     cfg = finetune.FinetuneConfig(max_steps=settings.learn_steps, batch=settings.learn_batch, minutes=1e9,
                                   seed=learn_seed(settings.seed, r))
@@ -380,15 +382,13 @@ def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judg
     model, history = finetune.finetune(before, cfg, reward_fn, conditions=conditions, parent=parent.model,
                                        log=lambda text: say(f"learning before round {r + 1}: {text}"))
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".part")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
-              str(tmp))
-    os.replace(tmp, path)
+    data = safetensors.torch.save(model.stored_state())
+    write_atomic(path, data)
     note = {"steps": len(history), "batch": cfg.batch, "from": parent.sha256,
             "reward_mean": float(np.mean([h["reward"] for h in history])) if history else math.nan,
             "kl_last": history[-1]["kl"] if history else 0.0}
     write_atomic(path.with_suffix(".json"), json.dumps(note).encode())
-    return LoadedModel(model, f"{parent.name}+learned", registry.sha256_file(path)), note
+    return LoadedModel(model, f"{parent.name}+learned", hashlib.sha256(data).hexdigest()), note
 
 
 def _learn_note(folder: CampaignFolder, r: int) -> dict[str, Any]:

@@ -171,17 +171,12 @@ def finetune(lm: LoadedModel, cfg: FinetuneConfig, reward_fn: RewardFn, log: Cal
     return policy, history
 
 
-def _tensors(model) -> dict:
-    return {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte: stored once
-
-
 def _checkpoint(folder: Path, step: int, policy, every: int = 20) -> None:
     from safetensors.torch import save_file
 
     if (step + 1) % every == 0:
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous() for k, v in _tensors(policy).items()},
-                  str(folder / f"step_{step + 1:04d}.safetensors"))
+        save_file(policy.stored_state(), str(folder / f"step_{step + 1:04d}.safetensors"))
 
 
 def _trend(history: list[dict], key: str, k: int = 20) -> tuple[float, float]:
@@ -250,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                f"(before the page's rejection) S.U.N. by static CHGNet {first:.1%} in the first 20 steps, "
                f"{last:.1%} in the last 20."),
     )
-    card = registry.save(args.name, _tensors(model), card)
+    card = registry.save(args.name, model.stored_state(), card)
     print(f"saved weights/{args.name}.safetensors ({card.size_bytes / 1e6:.1f} MB) after {len(history)} steps")
 
 

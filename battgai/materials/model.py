@@ -96,6 +96,15 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
+    def stored_state(self) -> dict[str, torch.Tensor]:
+        """The state dict as the registry stores it: without ``lm_head.weight``, which is the token embedding
+        (weight tying) and which safetensors refuses as a shared tensor."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k != "lm_head.weight"}
+
+    def load_stored(self, state) -> None:
+        """Load a :meth:`stored_state` (the tied output layer is the embedding again)."""
+        self.load_state_dict({**state, "lm_head.weight": state["wte.weight"]})
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -164,9 +164,7 @@ def load_model(name: str = DEFAULT_MODEL) -> LoadedModel:
 
     state, card = registry.load_tensors(name)
     model = GPT(GPTConfig(**card.config))
-    state = dict(state)
-    state["lm_head.weight"] = state["wte.weight"]  # tied weights are stored once
-    model.load_state_dict(state)
+    model.load_stored(state)
     model.eval()
     return LoadedModel(model, name, card.sha256)
 

@@ -68,7 +68,8 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
     """Fit a :class:`~battgai.materials.model.GPT`; returns ``(model, best held-out loss, steps)``.
 
     ``alternatives`` (aligned with ``train_tokens``) replaces each drawn crystal by a random
-    equivalent form when ``cfg.augment`` is set; ``init`` is a state dict to start from.
+    equivalent form when ``cfg.augment`` is set; ``init`` is a stored state to start from
+    (:meth:`~battgai.materials.model.GPT.stored_state`, as the registry holds it).
     """
     import torch
 
@@ -81,7 +82,7 @@ def train(cfg: TrainConfig, train_tokens: np.ndarray, train_props: np.ndarray, h
     dev = torch.device(cfg.device)
     model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.dropout))
     if init is not None:
-        model.load_state_dict(init)
+        model.load_stored(init)
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     known = np.isfinite(train_props)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     init = None
     if args.init:
         state, init_card = registry.load_tensors(args.init)
-        init = dict(state, **{"lm_head.weight": state["wte.weight"]})  # tied weights are stored once
+        init = state
         for f in ("n_layer", "n_head", "n_embd"):
             setattr(args, f, init_card.config[f])
     cfg = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
@@ -225,7 +226,5 @@ def main(argv: list[str] | None = None) -> None:
                f"(evaluated every {cfg.eval_every} steps), so it is a validation, not a test, number; generation "
                "metrics are in docs/BENCHMARKS.md."),
     )
-    # lm_head shares the embedding's storage (weight tying); safetensors refuses shared tensors.
-    tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    card = registry.save(args.name, tensors, card)
+    card = registry.save(args.name, model.stored_state(), card)
     print(f"saved weights/{args.name}.safetensors ({card.size_bytes / 1e6:.1f} MB), held-out NLL {best:.3f}")
