@@ -127,6 +127,16 @@ def _flat_region_sigma(image2d: np.ndarray, window: int = 7) -> float:
     return float(np.percentile(inner, 25)) / 0.93
 
 
+def _slices(image: np.ndarray) -> list[np.ndarray]:
+    """The image itself, or up to 5 slices spread over a stack: what the noise estimates read."""
+    return [image] if image.ndim == 2 else list(image[np.linspace(0, len(image) - 1, min(5, len(image))).astype(int)])
+
+
+def _middle(image: np.ndarray) -> np.ndarray:
+    """The image itself, or a stack's middle slice: what the methods are scored on."""
+    return image if image.ndim == 2 else image[len(image) // 2]
+
+
 def estimate_noise(image: np.ndarray) -> float:
     """Gaussian noise sigma of a float image in [0, 1] (median over up to 5 slices of a stack).
 
@@ -135,13 +145,12 @@ def estimate_noise(image: np.ndarray) -> float:
     """
     from skimage.restoration import estimate_sigma
 
-    slices = [image] if image.ndim == 2 else list(image[np.linspace(0, len(image) - 1, min(5, len(image))).astype(int)])
     def one(s: np.ndarray) -> float:
         wavelet, flat = float(estimate_sigma(s)), _flat_region_sigma(s)
         # Flat regions without noise (a phase at 0 under Poisson noise) say nothing about the others.
         return wavelet if flat < MIN_SIGMA else min(wavelet, flat)
 
-    return float(np.median([one(s) for s in slices]))
+    return float(np.median([one(s) for s in _slices(image)]))
 
 
 def _unit_noise(shape: tuple[int, ...], kernel_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -193,8 +202,7 @@ def estimate_correlated_noise(image: np.ndarray) -> tuple[float, float]:
         px = float(np.interp(fine / coarse, ratios[::-1], kernels[::-1]))
         return min(coarse / np.interp(px, kernels, calib[:, 1]), flat / np.interp(px, kernels, calib[:, 2])), px
 
-    slices = [image] if image.ndim == 2 else list(image[np.linspace(0, len(image) - 1, min(5, len(image))).astype(int)])
-    sigmas, kernels_px = zip(*(one(s) for s in slices), strict=True)
+    sigmas, kernels_px = zip(*(one(s) for s in _slices(image)), strict=True)
     return float(np.median(sigmas)), float(np.median(kernels_px))
 
 
@@ -347,7 +355,7 @@ def _force(decision: Decision, method: str, image: np.ndarray, smoothed: np.ndar
     """``decision`` with the user's method in place of the automatic one."""
     if method == PHASE_LEVELS:
         if smoothed is None:
-            smoothed = non_local_means(image if image.ndim == 2 else image[len(image) // 2], decision.noise_sigma)
+            smoothed = non_local_means(_middle(image), decision.noise_sigma)
         k = phase_levels(smoothed)[0]
         if k == 0:
             raise ValueError("phase levels need at least two distinct grey levels in the image")
@@ -386,7 +394,7 @@ def _decide(image: np.ndarray, model, fitted=None, score_all: bool = False) -> t
     if sigma < MIN_SIGMA:
         notes.append("No measurable noise: the input is kept as it is.")
         return decision(NONE), None
-    middle = image if image.ndim == 2 else image[len(image) // 2]
+    middle = _middle(image)
     smoothed = non_local_means(middle, sigma)
     k, fraction, _ = phase_levels(smoothed)
     segmented = fraction >= LEVEL_FRACTION
@@ -506,7 +514,7 @@ def _decide_sr(image: np.ndarray, model, scale: int) -> Decision:
     from battgai.microstructure import degrade
     from battgai.microstructure.enhance import apply_model, bicubic, skimage_upscale
 
-    middle = image if image.ndim == 2 else image[len(image) // 2]
+    middle = _middle(image)
     base = degrade.crop_to_multiple(_central_crop(middle, 2 * SCORE_SIDE), scale)
     name = f"self-similarity PSNR: x{scale} downscale of the image restored (dB)"
     if scale not in SR_SELF_TEST_SCALES or min(base.shape) < 8 * scale:
