@@ -225,15 +225,16 @@ def _source_relative(labs: dict[str, CurveSet], window: tuple[float, float]) -> 
 
 
 def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tuple[float, float],
-                       seed: int = 0) -> np.ndarray:
+                       seed: int = 0, rel: dict[str, CurveSet] | None = None) -> np.ndarray:
     """``|error| / sigma`` of the transfer on cells it never saw, from what a run has: its source and labelled cells.
 
     Each source lab with two or more cells plays the researcher's lab in turn (leave-source-lab-out):
     one of its cells labelled (up to :data:`CALIBRATION_RUNS_PER_LAB` choices), its other cells
     scored, the other source labs as the source; the same setting the estimates are made in. With
     two or more labelled cells, each of them is also left out in turn and scored (its own lab).
+    ``rel`` is :func:`_source_relative` of ``labs`` when the caller has it already.
     """
-    rel = _source_relative(labs, window)
+    rel = _source_relative(labs, window) if rel is None else rel
     scores = []
 
     def score(source: list[CurveSet], train: CurveSet, held: CurveSet) -> None:
@@ -314,11 +315,12 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
     rel = relative(curves.subset(seen), frame)
     lab = np.isin(rel.cell_id, labelled)
     target, others = rel.subset(lab), rel.subset(~lab)
-    source = CurveSet.concat(list(_source_relative(source_labs, window).values())) if source_labs else None
+    rel_labs = _source_relative(source_labs, window) if source_labs else {}
+    source = CurveSet.concat(list(rel_labs.values())) if rel_labs else None
     fitted = pipelines(source, target, window, seed, generator_steps)
     best = TRANSFER_GEN if TRANSFER_GEN in fitted else TRANSFER if TRANSFER in fitted else None
     model = fitted[best] if best else TransferModel(seed=seed).fit(None, _xyc(target, window))
-    held = calibration_errors(source_labs or {}, target, window, seed)
+    held = calibration_errors(source_labs or {}, target, window, seed, rel_labs)
     scale = band_scale(held)
     if len(held):
         band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, calibrated to hold {BAND_COVERAGE:.0%} of true values: "
