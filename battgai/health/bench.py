@@ -244,7 +244,7 @@ def loco_section() -> list[str]:
                      f"{_hit(n['ridge_ic'] <= 2.0)} |")
     lines += ["", "Leave-one-cell-out part: `python -m battgai.bench health --part loco`, "
               f"{dt.date.today().isoformat()}, {time.time() - t0:.0f} s."]
-    return lines
+    return [LOCO_START, *lines, LOCO_END]
 
 
 GENERATORS_START, GENERATORS_END = block_markers("health-generators")
@@ -350,7 +350,7 @@ def generators_section(write_cards: bool = True) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from battgai.bench import read_section, replace_block, write_section, write_subsection
+    from battgai.bench import read_section, replace_block, write_section
     from battgai.data import DataNotFound
     from battgai.health.preprocess import WINDOW_V, nasa_curves, window_observed
     from battgai.health.sample import load, sample
@@ -365,23 +365,15 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
-    if args.part == "transfer":
-        md = "\n".join(transfer_section())
+    # Each part's lines carry their block's markers: one rerun alone replaces just that block.
+    parts = {"transfer": ("health-transfer", transfer_section), "loco": ("health-loco", loco_section),
+             "generators": ("health-generators", lambda: generators_section(write_cards=not args.no_write))}
+    if args.part != "all":
+        block, section = parts[args.part]
+        md = "\n".join(section())
         print(md)
         if not args.no_write:
-            write_section("health", replace_block(read_section("health"), "health-transfer", md))
-        return
-    if args.part == "loco":
-        md = "\n".join(loco_section())
-        print(md)
-        if not args.no_write:
-            write_subsection("health", "health-loco", md)
-        return
-    if args.part == "generators":
-        md = "\n".join(generators_section(write_cards=not args.no_write))
-        print(md)
-        if not args.no_write:
-            write_section("health", replace_block(read_section("health"), "health-generators", md))
+            write_section("health", replace_block(read_section("health"), block, md))
         return
 
     curves = nasa_curves()
@@ -423,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"Generation speed, bundled `health_cvae`, CPU 1 thread, batch 10,000: {speed_bank:,.0f} curves/s "
               f"(latent bank), {speed_prior:,.0f} curves/s (prior).", ""]
 
-    lines += [*targets_table(a, b), LOCO_START, *loco_section(), LOCO_END,
+    lines += [*targets_table(a, b), *loco_section(),
               *generators_section(not args.no_write), *transfer_section(),
               f"Bench wall time {time.time() - t_start:.0f} s."]
     md = "\n".join(lines)
