@@ -32,7 +32,7 @@ NMC_NAMES = {0: "pore", 1: "NMC", 2: "CBD"}
 FIT_SECONDS = 40.0
 #: The denoising methods a researcher can force, by the label the page shows.
 DENOISE_METHODS = {"Automatic (picked on the image)": guard.AUTO, "Bundled denoiser": guard.MODEL_METHOD,
-                   "Non-local means": "non-local means", "Total variation": "total variation",
+                   "Non-local means": guard.CLASSICAL[0], "Total variation": guard.CLASSICAL[1],
                    "Phase levels (segmented-like images)": guard.PHASE_LEVELS, "Keep the input": guard.NONE}
 GENERATORS = {"Level-cut model (default, closest to the held-out data)": "microstructure_generator",
               "SliceGAN (small, CPU-trained)": "microstructure_slicegan"}
