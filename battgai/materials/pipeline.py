@@ -176,6 +176,20 @@ class Tally:
                 f"together); of {self.sampled:,} sequences sampled in {self.rounds:,} rounds, {checks}.")
 
 
+def rejection(structure) -> str | None:
+    """Why the sampler rejects ``structure`` (the :class:`Tally` field that counts it), or None when it passes:
+    "invalid" (atoms closer than 0.5 A), "overlapping" (two atoms closer than
+    :data:`~battgai.materials.validate.MIN_CONTACT_RATIO` x their radius sum), "not_neutral" (no SMACT
+    charge-neutral assignment), checked in that order."""
+    if not validate.structural_valid(structure):
+        return "invalid"
+    if validate.contact_ratio(structure) < validate.MIN_CONTACT_RATIO:
+        return "overlapping"
+    if not validate.smact_valid(structure.composition.element_composition.as_dict()):
+        return "not_neutral"
+    return None
+
+
 def _batch_seed(seed: int, batch: int, round_: int) -> int:
     # Round 0 keeps the seed scheme of earlier releases, so their runs resume unchanged.
     return seed * 1_000_003 + batch + round_ * 1_000_000_007
@@ -288,12 +302,9 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
                     tally.dead_end += 1
                     continue
                 s, wc = built
-                if resample and not validate.structural_valid(s):
-                    tally.invalid += 1
-                elif resample and validate.contact_ratio(s) < validate.MIN_CONTACT_RATIO:
-                    tally.overlapping += 1
-                elif resample and not validate.smact_valid(s.composition.element_composition.as_dict()):
-                    tally.not_neutral += 1
+                why = rejection(s) if resample else None
+                if why:
+                    setattr(tally, why, getattr(tally, why) + 1)
                 elif novel_only and not validate.is_novel(s, known):
                     tally.known += 1
                 else:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from battgai.materials import evaluate, validate
+from battgai.materials.pipeline import rejection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +75,6 @@ class Judged:
                 "sun": float((self.reward > 0).sum() / n), "new": float(self.new.sum() / n)}
 
 
-def passes_checks(structure) -> bool:
-    """The page sampler's rejection rules: valid, no overlapping atoms, charge-neutral."""
-    return bool(validate.structural_valid(structure)
-                and validate.contact_ratio(structure) >= validate.MIN_CONTACT_RATIO
-                and validate.smact_valid(structure.composition.element_composition.as_dict()))
-
-
 def judge(structures: Sequence, known: Mapping, refs, archive, cfg: RewardConfig = RewardConfig(),
           energies: Callable[[list], list[float]] | None = None) -> Judged:
     """Reward each of ``structures`` (None = did not build) and add the rewarded ones to ``archive``.
@@ -96,7 +90,7 @@ def judge(structures: Sequence, known: Mapping, refs, archive, cfg: RewardConfig
         from battgai.materials.stability import static_energies as energies
 
     n = len(structures)
-    passed = np.array([s is not None and passes_checks(s) for s in structures], dtype=bool)
+    passed = np.array([s is not None and rejection(s) is None for s in structures], dtype=bool)
     novel = np.zeros(n, bool)
     novel[passed] = [validate.is_novel(structures[k], known) for k in np.flatnonzero(passed)]
     unique = np.zeros(n, bool)
