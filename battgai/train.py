@@ -1,17 +1,8 @@
-"""``python -m battgai.train {materials,microstructure,health} [options]``: retrain bundled models.
+"""``python -m battgai.train ...`` is ``python -m battgai train ...`` (:mod:`battgai.cli.train`)."""
 
-Dispatches to ``battgai.<task>.train.main(argv)``; each writes its weights and
-model card through :func:`battgai.registry.save`.
-"""
+import sys
 
-from __future__ import annotations
-
-from battgai.bench import dispatch
-
-
-def main(argv: list[str] | None = None) -> None:
-    dispatch("train", argv)
-
+from battgai.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(["train", *sys.argv[1:]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from battgai.provenance import Provenance
+from battgai.core.provenance import Provenance
 
 
 def bundle(files: dict[str, bytes], provenance: Provenance) -> bytes:

@@ -20,8 +20,8 @@ from typing import Any
 
 import streamlit as st
 
-from battgai import jobs
-from battgai.runs import Run, RunNotFound, RunRecord, RunStore
+from battgai.core import jobs
+from battgai.core.runs import Run, RunNotFound, RunRecord, RunStore
 
 
 def store() -> RunStore:

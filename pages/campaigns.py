@@ -6,10 +6,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from battgai.materials import campaign, evaluate
-from battgai.materials.campaign import CampaignError, CampaignFolder, CampaignSettings
-from battgai.materials.campaigncli import launch
-from battgai.materials.engine import EngineError
+from battgai.cli.campaign import launch
+from battgai.core.engine import EngineError
+from battgai.materials.checks import evaluate
+from battgai.materials.discovery import campaign
+from battgai.materials.discovery.campaign import CampaignError, CampaignFolder, CampaignSettings
 from components.run_job import store
 from components.structure_viewer import show_structure
 

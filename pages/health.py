@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from battgai.data import DataNotFound, nasa_cells
-from battgai.health import generators, schema, workflow
+from battgai.core import engine
+from battgai.core.data import DataNotFound, nasa_cells
+from battgai.core.provenance import Provenance
+from battgai.core.registry import ChecksumError, ModelNotFound
+from battgai.health import schema, workflow
+from battgai.health.generation import generators
 from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
-from battgai.provenance import Provenance
-from battgai.registry import ChecksumError, ModelNotFound
-from battgai.uploads import UploadError, quoted
+from battgai.uploads.errors import UploadError, quoted
 from components.curve_plot import Curve, show_curves
 from components.download import download_bundle
 from components.health_charts import latent_figure, rmse_bar_figure
@@ -32,14 +34,14 @@ def _load_upload(data: bytes, mapping: tuple[tuple[str, str | None], ...], nomin
 
 @st.cache_resource(show_spinner="Loading the bundled SOH estimator...")
 def _estimator():
-    from battgai.health.estimator import load_ridge_ic
+    from battgai.health.estimation.estimator import load_ridge_ic
 
     return load_ridge_ic()
 
 
 @st.cache_resource(show_spinner="Loading the bundled generator...")
 def _generator(kind: str):
-    from battgai.health import generators
+    from battgai.health.generation import generators
 
     return generators.load(kind)
 
@@ -119,7 +121,7 @@ if record is not None:
     if record.task == "health.generate":
         show_synthetic(state)
     elif record.task == "health.transfer":
-        from battgai.health.owncells import TransferResult
+        from battgai.health.estimation.owncells import TransferResult
 
         show_transfer(TransferResult.from_state(state))
     else:
@@ -203,7 +205,7 @@ with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled ridge on ch
 # 1b. Your own cells ----------------------------------------------------------------------------
 @st.cache_data(show_spinner="Grouping the NASA source cells...")
 def _source_labs(exclude: tuple[str, ...]):
-    from battgai.health.owncells import nasa_source_labs
+    from battgai.health.estimation.owncells import nasa_source_labs
     from battgai.health.preprocess import nasa_curves
 
     curves = nasa_curves()
@@ -211,7 +213,7 @@ def _source_labs(exclude: tuple[str, ...]):
 
 
 with st.expander("Your own cells: SOH from a few labelled ones (transfer)"):
-    from battgai.health import owncells
+    from battgai.health.estimation import owncells
 
     st.caption("Mark the cells whose capacity you know (full discharges). The estimator learns from the NASA "
                "groups plus these cells, with capacity relative to your labelled cells' first cycles and the "
@@ -238,7 +240,7 @@ with st.expander("Your own cells: SOH from a few labelled ones (transfer)"):
                             {"labelled": ", ".join(labelled), "window": f"{top:g}-{bottom:g}",
                              "nominal_ah": loaded.data.nominal_ah, "source": source_name, "generator_steps": steps},
                             queued=use_gen) as run:
-                res = owncells.run(mine, labelled, source, (top, bottom), steps, source_name=source_name)
+                res = engine.run(owncells.run, mine, labelled, source, (top, bottom), steps, source_name=source_name)
                 res.save(run)
             saved_note(run)
             st.session_state["health_transfer"] = res
@@ -283,7 +285,7 @@ if st.button("Generate", key="generate", disabled=gen is None):
                         {"temperature_c": temp, "current_a": cur, "per_soh": int(n), "seed": int(seed)},
                         queued=False) as run, \
                 st.status("Generating...", expanded=False) as status:
-            made = workflow.generate(gen, cond, real, int(seed))
+            made = engine.run(workflow.generate, gen, cond, real, int(seed))
             run.write("synthetic_curves.csv", made.csv())
             run.set(provenance=made.provenance)
             run.save_state(made)
@@ -301,7 +303,7 @@ if gen is not None and kind == "cvae":
     st.subheader("Latent space")
     st.caption("Each dot is a real curve encoded by the generator. Click a dot (or set z below) to decode that "
                "point at the conditions above and the SOH chosen here.")
-    from battgai.health.sample import encode
+    from battgai.health.generation.sample import encode
 
     z = encode(gen, real)
     l1, l2, l3 = st.columns(3)
@@ -346,7 +348,7 @@ st.caption(
 )
 experiment_blocked = workflow.experiment_problem(n_cells)
 if st.button("Run quick experiment", key="experiment", disabled=experiment_blocked is not None):
-    from battgai.health import experiment
+    from battgai.health.estimation import experiment
 
     with heavy_step("health.experiment", f"{estimator}, {regime} regime, {n_cells} cells",
                     {"regime": regime, "estimator": estimator, "cells": n_cells, "steps": 300}) as run:
@@ -356,11 +358,11 @@ if st.button("Run quick experiment", key="experiment", disabled=experiment_block
             bar.progress(f, text=f"Running splits... {f:.0%}")
 
         if regime == "two":
-            res = experiment.augmentation_experiment(cohort, n_splits=3, seeds=(0,), estimators=(estimator,),
-                                                     steps=300, progress=tick)
+            res = engine.run(experiment.augmentation_experiment, cohort, n_splits=3, seeds=(0,),
+                             estimators=(estimator,), steps=300, callbacks={"progress": tick})
         else:
-            res = experiment.early_life_experiment(cohort, seeds=(0,), estimators=(estimator,), steps=300,
-                                                   progress=tick)
+            res = engine.run(experiment.early_life_experiment, cohort, seeds=(0,), estimators=(estimator,),
+                             steps=300, callbacks={"progress": tick})
         bar.empty()
         run.write("rmse_per_run.csv", experiment_csv(res))
         run.set(provenance=Provenance.now("health_cvae, retrained on each split's training cells", "", {

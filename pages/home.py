@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from battgai import data
-from battgai.demo import licoo2
-from battgai.device import describe_device
+from battgai.core import data
+from battgai.core.demo import licoo2
+from battgai.core.device import describe_device
 from components.structure_viewer import show_structure
 
 ROOT = Path(__file__).resolve().parent.parent

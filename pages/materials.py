@@ -7,18 +7,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from battgai.materials import tokenizer as tk
-from battgai.materials.pipeline import (
-    MAX_OVERSAMPLE,
-    MAX_SAMPLED_PER_CANDIDATE,
-    Candidate,
-    UniqueTracker,
-    add_energies,
-    check,
-    generate,
-    screen_problems,
-)
-from battgai.materials.sample import (
+from battgai.core import engine
+from battgai.core.provenance import Provenance
+from battgai.materials.checks.stability import MAX_RELAX_ATOMS, POTENTIAL_LABELS, POTENTIALS, RELAX_SECONDS
+from battgai.materials.checks.validate import MIN_CONTACT_RATIO, nearest_known
+from battgai.materials.generation import tokenizer as tk
+from battgai.materials.generation.sample import (
     CRYSTAL_SYSTEMS,
     DEFAULT_MODEL,
     Conditions,
@@ -26,10 +20,18 @@ from battgai.materials.sample import (
     conditions_around,
     spacegroups_of_system,
 )
-from battgai.materials.stability import MAX_RELAX_ATOMS, POTENTIAL_LABELS, POTENTIALS, RELAX_SECONDS
-from battgai.materials.validate import MIN_CONTACT_RATIO, nearest_known
-from battgai.provenance import Provenance
-from battgai.uploads import MAX_CIF_ATOMS, MAX_CIF_MB, UploadError, read_cif
+from battgai.materials.pipeline import (
+    MAX_OVERSAMPLE,
+    MAX_SAMPLED_PER_CANDIDATE,
+    Candidate,
+    UniqueTracker,
+    check,
+    energies_job,
+    generate_job,
+    screen_problems,
+)
+from battgai.uploads import MAX_CIF_ATOMS, MAX_CIF_MB, read_cif
+from battgai.uploads.errors import UploadError
 from components.download import download_bundle
 from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.structure_viewer import STYLES, show_structure
@@ -53,7 +55,7 @@ PROPERTY_LABELS = {"formation_energy": "Formation energy (eV/atom)", "band_gap":
 
 @st.cache_resource(show_spinner="Loading the generator...")
 def get_model(name: str = DEFAULT_MODEL):
-    from battgai.materials.sample import load_model
+    from battgai.materials.generation.sample import load_model
 
     return load_model(name)
 
@@ -61,7 +63,7 @@ def get_model(name: str = DEFAULT_MODEL):
 @st.cache_data
 def generator_names() -> list[str]:
     """Bundled crystal generators, the default first."""
-    from battgai.registry import list_cards
+    from battgai.core.registry import list_cards
 
     names = [c.name for c in list_cards() if c.task == "materials"]
     return sorted(names, key=lambda name: (name != DEFAULT_MODEL, name))
@@ -69,7 +71,7 @@ def generator_names() -> list[str]:
 
 @st.cache_resource(show_spinner="Indexing training structures for novelty...")
 def known_and_source():
-    from battgai.materials.bundle import known_structures
+    from battgai.materials.checks.references import known_structures
 
     return known_structures()
 
@@ -80,7 +82,7 @@ def get_known():
 
 @st.cache_resource(show_spinner="Indexing MP-20 reference phases...")
 def refs_and_source(potential: str):
-    from battgai.materials.bundle import reference_phases
+    from battgai.materials.checks.references import reference_phases
 
     return reference_phases(potential)
 
@@ -201,15 +203,15 @@ if submitted and spacegroups is not None:
         st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
     else:
         lm = get_model(generator)
-        known = get_known()
         with heavy_step("materials.generate", f"{n} candidates: {short(conditions) or 'unconstrained'}",
                         {"n": n, "seed": int(seed), "model": lm.name}) as run:
             bar = st.progress(0.0, text="Sampling...")
             done = "Sampled, screened and checked" if oversample > 1 else "Sampled and checked"
-            cands, tally = generate(lm, conditions, n, int(seed), known=known, resample=resample, guidance=guidance,
-                                    oversample=int(oversample), refs=screen_refs, temperature=temperature,
-                                    novel_only=novel_only, element_temperature=element_temperature,
-                                    progress=lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}"))
+            cands, tally = engine.run(
+                generate_job, lm.name, conditions, n, int(seed), resample=resample, guidance=guidance,
+                oversample=int(oversample), screen_potential="chgnet" if oversample > 1 else None,
+                temperature=temperature, novel_only=novel_only, element_temperature=element_temperature,
+                callbacks={"progress": lambda i, t: bar.progress(i / t, text=f"{done} {i}/{t}")})
             bar.empty()
             prov = Provenance.now(lm.name, lm.sha256, {
                 "conditions": conditions.as_dict(), "n": n, "resample": resample, "guidance": guidance,
@@ -249,8 +251,8 @@ with st.expander("Check your own CIF"):
                 with heavy_step("materials.generate", f"{n} candidates around {structure.composition.reduced_formula}",
                                 {"n": n, "seed": int(seed), "model": lm.name}) as run:
                     with st.spinner("Sampling around the uploaded structure..."):
-                        found, tally = generate(lm, seeded, n, int(seed), known=get_known(), resample=resample,
-                                                novel_only=around_novel)
+                        found, tally = engine.run(generate_job, lm.name, seeded, n, int(seed), resample=resample,
+                                                  novel_only=around_novel)
                     prov = Provenance.now(lm.name, lm.sha256, {
                         "conditions": seeded.as_dict(), "n": n, "resample": resample, "novel_only": around_novel,
                         "seeded_from": upload.name}, int(seed))
@@ -310,8 +312,13 @@ with st.container(border=True):
                         f"{len(todo)} candidates", {"potential": pot, "relax": do_relax, "candidates": len(todo),
                                                     "model": prov.model}) as run:
             bar = st.progress(0.0, text=f"{pot}...")
-            add_energies(todo, refs, ion_value, relax=do_relax, potential=potential,
-                         progress=lambda i, t: bar.progress(i / t, text=f"{pot} {i}/{t}"))
+            done = engine.run(energies_job, todo, potential, ion_value, relax=do_relax,
+                              callbacks={"progress": lambda i, t: bar.progress(i / t, text=f"{pot} {i}/{t}")})
+            # The worker filled copies: put them where the table and the run store look.
+            by_id = {id(c): k for k, c in enumerate(cands)}
+            for old, new in zip(todo, done, strict=True):
+                cands[by_id[id(old)]] = new
+            todo = done
             bar.empty()
             save_candidates(run, cands, st.session_state.get("mat_tally"), prov)
         saved_note(run)

@@ -7,12 +7,15 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from battgai.data import DataNotFound
-from battgai.microstructure import guard, pipeline
+from battgai.core import engine
+from battgai.core.data import DataNotFound
+from battgai.core.provenance import Provenance
 from battgai.microstructure import io as msio
-from battgai.microstructure.segment import multiotsu_thresholds
-from battgai.provenance import Provenance
-from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, UploadError, quoted, read_image
+from battgai.microstructure import pipeline
+from battgai.microstructure.analysis.segment import multiotsu_thresholds
+from battgai.microstructure.enhancement import guard
+from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, read_image
+from battgai.uploads.errors import UploadError, quoted
 from components.curve_plot import Curve, show_curves
 from components.download import bundle
 from components.image_compare import compare_figure
@@ -138,8 +141,8 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
             with heavy_step("microstructure.enhance", desc, {"task": task, "shape": list(chosen.shape)}) as run:
                 fit_bar, fit_cb = progress_bar("Fitting to the image (tenths of a second)") if fit else (None, None)
                 bar, cb = progress_bar("Enhancing tile")
-                res = pipeline.enhance(chosen, task, progress=cb, fit_seconds=FIT_SECONDS if fit else 0.0,
-                                       fit_progress=fit_cb, method=method)
+                res = engine.run(pipeline.enhance, chosen, task, fit_seconds=FIT_SECONDS if fit else 0.0,
+                                 method=method, callbacks={"progress": cb, **({"fit_progress": fit_cb} if fit else {})})
                 bar.empty()
                 if fit_bar is not None:
                     fit_bar.empty()
@@ -271,10 +274,10 @@ def run_segment(image: np.ndarray, is_labels: bool, desc: str, k: int) -> None:
             with heavy_step("microstructure.segment", f"segment {desc}",
                             {"tortuosity": tort, "shape": list(image.shape)}) as run:
                 bar, cb = progress_bar("Measuring phase")
-                res = pipeline.segment_and_measure(
-                    image, classes=len(thresholds) + 1 if thresholds else 3,
+                res = engine.run(
+                    pipeline.segment_and_measure, image, classes=len(thresholds) + 1 if thresholds else 3,
                     thresholds=list(thresholds or []) or None, is_labels=is_labels, with_tortuosity=tort,
-                    max_side=max_side, progress=cb)
+                    max_side=max_side, callbacks={"progress": cb})
                 bar.empty()
                 table = pipeline.phase_table(res.phases, names)
                 prov = Provenance.now("multi-Otsu" if not is_labels else "given labels", "",
@@ -331,7 +334,7 @@ def run_generate() -> None:
         with heavy_step("microstructure.generate", f"{model_name} at porosity {porosity:.2f}, {shape}",
                         {"porosity": porosity, "shape": list(shape), "seed": int(seed), "model": model_name}
                         ) as run, st.spinner("Sampling..."):
-            res = pipeline.generate(porosity, shape, int(seed), model_name)
+            res = engine.run(pipeline.generate, porosity, shape, int(seed), model_name)
             table = pipeline.phase_table(res.phases, NMC_NAMES)
             prov = Provenance.now(res.model, res.sha256, {"porosity": res.porosity, "shape": list(shape)},
                                   seed=res.seed)
@@ -411,7 +414,7 @@ def fusion_inputs() -> tuple[np.ndarray, np.ndarray, float | None, float | None,
 
 @st.cache_data(show_spinner=False)
 def sample_fusion() -> tuple[np.ndarray, np.ndarray]:
-    from battgai.microstructure.fusion import degrade
+    from battgai.microstructure.generation.fusion import degrade
 
     labels = msio.phase_labels(msio.load_image(msio.TAUFACTOR_VOLUME))
     coarse = np.round(degrade(labels[-128:, 64:192, 64:192], 0, 4) * 255).astype(np.uint8)  # pore fraction
@@ -420,7 +423,7 @@ def sample_fusion() -> tuple[np.ndarray, np.ndarray]:
 
 @st.cache_data(show_spinner=False)
 def demo_fusion() -> tuple[np.ndarray, np.ndarray]:
-    from battgai.microstructure.fusion import demo_pair
+    from battgai.microstructure.generation.fusion import demo_pair
 
     return demo_pair()
 
@@ -442,10 +445,10 @@ def run_fusion() -> None:
             with heavy_step("microstructure.fusion", f"fusion of {desc}", {"scale": scale, "shape": list(lr.shape)}
                             ) as run:
                 bar, cb = progress_bar("Fitting the fine-scale field to the 2D image")
-                res, table = pipeline.fuse_and_measure(lr, hr, scale, lr_value, hr_value, with_tortuosity=tort,
-                                                       progress=cb)
+                res, table = engine.run(pipeline.fuse_and_measure, lr, hr, scale, lr_value, hr_value,
+                                        with_tortuosity=tort, callbacks={"progress": cb})
                 bar.empty()
-                prov = Provenance.now("2D/3D statistical fusion (battgai.microstructure.fusion)", "", {
+                prov = Provenance.now("2D/3D statistical fusion (battgai.microstructure.generation.fusion)", "", {
                     "input": desc, "scale": scale, "lowres_phase_value": lr_value, "highres_phase_value": hr_value,
                     "field_width_voxels": res.width, "field_strength": round(res.strength, 4), "seed": res.seed})
                 remember(run, "fusion", key, (res, table), {

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from battgai import registry
+from battgai.core import registry
 
 st.title("Model zoo")
 st.write(

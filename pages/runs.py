@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from battgai import jobs
+from battgai.core import jobs
 from components.run_job import store
 
 STATUS_HELP = {

@@ -2,7 +2,7 @@
 
 Run on a machine with a CUDA GPU (torch, numpy, scipy, safetensors suffice; no Streamlit):
 ``python scripts/gpu_check.py [OUT.json]``. For every bundled enhancement net it runs the same
-image and stack through :func:`battgai.microstructure.enhance.apply_model` on both devices and
+image and stack through :func:`battgai.microstructure.enhancement.enhance.apply_model` on both devices and
 reports the largest difference and the time per call. Exits 1 when CUDA is missing or a
 result differs by more than 1e-3 (outputs lie in [0, 1]).
 """
@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from battgai.microstructure.enhance import MODEL_NAMES, apply_model, load_model
+from battgai.microstructure.enhancement.enhance import MODEL_NAMES, apply_model, load_model
 
 TOLERANCE = 1e-3
 

@@ -14,13 +14,16 @@ sys.path.insert(0, str(ROOT))  # pages import `battgai` and `components` from th
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("BATTGAI_DEVICE", "cpu")
+# Page tests under streamlit.testing run a page's heavy step in this process, so that their monkeypatches and
+# cleared caches reach it; the end-to-end tests serve the app as shipped, on Ray (battgai.core.engine).
+os.environ.setdefault("BATTGAI_ENGINE", "inline")
 # Runs the pages save go to a folder of this test session, never to the user's own run store.
 os.environ.setdefault("BATTGAI_HOME", tempfile.mkdtemp(prefix="battgai_test_home_"))
 
 
 def requires_data(key: str) -> pytest.MarkDecorator:
-    """Skip unless shared dataset ``key`` (see ``battgai.data.DATASETS``) is present."""
-    from battgai import data
+    """Skip unless shared dataset ``key`` (see ``battgai.core.data.DATASETS``) is present."""
+    from battgai.core import data
 
     try:
         path = data.dataset_path(key)
@@ -47,9 +50,11 @@ def no_shared_data(tmp_path, monkeypatch):
     (an earlier test in the same process may have filled them, which would hide the absence)."""
     import streamlit as st
 
-    from battgai.materials import corpus
+    from battgai.materials.checks import references
+    from battgai.materials.training import corpus
 
-    cached = (corpus.mp20_frame, corpus.electrode_pairs, corpus.training_cifs_by_formula)
+    cached = (corpus.mp20_frame, corpus.electrode_pairs, corpus.training_cifs_by_formula,
+              references.known_structures, references.reference_phases)
     monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
     for f in cached:
         f.cache_clear()

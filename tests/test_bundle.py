@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from battgai import data
-from battgai.materials import bundle
-from battgai.materials.stability import ReferencePhases
+from battgai.core import data
+from battgai.materials.checks import bundle, references
+from battgai.materials.checks.stability import ReferencePhases
 
 
 @pytest.fixture
@@ -54,29 +54,29 @@ def test_an_altered_bundle_file_is_refused(tmp_path, fresh_bundle):
 
 @pytest.mark.usefixtures("no_shared_data", "fresh_bundle")
 def test_without_shared_data_novelty_and_e_hull_come_from_the_bundle():
-    from battgai.materials.validate import is_novel
+    from battgai.materials.checks.validate import is_novel
 
-    known, source = bundle.known_structures()
+    known, source = references.known_structures()
     assert isinstance(known, bundle.NoveltyIndex) and "bundled index" in source
     li2o = known["Li2O"][0]
     assert not is_novel(li2o, known)  # a training structure is not novel
     moved = li2o.copy()
     moved.translate_sites([1], [0.3, -0.3, 0])  # one Li off its site: no longer antifluorite
     assert is_novel(moved, known)
-    refs, source = bundle.reference_phases("chgnet")
+    refs, source = references.reference_phases("chgnet")
     assert isinstance(refs, ReferencePhases) and "bundled MP-20 references" in source
     e_li2o = refs.cache.values[refs.ids[[str(c.reduced_formula) for c in refs.comps].index("Li2O")]]
     assert refs.hull(li2o.composition, e_li2o).e_above_hull == pytest.approx(0, abs=0.05)
     assert refs.hull(li2o.composition, e_li2o + 0.3).e_above_hull > 0.25
     assert math.isnan(refs.hull("RaF2", -1.0).e_above_hull)  # Ra is in no MP-20 phase: not covered, not guessed
-    none, why = bundle.reference_phases("sevennet")
+    none, why = references.reference_phases("sevennet")
     assert none is None and "CHGNet" in why
 
 
 def test_the_bundled_index_holds_the_shared_structures(fresh_bundle):
     _shared_or_skip()
-    from battgai.materials.corpus import training_cifs_by_formula
-    from battgai.materials.validate import _parse_cif
+    from battgai.materials.checks.validate import _parse_cif
+    from battgai.materials.training.corpus import training_cifs_by_formula
 
     shared, index = training_cifs_by_formula(), bundle.load_novelty_index()
     assert list(index) == list(shared)
@@ -91,9 +91,9 @@ def test_the_bundled_index_holds_the_shared_structures(fresh_bundle):
 
 def test_the_bundled_energies_are_the_ones_chgnet_gives_on_the_shared_structures(fresh_bundle):
     _shared_or_skip()
-    from battgai.materials.corpus import mp20_frame
-    from battgai.materials.stability import static_energies
-    from battgai.materials.validate import _parse_cif
+    from battgai.materials.checks.stability import static_energies
+    from battgai.materials.checks.validate import _parse_cif
+    from battgai.materials.training.corpus import mp20_frame
 
     refs = bundle.load_references()
     energy = dict(zip(refs.ids, refs.energies, strict=True))
@@ -107,9 +107,9 @@ def test_a_fresh_clone_page_shows_novelty_and_e_hull_and_names_what_is_not_cover
     from pymatgen.core import Lattice, Structure
     from streamlit.testing.v1 import AppTest
 
-    from battgai.materials import stability
+    from battgai.materials.checks import stability
+    from battgai.materials.generation.sample import Conditions
     from battgai.materials.pipeline import UniqueTracker, check
-    from battgai.materials.sample import Conditions
 
     monkeypatch.setattr(stability, "ENERGY_CACHE", tmp_path / "chgnet_static_energies.json")  # keep runs/ clean
     at = AppTest.from_file(str(stability.REPO_ROOT / "pages" / "materials.py"), default_timeout=300).run()

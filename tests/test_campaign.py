@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from battgai.materials import campaign, evaluate
-from battgai.materials.campaign import CampaignError, CampaignFolder, CampaignSettings
-from battgai.materials.engine import PotentialWorker
+from battgai.materials.checks import evaluate
+from battgai.materials.discovery import campaign
+from battgai.materials.discovery.campaign import CampaignError, CampaignFolder, CampaignSettings
+from battgai.materials.discovery.engine import PotentialWorker
 
 SMALL = CampaignSettings(rounds=2, per_round=3, relax=2, relax_steps=3)
 
@@ -155,6 +156,6 @@ def test_a_learning_campaign_samples_each_round_with_its_stored_model(tmp_path, 
 
 
 def registry_sha(path) -> str:
-    from battgai.registry import sha256_file
+    from battgai.core.registry import sha256_file
 
     return sha256_file(path)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from battgai.materials import campaign
-from battgai.materials.campaign import CampaignFolder, CampaignSettings
-from battgai.runs import RunStore
+from battgai.core.runs import RunStore
+from battgai.materials.discovery import campaign
+from battgai.materials.discovery.campaign import CampaignFolder, CampaignSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from battgai.materials import campaign
-from battgai.materials.campaign import CampaignFolder, CampaignSettings
+from battgai.materials.discovery import campaign
+from battgai.materials.discovery.campaign import CampaignFolder, CampaignSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def cluster():
     for _ in range(2):
         c.add_node(num_cpus=1)
     c.wait_for_nodes()
-    from battgai.materials import engine
+    from battgai.core import engine
 
     engine.connect(c.address)
     yield c
@@ -39,7 +39,7 @@ def cluster():
 def test_campaign_on_a_three_node_cluster(cluster, tmp_path):
     import ray
 
-    from battgai.materials.engine import Engine
+    from battgai.materials.discovery.engine import Engine
 
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3
     eng = Engine()

@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from battgai.demo import licoo2
-from battgai.provenance import Provenance
+from battgai.core.demo import licoo2
+from battgai.core.provenance import Provenance
 from components.curve_plot import Curve, curve_figure
 from components.download import bundle
 from components.image_compare import compare_figure, display_stride

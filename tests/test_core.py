@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from battgai import data, device, registry
-from battgai.provenance import Provenance
+from battgai.core import data, device, registry
+from battgai.core.provenance import Provenance
 
 
 def _card(**kw) -> registry.ModelCard:
@@ -109,9 +109,9 @@ def test_provenance_json():
 
 
 def test_models_md_is_current():
-    """docs/MODELS.md must be regenerated (`python -m battgai.registry`) whenever a card changes."""
+    """docs/MODELS.md must be regenerated (`python -m battgai registry`) whenever a card changes."""
     md = registry.REPO_ROOT / "docs" / "MODELS.md"
-    assert md.read_text() == registry.models_markdown(), "docs/MODELS.md is stale: run python -m battgai.registry"
+    assert md.read_text() == registry.models_markdown(), "docs/MODELS.md is stale: run python -m battgai registry"
 
 
 def test_writing_a_bundled_card_refreshes_models_md(monkeypatch):
@@ -136,7 +136,7 @@ def test_write_section_replaces_only_its_own_section(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         bench.write_section("cooking", "x")
     with pytest.raises(SystemExit, match="usage"):
-        bench.dispatch("bench", ["cooking"])
+        bench.main(["cooking"])
 
 
 def test_backend_never_imports_streamlit():

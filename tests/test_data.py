@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from battgai import data
+from battgai.core import data
 from tests.conftest import requires_data
 
 

@@ -28,7 +28,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server():
-    from battgai.loadbench import serve
+    from battgai.bench.load import serve
 
     with serve(Path(os.environ["BATTGAI_HOME"]), ROOT / "artifacts" / "server.log", startup_s=90) as (url, _):
         yield url
@@ -145,7 +145,7 @@ def test_home_3d_viewer_draws_from_local_3dmol(server, browser):
 
 
 def test_models_page_plots_bundled_models(server, browser):
-    from battgai import registry
+    from battgai.core import registry
 
     if not registry.list_cards():
         pytest.skip("no bundled models yet")

@@ -23,8 +23,8 @@ pytestmark = [
 
 
 def test_three_sessions_at_once_finish_without_leakage(tmp_path):
-    from battgai import loadbench
-    from battgai.runs import RunStore
+    from battgai.bench import load as loadbench
+    from battgai.core.runs import RunStore
 
     # 10 candidates requiring O: a required element is a marker every crystal must hold, and O is the cheap one
     # (Li needs about 9 samples per crystal kept, O about 4), so the test stays near a minute of sampling.

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from battgai.loadbench import serve
-from battgai.runs import RunStore
+from battgai.bench.load import serve
+from battgai.core.runs import RunStore
 from tests.test_e2e import CHROMIUM, ROOT, _click_and_wait, _open, _screenshot, _wait_idle, browser  # noqa: F401
 
 pytestmark = [

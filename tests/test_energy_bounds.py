@@ -10,9 +10,10 @@ import math
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from battgai.demo import licoo2
-from battgai.materials import pipeline, stability
-from battgai.materials.sample import Conditions
+from battgai.core.demo import licoo2
+from battgai.materials import pipeline
+from battgai.materials.checks import stability
+from battgai.materials.generation.sample import Conditions
 
 
 @pytest.fixture

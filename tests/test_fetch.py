@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from battgai import fetch
 from battgai.cli import main as cli_main
-from battgai.data import DATASETS, data_dir
+from battgai.core import fetch
+from battgai.core.data import DATASETS, data_dir
 
 PAYLOAD = bytes(range(256)) * 400  # 100 kB, several read chunks
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from battgai.health import experiment, generators
-from battgai.health.diffusion import Denoiser, DiffusionConfig
-from battgai.health.diffusion_sample import sample
-from battgai.health.diffusion_train import DiffusionTrainConfig, train_diffusion, vectors
+from battgai.health.estimation import experiment
+from battgai.health.generation import generators
+from battgai.health.generation.diffusion import Denoiser, DiffusionConfig
+from battgai.health.generation.diffusion_sample import sample
+from battgai.health.generation.diffusion_train import DiffusionTrainConfig, train_diffusion, vectors
 from battgai.health.preprocess import VOLTAGE_GRID, CurveSet, render, resample
 from battgai.health.schema import demo_data
 
@@ -77,7 +78,7 @@ def test_diffusion_noise_prediction_is_conditioned():
 
 
 def test_bundled_diffusion_is_fast_and_follows_soh():
-    from battgai.health.estimator import window_features
+    from battgai.health.estimation.estimator import window_features
 
     gen = generators.load("diffusion")
     assert gen.sha256 and gen.name == "health_diffusion"
@@ -125,7 +126,7 @@ def test_default_rule(metrics, expected):
 
 
 def test_default_comes_from_the_bundled_cards():
-    from battgai import registry
+    from battgai.core import registry
 
     cards = {k: registry.load_card(n) for k, n in generators.NAMES.items()}
     assert generators.default_kind() in generators.KINDS
@@ -147,8 +148,8 @@ def test_quality_of_the_diffusion_and_jitter_generators_runs(demo):
 
 
 def test_the_drawn_vector_decodes_back_to_the_curve(demo):
-    from battgai.health.diffusion_sample import decode, encode
-    from battgai.health.sample import shape
+    from battgai.health.generation.diffusion_sample import decode, encode
+    from battgai.health.generation.sample import shape
 
     x = shape(demo)
     back, v_start = decode(encode(x, demo.v_start), demo.grid)

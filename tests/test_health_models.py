@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from battgai.health import experiment, workflow
-from battgai.health.estimator import make_estimator, rmse_points, window_features
-from battgai.health.model import CVAE, CVAEConfig
+from battgai.health import workflow
+from battgai.health.estimation import experiment
+from battgai.health.estimation.estimator import make_estimator, rmse_points, window_features
+from battgai.health.generation.cvae_train import TrainConfig, train_cvae
+from battgai.health.generation.model import CVAE, CVAEConfig
+from battgai.health.generation.sample import Generator, encode, load, nearest, sample
 from battgai.health.preprocess import CurveSet, resample, to_cycling
-from battgai.health.sample import Generator, encode, load, nearest, sample
 from battgai.health.schema import demo_data
-from battgai.health.train import TrainConfig, train_cvae
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,8 @@ def test_bundled_generator_samples():
 
 
 def test_bundled_soh_estimator_predicts_from_the_window():
-    from battgai import registry
-    from battgai.health.estimator import load_mlp
+    from battgai.core import registry
+    from battgai.health.estimation.estimator import load_mlp
 
     card = registry.load_card("health_soh_mlp")
     assert card.task == "health" and card.metrics and "loco" in next(iter(card.metrics))
@@ -156,7 +157,7 @@ def test_generator_needs_curves():
 
 
 def test_bench_report_runs_on_demo_cells(demo):
-    from battgai.health.bench import cohort_report, targets_table
+    from battgai.bench.health import cohort_report, targets_table
 
     lines, numbers = cohort_report("demo", demo, demo, n_splits=1, seeds=1, steps=5, quality_steps=5)
     text = "\n".join(lines)
@@ -167,7 +168,7 @@ def test_bench_report_runs_on_demo_cells(demo):
 
 
 def test_estimate_soh_needs_an_observed_window(demo):
-    from battgai.health.estimator import load_mlp
+    from battgai.health.estimation.estimator import load_mlp
 
     est = workflow.estimate_soh(demo, load_mlp(), "health_soh_mlp")
     assert len(est.predicted) == len(est.curves) and est.rmse >= 0
@@ -178,7 +179,7 @@ def test_estimate_soh_needs_an_observed_window(demo):
 
 
 def test_ridge_ic_picks_its_penalty_from_training_cells_only(demo):
-    from battgai.health.estimator import IC_ALPHAS, ic_features
+    from battgai.health.estimation.estimator import IC_ALPHAS, ic_features
 
     x = ic_features(demo.q / demo.nominal_ah, demo.temperature_c, demo.current_a, demo.grid)
     assert x.shape == (len(demo), 9) and np.isfinite(x).all()
@@ -194,8 +195,8 @@ def test_ridge_ic_picks_its_penalty_from_training_cells_only(demo):
 
 
 def test_bundled_ridge_ic_rebuilds_the_fitted_model():
-    from battgai import registry
-    from battgai.health.estimator import FeatureEstimator, load_ridge_ic
+    from battgai.core import registry
+    from battgai.health.estimation.estimator import FeatureEstimator, load_ridge_ic
 
     card = registry.load_card("health_soh_ridge_ic")
     assert card.metrics["loco_rmse_soh_points_pooled"] < card.metrics["mlp_baseline_loco_rmse_pooled"]

@@ -53,7 +53,7 @@ def test_estimate_soh_with_the_bundled_estimator():
 
 
 def test_both_generators_are_offered_and_the_default_is_the_bench_pick():
-    from battgai.health import generators
+    from battgai.health.generation import generators
 
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert at.radio(key="generator").value == generators.default_kind()

@@ -10,7 +10,7 @@ import pytest
 
 from battgai.health import schema
 from battgai.health.schema import MappingError, demo_data, from_dataframe, guess_mapping, read_upload
-from battgai.uploads import UploadError
+from battgai.uploads.errors import UploadError
 from tests.conftest import requires_data
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from battgai.health import trajectory as tj
+from battgai.health.generation import trajectory as tj
 from tests.conftest import requires_data
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from battgai.health import owncells, schema
-from battgai.health.transfer import Frame, TransferError, features, fit_frame, relative
+from battgai.health import schema
+from battgai.health.estimation import owncells
+from battgai.health.estimation.transfer import Frame, TransferError, features, fit_frame, relative
 
 NOMINAL = 1.1
 
@@ -169,7 +170,7 @@ def test_frame_window_voltages():
 
 @pytest.fixture(scope="module")
 def nasa():
-    from battgai.data import DataNotFound
+    from battgai.core.data import DataNotFound
     from battgai.health.preprocess import nasa_curves
 
     try:
@@ -179,8 +180,8 @@ def nasa():
 
 
 def test_leave_group_out_on_nasa_beats_source_only_without_bias(nasa):
-    from battgai.health.owncells import TRANSFER
-    from battgai.health.transferbench import leave_group_out
+    from battgai.bench.health_transfer import leave_group_out
+    from battgai.health.estimation.owncells import TRANSFER
 
     res = leave_group_out(nasa, (0.05, 0.6), max_labelled=2)
     t = res.table()
@@ -203,9 +204,9 @@ def test_nasa_source_and_the_other_lab(nasa, lab):
 
 def test_bench_block_is_replaced_in_place_and_targets_can_miss():
     from battgai.bench import replace_block
-    from battgai.health.bench import TRANSFER_END, TRANSFER_START
-    from battgai.health.owncells import TRANSFER
-    from battgai.health.transferbench import targets
+    from battgai.bench.health import TRANSFER_END, TRANSFER_START
+    from battgai.bench.health_transfer import targets
+    from battgai.health.estimation.owncells import TRANSFER
 
     old = f"intro\n{TRANSFER_START}\nold numbers\n{TRANSFER_END}\nwall time"
     new = replace_block(old, "health-transfer", f"{TRANSFER_START}\nnew\n{TRANSFER_END}")

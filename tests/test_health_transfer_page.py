@@ -12,7 +12,7 @@ PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "health.py")
 
 @pytest.fixture(autouse=True)
 def _no_shared_data(tmp_path, monkeypatch):
-    from battgai.data import DataNotFound
+    from battgai.core.data import DataNotFound
     from battgai.health import preprocess
 
     monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
@@ -46,7 +46,7 @@ def test_transfer_is_saved_in_the_run_store_and_reopens_after_the_session_is_gon
 
     import pandas as pd
 
-    from battgai.runs import RunStore
+    from battgai.core.runs import RunStore
 
     monkeypatch.setenv("BATTGAI_HOME", str(tmp_path / "home"))
     at = AppTest.from_file(PAGE, default_timeout=60).run()
@@ -75,7 +75,7 @@ def test_transfer_is_saved_in_the_run_store_and_reopens_after_the_session_is_gon
 
 
 def test_a_mistake_in_the_labelled_cells_leaves_no_failed_run(tmp_path, monkeypatch):
-    from battgai.runs import RunStore
+    from battgai.core.runs import RunStore
 
     monkeypatch.setenv("BATTGAI_HOME", str(tmp_path / "home"))
     at = AppTest.from_file(PAGE, default_timeout=60).run()

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from battgai import bench, loadbench
+from battgai import bench
+from battgai.bench import load as loadbench
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -66,14 +67,14 @@ def test_section_keeps_other_session_counts_and_replaces_its_own(tmp_path, monke
         for s in sessions:
             s.finished, s.total_s = True, 10.0
         sessions[0].finished, sessions[0].timed_out = False, True
-        return loadbench.LoadResult(sessions, 50, 1, 1200, 500.0, peak, [1.0, 2.0], 0.5, "2026-12-03")
+        return loadbench.LoadResult(sessions, 50, 1, 1200, 500.0, peak, 3 * peak, [1.0, 2.0], 0.5, "2026-12-03")
 
     for n, peak in ((10, 1000.0), (20, 2000.0), (10, 1100.0)):
         bench.write_section("load", loadbench.section(result(n, peak), loadbench._kept_rows()))
     rows = loadbench._kept_rows()
     assert [r.split("|")[1].strip() for r in rows] == ["10 (4 / 3 / 3)", "20 (7 / 7 / 6)"]
-    assert "500 / 1,100" in rows[0] and "500 / 2,000" in rows[1]
-    assert "1.5 / 2.0 (2)" in rows[0] and "10 / 10 (1 out of time at 1200 s)" in rows[0]
+    assert "500 / 1,100 | 3,300 |" in rows[0] and "500 / 2,000 | 6,000 |" in rows[1]
+    assert "1.5 / 1.9 / 2.0 (2)" in rows[0] and "10 / 10 (1 out of time at 1200 s)" in rows[0]
     assert bench.read_section("materials") == ""
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from battgai import registry
-from battgai.materials import tokenizer as tk
-from battgai.materials.sample import Conditions, load_model, sample_tokens
-from battgai.materials.validate import MIN_CONTACT_RATIO
+from battgai.core import registry
+from battgai.materials.checks.validate import MIN_CONTACT_RATIO
+from battgai.materials.generation import tokenizer as tk
+from battgai.materials.generation.sample import Conditions, load_model, sample_tokens
 from tests.conftest import requires_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +64,8 @@ def test_novel_only_rejects_known_structures_and_resamples():
 
 
 def test_the_neutrality_mask_holds_the_site_list_open_unless_the_caller_rejects_instead():
+    from battgai.materials.checks.validate import smact_valid
     from battgai.materials.pipeline import build_all
-    from battgai.materials.validate import smact_valid
 
     def not_neutral(hold: bool) -> tuple[int, float]:
         built = [x[0] for x in build_all(*sample_tokens(load_model(), Conditions(), 60, seed=0, hold_neutral=hold))
@@ -149,7 +149,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def test_cli_streams_and_resumes(tmp_path):
-    from battgai.cli import generate_to_dir
+    from battgai.cli.generate import generate_to_dir
 
     out = tmp_path / "run"
     n = generate_to_dir(12, "allowed=Na,Cl,K", out, seed=2, batch_size=6, novelty=False)
@@ -181,7 +181,7 @@ def test_cli_streams_and_resumes(tmp_path):
 
 @requires_data("mp_20_cif_only")
 def test_cli_novel_only_writes_only_novel_crystals_and_records_it(tmp_path):
-    from battgai.cli import generate_to_dir
+    from battgai.cli.generate import generate_to_dir
 
     out = tmp_path / "novel"
     # Na-Cl-K: half of a plain run with this seed reproduces training crystals (NaCl, KCl, K3Na); here none
@@ -233,7 +233,7 @@ def test_page_explains_a_screen_without_a_target_it_can_rank_by():
 
 @pytest.mark.usefixtures("no_shared_data")
 def test_page_explains_novel_only_without_the_training_set(tmp_path, monkeypatch):
-    from battgai.materials import bundle
+    from battgai.materials.checks import bundle
 
     monkeypatch.setattr(bundle, "BUNDLE_DIR", tmp_path / "no-bundle")  # neither shared data nor the bundle
     bundle.load_novelty_index.cache_clear()
@@ -263,7 +263,7 @@ def test_page_generates_in_demo_mode():
 def test_sampling_leaves_autograd_on_for_chgnet():
     import torch
 
-    from battgai.materials.sample import sample_tokens
+    from battgai.materials.generation.sample import sample_tokens
 
     sample_tokens(load_model(), Conditions(), 2, seed=0)
     assert torch.is_grad_enabled()  # CHGNet relaxation in the same process needs gradients

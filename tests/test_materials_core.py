@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from battgai.demo import licoo2
-from battgai.materials import battery, build, validate
-from battgai.materials import tokenizer as tk
-from battgai.materials.sample import Conditions, check_conditions, parse_conditions
+from battgai.core.demo import licoo2
+from battgai.materials.checks import battery, validate
+from battgai.materials.generation import build
+from battgai.materials.generation import tokenizer as tk
+from battgai.materials.generation.sample import Conditions, check_conditions, parse_conditions
 from tests.conftest import requires_data
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,8 +27,8 @@ def tiny_model():
     """An untrained GPT: enough to test that masks enforce every constraint whatever the logits say."""
     import torch
 
-    from battgai.materials.model import GPT, GPTConfig
-    from battgai.materials.sample import LoadedModel
+    from battgai.materials.generation.model import GPT, GPTConfig
+    from battgai.materials.generation.sample import LoadedModel
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(tk.VOCAB_SIZE, tk.SEQ_LEN - 1, n_layer=1, n_head=2, n_embd=32)).eval()
@@ -130,7 +131,7 @@ def test_possible_conditions_pass():
 
 
 def test_masks_enforce_constraints_on_untrained_model(tiny_model):
-    from battgai.materials.sample import sample_tokens
+    from battgai.materials.generation.sample import sample_tokens
 
     c = Conditions(allowed_elements=("Li", "Fe", "P", "O"), required_elements=("Li", "O"), spacegroups=(62,),
                    n_atoms=12)
@@ -146,8 +147,8 @@ def test_masks_enforce_constraints_on_untrained_model(tiny_model):
 
 def test_validity_masks_make_random_logits_give_more_valid_neutral_crystals(tiny_model):
     # Untrained logits are arbitrary, so whatever comes out valid is the masks' doing.
+    from battgai.materials.generation.sample import sample_tokens
     from battgai.materials.pipeline import build_all
-    from battgai.materials.sample import sample_tokens
 
     c = Conditions(allowed_elements=("Li", "Fe", "Mn", "P", "O"))
     counts = {}
@@ -162,7 +163,7 @@ def test_validity_masks_make_random_logits_give_more_valid_neutral_crystals(tiny
 
 
 def test_far_enough_is_exact_for_a_known_pair_and_bounds_free_angles():
-    from battgai.materials.sample import _far_enough, _metric
+    from battgai.materials.generation.sample import _far_enough, _metric
 
     frac = np.array([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0]])
     cubes = np.array([[a, a, a, 90.0, 90.0, 90.0] for a in (5.0, 9.9, 10.1, 20.0)])
@@ -174,7 +175,7 @@ def test_far_enough_is_exact_for_a_known_pair_and_bounds_free_angles():
 
 
 def _one_sequence(sg: int, frac, lattice=()):
-    from battgai.materials.sample import _Masks
+    from battgai.materials.generation.sample import _Masks
 
     m = _Masks(Conditions(), 1)
     m.sg[0], m.atoms[0], m.lattice[0] = sg, np.array(frac, dtype=float), list(lattice)
@@ -206,7 +207,7 @@ def test_lookahead_over_the_angles_to_come():
 
 
 def test_angles_outside_the_allowed_range_are_masked():
-    from battgai.materials.sample import ANGLE_RANGE
+    from battgai.materials.generation.sample import ANGLE_RANGE
 
     m = _one_sequence(1, [[0, 0, 0], [0.5, 0.5, 0.5]], lattice=(4.0, 4.0, 4.0))
     s, size = tk.LAYOUT["angle"]
@@ -217,7 +218,7 @@ def test_angles_outside_the_allowed_range_are_masked():
 def test_redraw_samples_among_values_that_complete_and_else_keeps_the_first():
     import torch
 
-    from battgai.materials.sample import _redraw
+    from battgai.materials.generation.sample import _redraw
 
     class Only:
         def __init__(self, good):
@@ -234,7 +235,7 @@ def test_redraw_samples_among_values_that_complete_and_else_keeps_the_first():
 
 
 def test_sampling_is_reproducible(tiny_model):
-    from battgai.materials.sample import sample_tokens
+    from battgai.materials.generation.sample import sample_tokens
 
     a, _ = sample_tokens(tiny_model, Conditions(), 4, seed=3)
     b, _ = sample_tokens(tiny_model, Conditions(), 4, seed=3)
@@ -243,7 +244,7 @@ def test_sampling_is_reproducible(tiny_model):
 
 
 def test_sample_refuses_impossible_conditions(tiny_model):
-    from battgai.materials.sample import sample_tokens
+    from battgai.materials.generation.sample import sample_tokens
 
     with pytest.raises(ValueError, match="allowed set"):
         sample_tokens(tiny_model, parse_conditions("allowed=Li,O;required=Fe"), 2)
@@ -303,7 +304,7 @@ def test_remove_ion_keeps_framework():
 
 
 def test_hull_maths_with_given_energies(tmp_path):
-    from battgai.materials.stability import EnergyCache, ReferencePhases
+    from battgai.materials.checks.stability import EnergyCache, ReferencePhases
 
     cache = EnergyCache(tmp_path / "e.json")
     cache.values = {"li": -1.9, "o": -4.9, "li2o": -4.8, "li2o2": -4.5}
@@ -334,7 +335,7 @@ def test_check_uploaded_structure():
 
 
 def test_training_loop_fits_two_crystals():
-    from battgai.materials.train import TrainConfig, make_batch, train
+    from battgai.materials.training.train import TrainConfig, make_batch, train
 
     tokens = np.stack([tk.encode(tk.from_structure(s)) for s in (nacl(), licoo2())])
     props = np.full((2, tk.N_COND), np.nan)
@@ -348,8 +349,8 @@ def test_training_loop_fits_two_crystals():
 
 
 def test_augmented_training_draws_each_crystals_own_forms():
-    from battgai.materials.corpus import Alternatives
-    from battgai.materials.train import TrainConfig, train
+    from battgai.materials.training.corpus import Alternatives
+    from battgai.materials.training.train import TrainConfig, train
 
     forms = [[tk.encode(f) for f in tk.equivalent_forms(s)] for s in (nacl(), licoo2())]
     alt = Alternatives(np.array(["nacl", "lco"]), np.stack(forms[0] + forms[1]),
@@ -368,8 +369,8 @@ def test_augmented_training_draws_each_crystals_own_forms():
 
 
 def test_train_cli_records_its_settings_in_the_card(tmp_path, monkeypatch):
-    from battgai import registry
-    from battgai.materials import corpus, train
+    from battgai.core import registry
+    from battgai.materials.training import corpus, train
 
     tokens = np.stack([tk.encode(tk.from_structure(s)) for s in (nacl(), licoo2())])
     tiny = corpus.Corpus(np.array(["a", "b"]), np.array(["NaCl", "LiCoO2"]), np.array(["train", "heldout"]),
@@ -395,7 +396,7 @@ def test_train_cli_records_its_settings_in_the_card(tmp_path, monkeypatch):
 
 
 def test_conditions_around_uploaded_structure():
-    from battgai.materials.sample import conditions_around
+    from battgai.materials.generation.sample import conditions_around
 
     c = conditions_around(licoo2(), "Li")
     assert set(c.allowed_elements) == {"Li", "Co", "O"}
@@ -404,7 +405,7 @@ def test_conditions_around_uploaded_structure():
 
 
 def test_coverage_counts_both_cutoffs_with_cdvae_scaling():
-    from battgai.materials.bench import _cdvae_comp_scaler, coverage
+    from battgai.bench.materials import _cdvae_comp_scaler, coverage
 
     mu, sd = _cdvae_comp_scaler()
     assert mu.shape == sd.shape == (132,) and (sd > 0).all()
@@ -423,8 +424,8 @@ def test_coverage_counts_both_cutoffs_with_cdvae_scaling():
 def test_real_coverage_draws_training_crystals_and_scores_them_like_generated_ones():
     from types import SimpleNamespace
 
-    from battgai.materials.bench import crystal_properties, fingerprints, real_coverage
-    from battgai.materials.corpus import mp20_frame
+    from battgai.bench.materials import crystal_properties, fingerprints, real_coverage
+    from battgai.materials.training.corpus import mp20_frame
 
     df = mp20_frame().head(6)
     corpus = SimpleNamespace(ids=df.material_id.to_numpy(), split=np.array(["train"] * 4 + ["heldout"] * 2))
@@ -437,7 +438,7 @@ def test_real_coverage_draws_training_crystals_and_scores_them_like_generated_on
 
 
 def test_distribution_distances_are_wasserstein_distances_of_density_and_element_count():
-    from battgai.materials.bench import crystal_properties, distribution_distances
+    from battgai.bench.materials import crystal_properties, distribution_distances
 
     nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     cu = Structure(Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
@@ -453,7 +454,7 @@ def test_distribution_distances_are_wasserstein_distances_of_density_and_element
 def test_the_real_crystal_ceiling_joins_the_report_only_for_the_same_references(tmp_path, monkeypatch):
     import json
 
-    from battgai.materials import bench
+    from battgai.bench import materials as bench
 
     monkeypatch.setattr(bench, "REAL", tmp_path / "coverage_real.json")
     monkeypatch.setattr(bench, "CURVE", tmp_path / "coverage_curve.json")
@@ -467,7 +468,9 @@ def test_a_side_run_saves_its_file_and_stops_and_a_trial_only_prints_it(tmp_path
     import json
     from types import SimpleNamespace
 
-    from battgai.materials import bench, corpus, sample
+    from battgai.bench import materials as bench
+    from battgai.materials.generation import sample
+    from battgai.materials.training import corpus
 
     for name in ("RESULTS", "CURVE"):
         monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
@@ -493,7 +496,10 @@ def test_a_temperature_trial_prints_its_run_alone_and_leaves_the_saved_runs(tmp_
     import json
     from types import SimpleNamespace
 
-    from battgai.materials import bench, corpus, sample, stability
+    from battgai.bench import materials as bench
+    from battgai.materials.checks import stability
+    from battgai.materials.generation import sample
+    from battgai.materials.training import corpus
 
     for name in ("RESULTS", "TEMPERATURE"):
         monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
@@ -517,7 +523,7 @@ def test_a_temperature_trial_prints_its_run_alone_and_leaves_the_saved_runs(tmp_
 def test_the_contact_check_joins_the_report_only_for_the_same_weights_and_sampler(tmp_path, monkeypatch):
     import json
 
-    from battgai.materials import bench
+    from battgai.bench import materials as bench
 
     for name in ("REAL", "CURVE", "TEMPERATURE", "CONTACT", "NOVEL_ONLY"):
         monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
@@ -531,7 +537,7 @@ def test_the_contact_check_joins_the_report_only_for_the_same_weights_and_sample
 def test_the_novel_only_comparison_joins_the_report_only_for_the_same_weights_and_references(tmp_path, monkeypatch):
     import json
 
-    from battgai.materials import bench
+    from battgai.bench import materials as bench
 
     for name in ("REAL", "CURVE", "TEMPERATURE", "CONTACT", "NOVEL_ONLY"):
         monkeypatch.setattr(bench, name, tmp_path / f"{name}.json")
@@ -556,7 +562,7 @@ def test_the_novel_only_comparison_joins_the_report_only_for_the_same_weights_an
 def test_temperature_runs_accumulate_and_render_after_the_plain_sampler(tmp_path, monkeypatch):
     import json
 
-    from battgai.materials import bench
+    from battgai.bench import materials as bench
 
     monkeypatch.setattr(bench, "TEMPERATURE", tmp_path / "t.json")
     stamp = {"model": "m", "sha256": "x", "version": "0", "seed": 0, "ref": 2995}
@@ -586,7 +592,7 @@ def test_temperature_runs_accumulate_and_render_after_the_plain_sampler(tmp_path
 
 
 def test_score_counts_missing_structures_as_misses():
-    from battgai.materials.bench import score
+    from battgai.bench.materials import score
 
     r = score([nacl(), None, nacl()], {"NaCl": []})
     assert r["produced"] == pytest.approx(2 / 3)
@@ -596,14 +602,14 @@ def test_score_counts_missing_structures_as_misses():
 
 
 def test_wilson_interval_matches_the_textbook_values():
-    from battgai.materials.bench import _interval
+    from battgai.bench.materials import _interval
 
     assert _interval(0.38, 100) == "29-48 %"  # 28.9 .. 48.0
     assert _interval(0.0, 30) == "0-11 %"  # never 0-0: zero hits in 30 do not prove a zero rate
 
 
 def test_hit_ratio_over_a_zero_baseline_is_never_met():
-    from battgai.materials.bench import _hit_ratio, _times
+    from battgai.bench.materials import _hit_ratio, _times
 
     assert _hit_ratio(0.11, 0.03) > 3.6 and _times(_hit_ratio(0.11, 0.03), 2) == "3.67x"
     assert not _hit_ratio(0.11, 0.0) >= 2.0  # NaN: a target of ">= 2x" is missed, not met
@@ -611,7 +617,7 @@ def test_hit_ratio_over_a_zero_baseline_is_never_met():
 
 
 def test_bench_refuses_an_empty_sun_subsample(capsys):
-    from battgai.materials.bench import main
+    from battgai.bench.materials import main
 
     with pytest.raises(SystemExit):  # argparse's error exit, before anything loads or runs
         main(["--sun-n", "0", "--no-write"])
@@ -653,15 +659,15 @@ def test_screen_keeps_the_candidates_closest_to_the_targets_in_their_order(monke
 def test_unseen_elements_are_those_of_no_training_crystal():
     from pymatgen.core import Composition, Element
 
-    from battgai.materials.corpus import training_cifs_by_formula
-    from battgai.materials.sample import UNSEEN_ELEMENTS
+    from battgai.materials.generation.sample import UNSEEN_ELEMENTS
+    from battgai.materials.training.corpus import training_cifs_by_formula
 
     seen = {el.symbol for f in training_cifs_by_formula() for el in Composition(f).elements}
     assert set(UNSEEN_ELEMENTS) == {Element.from_Z(z).symbol for z in range(1, tk.MAX_Z + 1)} - seen
 
 
 def test_an_unconstrained_sampler_never_offers_an_element_in_no_training_crystal():
-    from battgai.materials.sample import UNSEEN_ELEMENTS, _Masks
+    from battgai.materials.generation.sample import UNSEEN_ELEMENTS, _Masks
 
     s, size = tk.LAYOUT["el"]
     ok = _Masks(Conditions(), 1).el_ok[s: s + size]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from battgai.materials.generation.sample import Conditions, load_model
 from battgai.materials.pipeline import SHORTFALL_ROUNDS, Tally, generate
-from battgai.materials.sample import Conditions, load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

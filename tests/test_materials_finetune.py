@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from battgai.materials import finetune, reward
+from battgai.materials.discovery import finetune, reward
+from battgai.materials.generation.sample import load_model
 from battgai.materials.pipeline import UniqueTracker
-from battgai.materials.sample import load_model
 
 
 def _rocksalt(a: float, cation: str = "Na", anion: str = "Cl"):
@@ -34,7 +34,7 @@ class Hull:
 @pytest.fixture
 def no_potential(monkeypatch):
     # The reward's energies come from static CHGNet; the rules under test only need finite numbers.
-    from battgai.materials import stability
+    from battgai.materials.checks import stability
 
     monkeypatch.setattr(stability, "static_energies", lambda structures, **kw: [-3.0] * len(structures))
 
@@ -87,7 +87,7 @@ def test_masked_logprobs_are_those_the_sampler_drew_from(one_torch_thread):
 def test_policy_steps_move_towards_the_reward_and_stay_near_the_parent(one_torch_thread):
     # A reward that pays for cubic space groups (195-230); a few steps must raise their share and keep the
     # parent's weights untouched.
-    from battgai.materials import tokenizer as tk
+    from battgai.materials.generation import tokenizer as tk
 
     lm = load_model()
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
@@ -113,7 +113,7 @@ def test_policy_steps_move_towards_the_reward_and_stay_near_the_parent(one_torch
 
 
 def test_reward_table_marks_each_target():
-    from battgai.materials.campaignbench import REWARD_ROWS, reward_markdown
+    from battgai.bench.materials_campaign import REWARD_ROWS, reward_markdown
 
     base = {key: 0.5 for key, *_ in REWARD_ROWS} | {"relax_n": 100, "wdist_density": 0.2, "wdist_num_elems": 0.1,
                                                      "density_mean": 4.0}

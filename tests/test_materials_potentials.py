@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from battgai.demo import licoo2
-from battgai.materials import stability
-from battgai.materials.sample import Conditions
+from battgai.core.demo import licoo2
+from battgai.materials.checks import stability
+from battgai.materials.generation.sample import Conditions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,8 +107,8 @@ def test_add_energies_refuses_mixed_potentials_and_fills_sevennet_voltage():
 def test_page_computes_energies_with_the_chosen_potential(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
+    from battgai.core.provenance import Provenance
     from battgai.materials.pipeline import UniqueTracker, check
-    from battgai.provenance import Provenance
 
     monkeypatch.setattr(stability, "ENERGY_CACHE", tmp_path / "chgnet_static_energies.json")  # keep runs/ clean
     cand = check(nacl(), Conditions(), None, source="uploaded", tracker=UniqueTracker())
@@ -164,8 +164,8 @@ def test_chgnet_relaxation_through_the_guard_lowers_a_strained_cell():
 
 
 def test_generate_with_a_screen_keeps_the_asked_number_and_their_static_energies():
+    from battgai.materials.generation.sample import load_model
     from battgai.materials.pipeline import generate
-    from battgai.materials.sample import load_model
 
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
@@ -180,7 +180,7 @@ def test_generate_with_a_screen_keeps_the_asked_number_and_their_static_energies
 def test_cli_screen_writes_screened_candidates_and_refuses_an_unrankable_target(tmp_path):
     import csv
 
-    from battgai.cli import generate_to_dir
+    from battgai.cli.generate import generate_to_dir
 
     n = generate_to_dir(4, "ion=Li;voltage=4.5", tmp_path / "run", batch_size=4, novelty=False, oversample=2)
     with open(tmp_path / "run" / "checks.csv") as f:
@@ -221,8 +221,8 @@ def test_add_energies_notes_a_candidate_with_an_element_beyond_the_potential():
 def test_page_computes_energies_past_an_uploaded_crystal_beyond_the_potential(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
+    from battgai.core.provenance import Provenance
     from battgai.materials.pipeline import UniqueTracker, check
-    from battgai.provenance import Provenance
 
     monkeypatch.setattr(stability, "ENERGY_CACHE", tmp_path / "chgnet_static_energies.json")  # keep runs/ clean
     amo = Structure(Lattice.cubic(5.0), ["Am", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from battgai.microstructure import degrade, metrics, segment
 from battgai.microstructure import io as msio
+from battgai.microstructure.analysis import metrics, segment
+from battgai.microstructure.enhancement import degrade
 from tests.conftest import requires_data
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from battgai.microstructure import fusion, metrics
+from battgai.microstructure.analysis import metrics
+from battgai.microstructure.generation import fusion
 from tests.conftest import ROOT
 
 

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from battgai.microstructure import genbench, generator, genfit, metrics
+from battgai.bench import microstructure_generator as genbench
 from battgai.microstructure import io as msio
+from battgai.microstructure.analysis import metrics
+from battgai.microstructure.generation import generator, genfit
 
 CHEAP = ("surface area", "correlation length", "NMC surface area")
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from battgai.microstructure import guard, pipeline, selffit
-from battgai.microstructure.bench import psnr_ssim
-from battgai.microstructure.enhance import MODEL_NAMES, apply_model, load_model
+from battgai.microstructure import pipeline
+from battgai.microstructure.enhancement import guard, selffit
+from battgai.microstructure.enhancement.enhance import MODEL_NAMES, apply_model, load_model
+from battgai.microstructure.enhancement.evaluate import psnr_ssim
 from battgai.microstructure.io import demo_labels, from_float, to_float
 
 
@@ -230,7 +231,7 @@ def test_the_page_forces_the_chosen_method_and_writes_it_to_the_provenance(tmp_p
 
 def test_the_guard_table_flags_a_row_worse_than_its_input(tmp_path, monkeypatch):
     from battgai import bench
-    from battgai.microstructure import guardbench
+    from battgai.bench import microstructure_guard as guardbench
 
     row = {"image": "raw x", "noise": "Gaussian", "noisy": 20.0, "bundled": 31.0, "nlm": 30.0, "tv": 31.5,
            "enhanced": 31.0, "method": "bundled denoiser", "seconds": 1.0, "sigma": 0.1}
@@ -248,8 +249,8 @@ def test_the_guard_table_flags_a_row_worse_than_its_input(tmp_path, monkeypatch)
 
 
 def test_super_resolution_x2_picks_the_upscaler_that_restores_the_image_best():
-    from battgai.microstructure.bench import lowres_pair
-    from battgai.microstructure.enhance import bicubic, skimage_upscale
+    from battgai.microstructure.enhancement.enhance import bicubic, skimage_upscale
+    from battgai.microstructure.enhancement.evaluate import lowres_pair
 
     # A segmented-like image, where the net is outside its domain. (Self-similarity assumes the image looks alike
     # at two scales: on a smooth random field with one length scale near the pixel size it picks skimage and loses

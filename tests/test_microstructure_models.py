@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from battgai.microstructure import bench, degrade, enhance, generator, genfit, pipeline, slicegan, train
 from battgai.microstructure import io as msio
-from battgai.microstructure.model import EnhanceConfig, EnhanceNet
+from battgai.microstructure import pipeline, train
+from battgai.microstructure.enhancement import degrade, enhance, evaluate
+from battgai.microstructure.enhancement.model import EnhanceConfig, EnhanceNet
+from battgai.microstructure.generation import generator, genfit, slicegan
 from battgai.uploads import read_image
 
 
@@ -39,7 +41,7 @@ def test_tiled_equals_whole_image(clean, name):
     whole = enhance.apply_model(clean, model, tile=None)
     tiled = enhance.apply_model(clean, model, tile=40)  # 40 does not divide 96 or 128: ragged edge tiles
     assert tiled.shape == whole.shape
-    psnr, _ = bench.psnr_ssim(whole, tiled) if not np.array_equal(whole, tiled) else (np.inf, 1.0)
+    psnr, _ = evaluate.psnr_ssim(whole, tiled) if not np.array_equal(whole, tiled) else (np.inf, 1.0)
     assert psnr > 60  # the target is "within 0.1 dB"; exact tiling gives float rounding only
     assert np.abs(whole - tiled).max() < 1e-4
 
@@ -65,14 +67,14 @@ def test_progress_comes_per_batch_of_tiles_so_a_large_image_can_be_stopped(clean
 def test_bundled_denoiser_beats_the_noisy_input(clean):
     noisy = degrade.add_noise(clean, np.random.default_rng(0), sigma=0.08)
     out = enhance.denoise(noisy)
-    assert bench.psnr_ssim(clean, out)[0] > bench.psnr_ssim(clean, noisy)[0] + 3
+    assert evaluate.psnr_ssim(clean, out)[0] > evaluate.psnr_ssim(clean, noisy)[0] + 3
 
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_bundled_sr_beats_bicubic(clean, scale):
-    lr, hr = bench.lowres_pair(clean, scale)
+    lr, hr = evaluate.lowres_pair(clean, scale)
     assert enhance.upscale(lr, scale).shape == hr.shape
-    assert bench.psnr_ssim(hr, enhance.upscale(lr, scale))[0] > bench.psnr_ssim(hr, enhance.bicubic(lr, scale))[0]
+    assert evaluate.psnr_ssim(hr, enhance.upscale(lr, scale))[0] > evaluate.psnr_ssim(hr, enhance.bicubic(lr, scale))[0]
 
 
 def test_upscale_checks_scale_and_model():
@@ -246,13 +248,15 @@ def test_generate_result_carries_provenance_fields():
         pipeline.generate(0.4, (32, 32), model_name="nope")
 
 
-# --- bench helpers ------------------------------------------------------------------------------
+# --- scoring helpers ---------------------------------------------------------------------------
 
-def test_bench_helpers(clean):
-    lr, hr = bench.lowres_pair(clean, 4)
+def test_scoring_helpers(clean):
+    lr, hr = evaluate.lowres_pair(clean, 4)
     assert lr.shape == (24, 32) and hr.shape == (96, 128)
-    assert bench.skimage_upscale(lr, 4).shape == hr.shape
+    assert enhance.skimage_upscale(lr, 4).shape == hr.shape
     with pytest.raises(ValueError, match="same shape"):
-        bench.psnr_ssim(hr, lr)
+        evaluate.psnr_ssim(hr, lr)
+    from battgai.bench import microstructure as bench
+
     rows = [("a", "m1", 30.0, 0.9), ("b", "m1", 32.0, 0.7), ("a", "m2", 20.0, 0.5)]
     assert bench._means(rows, (1,)) == {("m1",): (31.0, 0.8), ("m2",): (20.0, 0.5)}

@@ -53,7 +53,7 @@ def test_home_reports_missing_data(tmp_path, monkeypatch):
 
 
 def test_models_page_lists_bundled_cards():
-    from battgai import registry
+    from battgai.core import registry
 
     at = run_page("pages/models.py")
     cards = registry.list_cards()

@@ -15,8 +15,8 @@ from io import BytesIO
 import numpy as np
 import pytest
 
-from battgai import jobs, runs
-from battgai.provenance import Provenance
+from battgai.core import jobs, runs
+from battgai.core.provenance import Provenance
 
 
 @pytest.fixture
@@ -64,7 +64,8 @@ def test_an_exception_marks_the_run_failed_and_a_script_stop_marks_it_stopped(st
 
 
 def test_a_run_whose_process_was_killed_shows_as_interrupted(store):
-    code = ("import os, sys; from battgai import runs; r = runs.RunStore(sys.argv[1]).start('health.generate', 't');"
+    code = ("import os, sys; from battgai.core import runs;"
+            "r = runs.RunStore(sys.argv[1]).start('health.generate', 't');"
             "r.write('half.csv', b'1'); print(r.id, flush=True); os.kill(os.getpid(), 9)")
     out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))

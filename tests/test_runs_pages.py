@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from battgai.runs import RunStore
+from battgai.core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def test_health_generation_and_experiment_are_saved_and_reopen(store):
 def test_a_one_second_health_generation_does_not_wait_behind_a_queued_job(store):
     import threading
 
-    from battgai import jobs
+    from battgai.core import jobs
 
     release, holding = threading.Event(), threading.Event()
 

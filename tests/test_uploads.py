@@ -11,19 +11,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from battgai import cifscan
-from battgai.cifscan import MAX_SYMOPS
-from battgai.demo import licoo2
-from battgai.uploads import (
-    MAX_CIF_ATOMS,
-    MAX_CIF_POSITIONS,
-    UploadError,
-    quoted,
-    read_cif,
-    read_csv,
-    read_image,
-    sniff,
-)
+from battgai.core.demo import licoo2
+from battgai.uploads import MAX_CIF_ATOMS, MAX_CIF_POSITIONS, cifscan, read_cif, read_csv, read_image, sniff
+from battgai.uploads.cifscan import MAX_SYMOPS
+from battgai.uploads.errors import UploadError, quoted
 
 
 def _tiff(arr: np.ndarray) -> bytes:

@@ -23,6 +23,11 @@ VOLTAGE_GRID = np.round(np.linspace(4.2, 2.7, 61), 4)
 WINDOW_V = (3.9, 3.5)
 CACHE_VERSION = 1
 
+#: How model cards and benches name the NASA data.
+NASA_DATA = ("NASA PCoE battery ageing set (Saha and Goebel 2007), shared data cycling/nasa_pcoe; "
+             "cycles flagged by flag_outlier dropped")
+
+
 
 def discharge_capacity_curve(time_s: np.ndarray, voltage_v: np.ndarray, current_a: np.ndarray,
                              grid: np.ndarray = VOLTAGE_GRID, min_current: float = 0.1) -> np.ndarray:
@@ -208,8 +213,8 @@ def to_cycling(curves: CurveSet, source: str) -> CyclingData:
 
 def nasa_curves(cache_dir: Path | None = None) -> CurveSet:
     """All NASA cells resampled, cached under ``runs/cache/`` (read once, a few seconds)."""
+    from battgai.core.registry import REPO_ROOT
     from battgai.health.schema import load_nasa
-    from battgai.registry import REPO_ROOT
 
     # The name carries a version: bump CACHE_VERSION whenever resampling or labels change.
     path = (cache_dir or REPO_ROOT / "runs" / "cache") / f"nasa_curves_v{CACHE_VERSION}.npz"

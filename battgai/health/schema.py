@@ -17,7 +17,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from battgai.uploads import quoted
+from battgai.uploads.errors import quoted
 
 REQUIRED = ("cycle", "time_s", "voltage_v", "current_a")
 OPTIONAL = ("cell_id", "temperature_c", "capacity_ah")
@@ -78,7 +78,7 @@ class CyclingData:
 
 
 def load_nasa(cells: list[str] | None = None, drop_outliers: bool = True) -> CyclingData:
-    """NASA PCoE discharge curves in the schema (raises ``battgai.data.DataNotFound`` when absent).
+    """NASA PCoE discharge curves in the schema (raises ``battgai.core.data.DataNotFound`` when absent).
 
     Labels are NASA's ``capacity_ah`` (discharge to 2.7 V) over the 2.0 Ah nominal; conditions
     are the chamber temperature and the mean discharge current of each cycle. Cycles flagged by
@@ -89,7 +89,7 @@ def load_nasa(cells: list[str] | None = None, drop_outliers: bool = True) -> Cyc
     ----------
     B. Saha and K. Goebel (2007), "Battery Data Set", NASA Ames Prognostics Data Repository.
     """
-    from battgai import data
+    from battgai.core import data
 
     summary = data.load_nasa_summary()
     cells = data.nasa_cells() if cells is None else list(cells)
@@ -150,7 +150,7 @@ def read_upload(data: bytes, mapping: dict[str, str | None] | None, nominal_ah: 
                 name: str = "upload") -> CyclingData:
     """Parse an uploaded CSV (through :func:`battgai.uploads.read_csv`) and map it onto the schema.
 
-    ``mapping=None`` uses :func:`guess_mapping`. Raises :class:`battgai.uploads.UploadError` for an
+    ``mapping=None`` uses :func:`guess_mapping`. Raises :class:`battgai.uploads.errors.UploadError` for an
     unreadable file and :class:`MappingError` for one that cannot be mapped.
     """
     from battgai.uploads import read_csv

@@ -9,10 +9,10 @@ import dataclasses
 
 import numpy as np
 
-from battgai.health import sample as sampling
+from battgai.core.provenance import Provenance
+from battgai.health.generation import sample as sampling
 from battgai.health.preprocess import CurveSet, resample, to_cycling
 from battgai.health.schema import CyclingData, demo_data, load_nasa
-from battgai.provenance import Provenance
 
 #: Bounds checked before work starts (the page names them). Resampling costs ~0.3 ms per cycle and the
 #: generator ~0.1 ms per curve, so these keep each step within seconds on 2 cores; the quick experiment
@@ -32,7 +32,7 @@ class Loaded:
 def load_curves(source: str, cells: list[str] | None = None) -> Loaded:
     """``source="nasa"`` (``cells`` from the NASA set) or ``"demo"`` (synthetic cells made here).
 
-    Raises ``battgai.data.DataNotFound`` when NASA data is absent, so callers can fall back to demo.
+    Raises ``battgai.core.data.DataNotFound`` when NASA data is absent, so callers can fall back to demo.
     """
     if source == "nasa":
         data = load_nasa(cells)
@@ -80,9 +80,9 @@ def target_conditions(soh_values: list[float], temperature_c: float, current_a: 
 def generate(gen, conditions: np.ndarray, real: CurveSet, seed: int = 0) -> Generation:
     """Sample curves at ``conditions`` (in ``real``'s nominal capacity) and find their nearest real curves.
 
-    ``gen`` is either generator (:mod:`battgai.health.generators`).
+    ``gen`` is either generator (:mod:`battgai.health.generation.generators`).
     """
-    from battgai.health import generators
+    from battgai.health.generation import generators
 
     syn = generators.sample(gen, conditions, seed=seed, nominal_ah=real.nominal_ah)
     prov = Provenance.now(gen.name, gen.sha256, {
@@ -119,7 +119,7 @@ class Estimate:
 
     @property
     def rmse(self) -> float:
-        from battgai.health.estimator import rmse_points
+        from battgai.health.estimation.estimator import rmse_points
 
         return rmse_points(self.curves.soh, self.predicted)
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from battgai.materials import battery, validate
-from battgai.materials import tokenizer as tk
-from battgai.materials.sample import Conditions, LoadedModel, sample_tokens
+from battgai.materials.checks import battery, validate
+from battgai.materials.generation import tokenizer as tk
+from battgai.materials.generation.sample import Conditions, LoadedModel, sample_tokens
 
 Progress = Callable[[int, int], None]
 #: Resampling rounds per batch that draw just the batch's shortfall. Releases up to 0.5.1 stopped after these
@@ -179,7 +179,7 @@ class Tally:
 def rejection(structure) -> str | None:
     """Why the sampler rejects ``structure`` (the :class:`Tally` field that counts it), or None when it passes:
     "invalid" (atoms closer than 0.5 A), "overlapping" (two atoms closer than
-    :data:`~battgai.materials.validate.MIN_CONTACT_RATIO` x their radius sum), "not_neutral" (no SMACT
+    :data:`~battgai.materials.checks.validate.MIN_CONTACT_RATIO` x their radius sum), "not_neutral" (no SMACT
     charge-neutral assignment), checked in that order."""
     if not validate.structural_valid(structure):
         return "invalid"
@@ -197,7 +197,7 @@ def _batch_seed(seed: int, batch: int, round_: int) -> int:
 
 def build_all(tokens: np.ndarray, ok: np.ndarray) -> list[tuple[object, tk.WyckoffCrystal] | None]:
     """``(Structure, WyckoffCrystal)`` of each sampled sequence; None for dead ends and crystals that do not build."""
-    from battgai.materials.build import BuildError, to_structure
+    from battgai.materials.generation.build import BuildError, to_structure
 
     out = []
     for t, good in zip(tokens, ok, strict=True):
@@ -222,7 +222,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     """Yield ``(batch index, candidates, tally)`` until ``n`` candidates were asked for.
 
     With ``resample`` (the default) a sequence whose crystal is invalid (atoms closer
-    than 0.5 A), has two atoms closer than :data:`~battgai.materials.validate.MIN_CONTACT_RATIO`
+    than 0.5 A), has two atoms closer than :data:`~battgai.materials.checks.validate.MIN_CONTACT_RATIO`
     times their radius sum (a third of the raw samples; they fuse or end far above the hull
     when relaxed) or is not charge-neutral by SMACT is rejected and the batch's shortfall is
     sampled again until the batch is full or has drawn ``max_sampled`` sequences per crystal
@@ -231,7 +231,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     the share that passed so far. Rejection sampling returns crystals
     from the model's own distribution conditioned on passing the checks, unlike
     repairing them; the tally records the price. For the same reason the sampler's
-    neutrality mask is off then (:func:`~battgai.materials.sample.sample_tokens`,
+    neutrality mask is off then (:func:`~battgai.materials.generation.sample.sample_tokens`,
     ``hold_neutral``): holding the site list open until the composition is neutral
     made the model add elements, over-producing 4- and 5-element crystals, and fewer
     relaxed stable (docs/BENCHMARKS.md). Without ``resample`` every crystal that
@@ -240,7 +240,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     ``guidance`` is the classifier-free guidance weight on property targets,
     ``temperature`` divides the logits (below 1: closer to the training data, fewer
     surprises) and ``element_temperature`` those of element tokens once more (above 1:
-    new compositions in familiar structures); see :func:`~battgai.materials.sample.sample_tokens`.
+    new compositions in familiar structures); see :func:`~battgai.materials.generation.sample.sample_tokens`.
 
     ``oversample`` > 1 samples that many times more crystals per batch and keeps those
     whose static CHGNet energies come closest to the property targets (:func:`screen`,
@@ -409,17 +409,50 @@ def screen(cands: Sequence[Candidate], conditions: Conditions, refs, keep: int) 
     return [cands[i] for i in sorted(best)]
 
 
+def generate_job(model: str, conditions: Conditions, n: int, seed: int = 0, *, screen_potential: str | None = None,
+                 progress: Progress | None = None,
+                 **settings) -> tuple[list[Candidate], Tally]:
+    """:func:`generate` with the model, the known structures and the screen's references looked up by name.
+
+    What the page runs in a worker of the engine (:func:`battgai.core.engine.run`): it sends names, not the
+    loaded objects, which would copy the training index and the reference phases into every job. Novelty is
+    checked against the known structures in use (:func:`~battgai.materials.checks.references.known_structures`);
+    ``screen_potential`` names the potential of the references an ``oversample`` screen needs; ``settings``
+    are :func:`generate`'s other keywords.
+    """
+    from battgai.materials.checks import references
+    from battgai.materials.generation.sample import load_model
+
+    known = references.known_structures()[0]
+    refs = references.reference_phases(screen_potential)[0] if screen_potential else None
+    return generate(load_model(model), conditions, n, seed, known=known, refs=refs, progress=progress, **settings)
+
+
+def energies_job(cands: Sequence[Candidate], potential: str, ion: str | None = None, relax: bool = False,
+                 progress: Progress | None = None) -> list[Candidate]:
+    """:func:`add_energies` against the references in use for ``potential``; returns the candidates filled in.
+
+    A worker fills its own copies, so the caller takes them back from the result.
+    """
+    from battgai.materials.checks import references
+
+    cands = list(cands)
+    add_energies(cands, references.reference_phases(potential)[0], ion, relax=relax, progress=progress,
+                 potential=potential)
+    return cands
+
+
 def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax: bool = False,
                  progress: Progress | None = None, potential: str = "chgnet") -> None:
     """Fill energy, E_hull, formation energy and (with ``ion``) voltage from ``potential``, in place.
 
-    ``potential`` is one of :data:`~battgai.materials.stability.POTENTIALS`
+    ``potential`` is one of :data:`~battgai.materials.checks.stability.POTENTIALS`
     (CHGNet by default). ``refs`` is a
-    :class:`~battgai.materials.stability.ReferencePhases` of the same potential
+    :class:`~battgai.materials.checks.stability.ReferencePhases` of the same potential
     (or None: energies only). With ``relax`` each structure is first relaxed with
     that potential. Invalid structures are skipped (their energy is meaningless).
     """
-    from battgai.materials import stability
+    from battgai.materials.checks import stability
 
     stability.check_potential(potential)
     if refs is not None and refs.potential != potential:
@@ -433,7 +466,7 @@ def add_energies(cands: Sequence[Candidate], refs, ion: str | None = None, relax
 
 
 def _add_energy(c: Candidate, refs, ion: str | None, relax: bool, potential: str) -> None:
-    from battgai.materials import stability
+    from battgai.materials.checks import stability
 
     if missing := stability.uncovered_elements(c.structure, potential):
         c.note = f"no energy: {stability.no_parameters_message(missing, potential)}"

@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from battgai.data import load_image
+from battgai.core.data import load_image
 
 RAW_SLICE = "liu_nmc811_xray_nanotomo/example_xy.tif"
 RAW_TRAIN_COLS = (0, 1472)

@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from battgai.microstructure import fusion, guard, metrics, segment
+from battgai.microstructure.analysis import metrics, segment
+from battgai.microstructure.enhancement import guard
+from battgai.microstructure.generation import fusion
 from battgai.microstructure.io import from_float, to_float
 
 Progress = Callable[[int, int], None]
@@ -129,9 +131,9 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
             fit_seconds: float = 0.0, fit_progress: Progress | None = None, method: str = guard.AUTO) -> EnhanceResult:
     """Denoise (``task="denoise"``) or super-resolve (``"sr_x2"``, ``"sr_x4"``) a 2D image or stack.
 
-    Denoising picks its method on the image itself (:mod:`battgai.microstructure.guard`); with
+    Denoising picks its method on the image itself (:mod:`battgai.microstructure.enhancement.guard`); with
     ``fit_seconds`` > 0 a copy of the denoiser is first fitted to the image by Noise2Void
-    (:mod:`battgai.microstructure.selffit`) and competes with the others. ``method`` forces a
+    (:mod:`battgai.microstructure.enhancement.selffit`) and competes with the others. ``method`` forces a
     denoising method (:data:`guard.METHODS`). The result's ``output`` has the input's dtype and
     intensity scale.
 
@@ -141,7 +143,7 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
         Unknown task or method, a method forced on super-resolution, or an output above
         :data:`MAX_OUTPUT_PIXELS` (the message names the limit).
     """
-    from battgai.microstructure import enhance as enh
+    from battgai.microstructure.enhancement import enhance as enh
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -161,7 +163,7 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
     decision, residual, fitted, report = None, math.nan, None, None
     if scale == 1:  # the method is chosen on the image itself (guard), so the result is never worse than the input
         if fit_seconds > 0:
-            from battgai.microstructure import selffit
+            from battgai.microstructure.enhancement import selffit
 
             fitted, report = selffit.fit(image, model, selffit.FitConfig(seconds=fit_seconds), fit_progress)
         after, decision = guard.denoise(image, model, fitted, progress=progress, method=method)
@@ -221,8 +223,8 @@ def generate(porosity: float, shape: tuple[int, ...], seed: int = 0,
     closer to the held-out data) or ``microstructure_slicegan``. Volumes above
     :data:`MAX_METRICS_SIDE` per side are measured on a centre crop (see ``notes``).
     """
-    from battgai import registry
-    from battgai.microstructure import generator, slicegan
+    from battgai.core import registry
+    from battgai.microstructure.generation import generator, slicegan
 
     modules = {generator.MODEL_NAME: generator, slicegan.MODEL_NAME: slicegan}
     if model_name not in modules:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from battgai.microstructure import degrade
+from battgai.microstructure.enhancement import degrade
 
 MODELS = ("denoise", "sr_x2", "sr_x4", "generator", "slicegan")
 RETRAIN = "python -m battgai.train microstructure --model {name}"
@@ -67,7 +67,8 @@ def make_pair(image: np.ndarray, scale: int, patch: int, rng: np.random.Generato
 
 
 def train_enhancer(config: TrainConfig, images: list[np.ndarray], log=print, init: dict | None = None):
-    """Train an :class:`~battgai.microstructure.model.EnhanceNet`, from scratch or from ``init`` (a state dict).
+    """Train an :class:`~battgai.microstructure.enhancement.model.EnhanceNet`, from scratch or from ``init``
+    (a state dict).
 
     Returns
     -------
@@ -78,7 +79,7 @@ def train_enhancer(config: TrainConfig, images: list[np.ndarray], log=print, ini
     """
     import torch
 
-    from battgai.microstructure.model import EnhanceConfig, EnhanceNet
+    from battgai.microstructure.enhancement.model import EnhanceConfig, EnhanceNet
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -126,14 +127,15 @@ def save_enhancer(model, config: TrainConfig, steps_done: str, log=print, retrai
     ``retrain`` is the command that made the weights (default: the plain one for the model);
     ``init_note`` says what the run started from, for the card's notes.
     """
-    from battgai import registry
-    from battgai.microstructure import bench, io
-    from battgai.microstructure.enhance import MODEL_NAMES
-    from battgai.microstructure.model import count_parameters
+    from battgai.core import registry
+    from battgai.microstructure import io
+    from battgai.microstructure.enhancement.enhance import MODEL_NAMES
+    from battgai.microstructure.enhancement.evaluate import model_metrics
+    from battgai.microstructure.enhancement.model import count_parameters
 
     name = MODEL_NAMES["denoise" if config.scale == 1 else config.scale]
     images = io.heldout_images()
-    metrics = bench.model_metrics(model, images)
+    metrics = model_metrics(model, images)
     log(f"held-out metrics: {metrics}")
     task = "denoising" if config.scale == 1 else f"x{config.scale} super-resolution"
     card = registry.ModelCard(
@@ -146,8 +148,9 @@ def save_enhancer(model, config: TrainConfig, steps_done: str, log=print, retrai
         training_data="Clean patches from: raw NMC811 X-ray nano-CT slice (Li et al., Science 2022; "
                       "YijinLiu-Lab/ParticleNetworkDynamics, GPL-3.0) and grey images rendered from "
                       "segmented NMC data (TauFactor electrode, MIT; NREL MATBOX nmc-1-cal, BSD-3; "
-                      "tldr-group inpainter nmc.png, MIT), degraded on the fly by battgai.microstructure."
-                      "degrade (" + ("Poisson-Gaussian, Poisson-only and pixel-correlated noise at several levels, "
+                      "tldr-group inpainter nmc.png, MIT), degraded on the fly by "
+                      "battgai.microstructure.enhancement.degrade ("
+                      + ("Poisson-Gaussian, Poisson-only and pixel-correlated noise at several levels, "
                                      "CT rings and streaks, SEM scan lines; clean patches mildly blurred or "
                                      "gamma-mapped some of the time" if config.scale == 1
                                      else "Gaussian blur + pixel binning + mild noise") + ").",
@@ -162,7 +165,7 @@ def save_enhancer(model, config: TrainConfig, steps_done: str, log=print, retrai
               + (f", {100 * config.raw_fraction:.0f} % of patches from the raw slice"
                  if config.raw_fraction is not None else "")
               + ". Metrics: PSNR / SSIM in dB / [0,1] on the held-out images with the fixed degradations of "
-              "battgai.microstructure.bench.",
+              "battgai.microstructure.enhancement.evaluate.",
     )
     state = {k: v for k, v in model.state_dict().items()}
     return registry.save(name, state, card)
@@ -216,7 +219,8 @@ def train_slicegan(config: SliceGANTrainConfig, log=print):
     """
     import torch
 
-    from battgai.microstructure import io, slicegan
+    from battgai.microstructure import io
+    from battgai.microstructure.generation import slicegan
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -263,8 +267,10 @@ def train_slicegan(config: SliceGANTrainConfig, log=print):
 
 def save_slicegan(model, done: str, config: SliceGANTrainConfig = SliceGANTrainConfig(), log=print):
     """Measure on the held-out crops and bundle weights + card through the registry."""
-    from battgai import registry
-    from battgai.microstructure import generator, io, metrics, slicegan
+    from battgai.core import registry
+    from battgai.microstructure import io
+    from battgai.microstructure.analysis import metrics
+    from battgai.microstructure.generation import generator, slicegan
 
     test = io.real_volume("test")
     crops = [test[:, y:y + 128, x:x + 128] for y in (0, 128) for x in (0, 128)]
@@ -320,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     if args.model == "generator":
-        from battgai.microstructure import genfit
+        from battgai.microstructure.generation import genfit
 
         genfit.train_and_save(seed=args.seed)
         return
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
                                  raw_fraction=args.raw_fraction)
     init, init_note = None, ""
     if args.init:
-        from battgai import registry
+        from battgai.core import registry
 
         init, init_card = registry.load_tensors(args.init)
         if init_card.config["scale"] != config.scale:

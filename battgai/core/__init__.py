@@ -1,0 +1,1 @@
+"""What every task shares: data paths, device, model registry, provenance, the run store and the job queue."""

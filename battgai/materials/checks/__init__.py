@@ -1,0 +1,1 @@
+"""How a crystal is judged: validity, novelty, energies with a potential, E_hull, battery metrics."""

@@ -1,0 +1,127 @@
+"""The MP-20 reference data bundled with the code, so novelty and E_hull work on a fresh clone.
+
+Two small files derived from the shared data live in ``battgai/materials/data/``:
+
+- ``mp20_novelty_index.npz``: every training structure novelty is judged against
+  (what :func:`battgai.materials.training.corpus.training_cifs_by_formula` holds: the
+  non-held-out MP-20 rows and the discharged insertion-electrode structures of
+  the working ions), as lattice, atomic numbers and fractional coordinates, in
+  float64, bucketed by reduced formula in the same order. Structures rebuilt
+  from it are the ones the CIFs parse to, so novelty is the same either way.
+- ``mp20_references_chgnet.npz``: every MP-20 reference phase on hand (formula
+  and static CHGNet energy per atom, as :class:`~battgai.materials.checks.stability.EnergyCache`
+  computes them) plus the relaxed elemental prototypes that stand in for
+  missing elemental phases: E_hull needs only compositions and energies.
+
+``mp20_bundle.json`` records each file's sha256, size, counts, the potential
+and the command that rebuilt them; the files are refused when a hash differs.
+When the shared data is present it stays the source of truth for novelty, and
+the bundled energies only spare recomputing the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from battgai.core.registry import sha256_file
+
+BUNDLE_DIR = Path(__file__).resolve().parents[1] / "data"
+NOVELTY_FILE = "mp20_novelty_index.npz"
+REFERENCES_FILE = "mp20_references_chgnet.npz"
+MANIFEST = "mp20_bundle.json"
+REBUILD = "python -m battgai bundle"
+Progress = Callable[[int, int], None]
+
+
+class BundleError(RuntimeError):
+    """A bundled file is missing or does not match the hash it was committed with."""
+
+
+def _checked(name: str, folder: Path | None) -> Path:
+    folder = folder or BUNDLE_DIR
+    path = folder / name
+    try:
+        expected = json.loads((folder / MANIFEST).read_text())["files"][name]["sha256"]
+    except (OSError, KeyError, ValueError) as e:
+        raise BundleError(f"no entry for {name} in {folder / MANIFEST}; rebuild with `{REBUILD}`") from e
+    if not path.exists():
+        raise BundleError(f"bundled file {path} is missing; rebuild with `{REBUILD}`")
+    if sha256_file(path) != expected:
+        raise BundleError(f"bundled file {path} does not match its sha256 in {MANIFEST}; "
+                          f"restore it with git or rebuild with `{REBUILD}`")
+    return path
+
+
+class NoveltyIndex(Mapping):
+    """Reduced formula -> training structures (pymatgen ``Structure``), built on first use of a formula.
+
+    Usable wherever :func:`battgai.materials.checks.validate.is_novel` takes ``known_by_formula``.
+    """
+
+    def __init__(self, formulas: np.ndarray, start: np.ndarray, count: np.ndarray, natoms: np.ndarray,
+                 lattices: np.ndarray, numbers: np.ndarray, frac: np.ndarray):
+        self._bucket = {str(f): (int(s), int(c)) for f, s, c in zip(formulas, start, count, strict=True)}
+        self._natoms, self._lattices, self._numbers, self._frac = natoms, lattices, numbers, frac
+        self._atom_start = np.concatenate([[0], np.cumsum(natoms)])
+        self._built: dict[str, list] = {}
+
+    def __getitem__(self, formula: str) -> list:
+        if formula not in self._built:
+            s, c = self._bucket[formula]  # KeyError for an unknown formula, as for a dict
+            self._built[formula] = [self._structure(i) for i in range(s, s + c)]
+        return self._built[formula]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bucket)
+
+    def __len__(self) -> int:
+        return len(self._bucket)
+
+    @property
+    def n_structures(self) -> int:
+        return len(self._natoms)
+
+    def _structure(self, i: int):
+        from pymatgen.core import Lattice, Structure
+
+        a, b = self._atom_start[i], self._atom_start[i + 1]
+        return Structure(Lattice(self._lattices[i]), self._numbers[a:b].tolist(), self._frac[a:b])
+
+
+@functools.cache
+def load_novelty_index(folder: Path | None = None) -> NoveltyIndex:
+    """The bundled training structures for novelty checks (:class:`NoveltyIndex`)."""
+    z = np.load(_checked(NOVELTY_FILE, folder), allow_pickle=False)
+    return NoveltyIndex(z["formulas"], z["start"], z["count"], z["natoms"], z["lattices"], z["numbers"],
+                        z["frac"])
+
+
+@dataclasses.dataclass(frozen=True)
+class BundledReferences:
+    """MP-20 reference phases with static energies of one potential (eV/atom, NaN where it failed)."""
+
+    ids: np.ndarray
+    formulas: np.ndarray
+    energies: np.ndarray
+    potential: str
+
+    def values(self) -> dict[str, float]:
+        return {str(i): float(e) for i, e in zip(self.ids, self.energies, strict=True)}
+
+
+@functools.cache
+def load_references(folder: Path | None = None) -> BundledReferences:
+    """The bundled MP-20 reference phases and their CHGNet static energies."""
+    z = np.load(_checked(REFERENCES_FILE, folder), allow_pickle=False)
+    return BundledReferences(z["ids"], z["formulas"], z["energies"], str(z["potential"]))
+
+
+def describe(folder: Path | None = None) -> dict:
+    """The bundle manifest (counts, sizes, sha256, potential, how it was built)."""
+    return json.loads(((folder or BUNDLE_DIR) / MANIFEST).read_text())

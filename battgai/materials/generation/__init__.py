@@ -1,0 +1,1 @@
+"""The crystal GPT and its sampler: token grammar, model, constrained sampling, crystals built from tokens."""

@@ -1,0 +1,1 @@
+"""Denoising and super-resolution: the nets, tiled inference, the never-worse guard, self-fitting, degradations."""
