@@ -11,8 +11,11 @@ from battgai.core.engine import EngineError
 from battgai.materials.checks import evaluate
 from battgai.materials.discovery import campaign
 from battgai.materials.discovery.campaign import CampaignError, CampaignFolder, CampaignSettings
+from components.deep_link import through_app
 from components.run_job import store
 from components.structure_viewer import show_structure
+
+through_app()
 
 st.title("Discovery campaigns")
 st.write(

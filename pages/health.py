@@ -14,9 +14,12 @@ from battgai.health.generation import generators
 from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
 from battgai.uploads.errors import UploadError, quoted
 from components.curve_plot import Curve, show_curves
+from components.deep_link import through_app
 from components.download import download_bundle
 from components.health_charts import latent_figure, rmse_bar_figure
 from components.run_job import heavy_step, reopened, reopened_banner, saved_note
+
+through_app()
 
 V_TITLE, Q_TITLE = "voltage under load (V)", "charge delivered (Ah)"
 MAX_SHOWN = 60

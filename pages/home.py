@@ -8,7 +8,10 @@ import streamlit as st
 from battgai.core import data
 from battgai.core.demo import licoo2
 from battgai.core.device import describe_device
+from components.deep_link import through_app
 from components.structure_viewer import show_structure
+
+through_app()
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,9 +32,12 @@ from battgai.materials.pipeline import (
 )
 from battgai.uploads import MAX_CIF_ATOMS, MAX_CIF_MB, read_cif
 from battgai.uploads.errors import UploadError
+from components.deep_link import through_app
 from components.download import download_bundle
 from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.structure_viewer import STYLES, show_structure
+
+through_app()
 
 st.title("Materials generation")
 st.write(

@@ -17,10 +17,13 @@ from battgai.microstructure.enhancement import guard
 from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, read_image
 from battgai.uploads.errors import UploadError, quoted
 from components.curve_plot import Curve, show_curves
+from components.deep_link import through_app
 from components.download import bundle
 from components.image_compare import compare_figure
 from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.volume_view import histogram_figure, image_figure, labels_figure, volume_figure
+
+through_app()
 
 TASKS = {
     "Denoise": "denoise",

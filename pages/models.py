@@ -5,6 +5,9 @@ import plotly.express as px
 import streamlit as st
 
 from battgai.core import registry
+from components.deep_link import through_app
+
+through_app()
 
 st.title("Model zoo")
 st.write(

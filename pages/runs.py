@@ -4,7 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from battgai.core import jobs
+from components.deep_link import through_app
 from components.run_job import store
+
+through_app()
 
 STATUS_HELP = {
     "finished": "finished; every file is saved",
