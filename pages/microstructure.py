@@ -13,7 +13,7 @@ from battgai.core.provenance import Provenance
 from battgai.microstructure import io as msio
 from battgai.microstructure import pipeline
 from battgai.microstructure.analysis.segment import multiotsu_thresholds
-from battgai.microstructure.enhancement import guard
+from battgai.microstructure.enhancement import guard, selffit
 from battgai.uploads import MAX_PIXELS, MAX_UPLOAD_MB, read_image
 from battgai.uploads.errors import UploadError, quoted
 from components.curve_plot import Curve, show_curves
@@ -34,8 +34,6 @@ TASKS = {
     "Fuse 2D + 3D (high-resolution volume)": "fusion",
 }
 NMC_NAMES = {0: "pore", 1: "NMC", 2: "CBD"}
-#: Training budget of "fit the denoiser to this image" (scoring and inference come on top).
-FIT_SECONDS = 40.0
 #: The denoising methods a researcher can force, by the label the page shows.
 DENOISE_METHODS = {"Automatic (picked on the image)": guard.AUTO, "Bundled denoiser": guard.MODEL_METHOD,
                    "Non-local means": guard.CLASSICAL[0], "Total variation": guard.CLASSICAL[1],
@@ -126,7 +124,7 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
     if image.ndim == 3:
         whole = st.toggle(f"Process the whole stack ({image.shape[0]} slices)", value=False, key="whole_stack")
     fit = task == "denoise" and st.checkbox(
-        f"Fit the denoiser to this image first (Noise2Void, self-supervised: about {FIT_SECONDS:.0f} s more)",
+        f"Fit the denoiser to this image first (Noise2Void, self-supervised: about {selffit.PAGE_SECONDS:.0f} s more)",
         key="fit_denoiser", help="A copy of the bundled denoiser is trained on this image alone, to predict each "
         "pixel from its neighbours (no clean image needed). It is used only if it scores better on the image than "
         "the bundled denoiser and the classical methods; its weights are saved with the run.")
@@ -144,7 +142,7 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
             with heavy_step("microstructure.enhance", desc, {"task": task, "shape": list(chosen.shape)}) as run:
                 fit_bar, fit_cb = progress_bar("Fitting to the image (tenths of a second)") if fit else (None, None)
                 bar, cb = progress_bar("Enhancing tile")
-                res = engine.run(pipeline.enhance, chosen, task, fit_seconds=FIT_SECONDS if fit else 0.0,
+                res = engine.run(pipeline.enhance, chosen, task, fit_seconds=selffit.PAGE_SECONDS if fit else 0.0,
                                  method=method, callbacks={"progress": cb, **({"fit_progress": fit_cb} if fit else {})})
                 bar.empty()
                 if fit_bar is not None:

@@ -109,3 +109,24 @@ def test_a_callback_that_raises_stops_the_job_and_kills_its_worker(ray_mode):
         time.sleep(0.2)
     assert not psutil.pid_exists(pids[0]) and time.time() - t0 < 30  # killed, not left to sleep its 60 s
     assert engine.run(count_to, 1)["n"] == 1  # the engine takes the next job
+
+
+def test_ray_outlives_the_thread_of_the_first_job(tmp_path):
+    """A session's thread starts Ray and ends (the tab closes); the next session's job still runs."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import threading, time\n"
+        "from battgai.core import engine\n"
+        "from tests.test_engine import count_to\n"
+        "t = threading.Thread(target=lambda: engine.run(count_to, 1)); t.start(); t.join()\n"
+        "time.sleep(3)\n"
+        "print(engine.run(count_to, 2)['n'])\n"
+    )
+    env = {**os.environ, engine.MODE_ENV: "ray", "RAY_ADDRESS": ""}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=180)
+    assert out.returncode == 0 and out.stdout.strip().endswith("2"), out.stderr[-2000:]

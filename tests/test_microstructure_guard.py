@@ -185,7 +185,7 @@ def test_the_page_says_what_it_chose_and_ships_the_fitted_weights(tmp_path, monk
 
     noisy = np.round(_noisy(_three_phase(), 0.1) * 65535).astype(np.uint16)
     monkeypatch.setattr("battgai.microstructure.io.demo_image", lambda shape=(256, 256), seed=0: noisy)
-    monkeypatch.setattr("pages.microstructure.FIT_SECONDS", 2.0, raising=False)
+    monkeypatch.setattr("battgai.microstructure.enhancement.selffit.PAGE_SECONDS", 2.0)
     import streamlit as st
 
     st.cache_data.clear()

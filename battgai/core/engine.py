@@ -111,12 +111,34 @@ _CONNECT_LOCK = threading.Lock()
 
 
 def ensure_connected() -> None:
-    """:func:`connect` once per process, whichever session's job comes first (``RAY_ADDRESS`` picks a cluster)."""
+    """:func:`connect` once per process, whichever session's job comes first (``RAY_ADDRESS`` picks a cluster).
+
+    Ray is started from a thread of its own that lives as long as the process. A local Ray's services
+    die with the *thread* that started them (Linux's parent-death signal follows the thread), and the
+    thread of a Streamlit session ends with the session: the next job then found no Ray and took the
+    server down with it.
+    """
     import ray
 
     with _CONNECT_LOCK:
-        if not ray.is_initialized():
-            connect()
+        if ray.is_initialized():
+            return
+        started = threading.Event()
+        failed: list[BaseException] = []
+
+        def hold() -> None:
+            try:
+                connect()
+            except BaseException as exc:  # raised in the caller's thread below
+                failed.append(exc)
+            started.set()
+            if not failed:
+                threading.Event().wait()
+
+        threading.Thread(target=hold, name="battgai-engine", daemon=True).start()
+        started.wait()
+        if failed:
+            raise failed[0]
 
 
 def _forwarded_env() -> dict[str, str]:

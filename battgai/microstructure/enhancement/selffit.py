@@ -22,6 +22,10 @@ import numpy as np
 Progress = Callable[[int, int], None]
 
 
+#: Training budget of the page's "fit the denoiser to this image" (scoring and inference come on top).
+PAGE_SECONDS = 40.0
+
+
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
     seconds: float = 40.0  # training budget; inference and scoring come on top
