@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 STAMP := $(VENV)/.installed
+# Test processes (pytest-xdist, one file per process at a time so a module's server is shared): 2 halves the
+# suite's time on 2 cores; more processes than cores only make the browser tests' servers wait.
+TEST_PROCS ?= 2
 
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
@@ -31,7 +34,7 @@ chromium:
 
 test: $(STAMP) chromium
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_PROCS) --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -85,8 +85,10 @@ def test_the_bundled_index_holds_the_shared_structures(fresh_bundle):
         for cif, s in zip(shared[formula], index[formula], strict=True):
             t = _parse_cif(cif)
             assert [x.specie.symbol for x in s] == [x.specie.symbol for x in t]
-            assert np.array_equal(s.lattice.matrix, t.lattice.matrix)
-            assert np.array_equal(s.frac_coords, t.frac_coords)
+            # The bundle was parsed on another machine: the same numbers up to the last bits of a float64, never
+            # a different site, cell or order (1e-12 A is six orders below any structural tolerance).
+            np.testing.assert_allclose(s.lattice.matrix, t.lattice.matrix, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(s.frac_coords, t.frac_coords, rtol=0, atol=1e-12)
 
 
 def test_the_bundled_energies_are_the_ones_chgnet_gives_on_the_shared_structures(fresh_bundle):
