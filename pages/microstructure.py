@@ -503,7 +503,8 @@ else:
     picked = pick_input()
     if picked is not None:
         image, desc, is_labels = picked
-        st.caption(f"{desc} · shape {image.shape} · {image.dtype} · range {image.min():.4g} to {image.max():.4g}")
+        st.caption(f"{desc} · shape {image.shape} · {image.dtype} · range {image.min():.4g} to {image.max():.4g} · "
+                   f"read as {msio.intensity_range(image).what}")
         k = show_stack_slice(image, "slice_in")
         if task in ("denoise", "sr_x2", "sr_x4"):
             if is_labels:

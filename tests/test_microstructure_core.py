@@ -89,6 +89,37 @@ def test_to_float_scales_by_dtype():
         msio.to_float(np.array([[np.nan, 1.0]]))
 
 
+@pytest.mark.parametrize(("values", "dtype", "hi", "what"), [
+    ([0, 200], np.uint8, 255, "8-bit in uint8 (0 to 255)"),
+    ([0, 4000], np.uint16, 4095, "12-bit in uint16 (0 to 4095)"),
+    ([3, 9000], np.uint16, 16383, "14-bit in uint16 (0 to 16383)"),
+    ([0, 40000], np.uint16, 65535, "16-bit in uint16 (0 to 65535)"),
+    ([0, 1000], np.uint16, 1023, "10-bit in uint16 (0 to 1023)"),
+])
+def test_an_integer_image_is_read_on_the_bit_depth_that_holds_it(values, dtype, hi, what):
+    image = np.array([values], dtype)
+    r = msio.intensity_range(image)
+    assert (r.lo, r.hi, r.what) == (0.0, hi, what)
+    assert msio.to_float(image).max() == pytest.approx(values[1] / hi)
+    np.testing.assert_array_equal(msio.from_float(msio.to_float(image), like=image), image)  # round trip
+
+
+def test_ct_numbers_are_read_between_robust_percentiles_and_come_back_as_they_were():
+    ct = np.random.default_rng(0).integers(-1000, 3000, (200, 200)).astype(np.int16)
+    ct[0, 0] = -32768  # one dead pixel does not set the scale
+    r = msio.intensity_range(ct)
+    assert -1001 <= r.lo < -990 and 2990 < r.hi <= 3000 and "percentiles" in r.what
+    x = msio.to_float(ct)
+    assert 0.95 < np.mean((x >= 0) & (x <= 1)) < 1.0
+    np.testing.assert_array_equal(msio.from_float(x, like=ct), ct)
+
+
+def test_a_12_bit_and_a_16_bit_copy_of_an_image_look_the_same():
+    image = np.random.default_rng(1).random((32, 32))
+    twelve, sixteen = np.rint(image * 4095).astype(np.uint16), np.rint(image * 65535).astype(np.uint16)
+    assert np.abs(msio.to_float(twelve) - msio.to_float(sixteen)).max() < 1 / 4095
+
+
 def test_phase_labels_maps_values_in_order():
     lab = msio.phase_labels(np.array([[0, 85], [170, 85]], np.uint8))
     assert lab.tolist() == [[0, 1], [2, 1]]

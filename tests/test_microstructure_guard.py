@@ -269,3 +269,17 @@ def test_super_resolution_x2_picks_the_upscaler_that_restores_the_image_best():
         assert true_psnr[d.method] >= max(true_psnr.values()) - 0.3
     x4 = pipeline.enhance(lr, "sr_x4")
     assert x4.method == guard.SR_NET and "not trusted" in x4.decision.notes[0]
+
+
+@pytest.mark.parametrize("sigma", [0.03, 0.10])
+def test_a_12_bit_scan_in_uint16_is_denoised_as_its_16_bit_copy(sigma):
+    from battgai.microstructure import pipeline
+
+    noisy = _noisy(_grey(), sigma)
+    twelve = pipeline.enhance(np.rint(noisy * 4095).astype(np.uint16), "denoise")
+    sixteen = pipeline.enhance(np.rint(noisy * 65535).astype(np.uint16), "denoise")
+    clean = _grey()
+    psnr12 = psnr_ssim(clean, twelve.output.astype(np.float32) / 4095)[0]
+    psnr16 = psnr_ssim(clean, sixteen.output.astype(np.float32) / 65535)[0]
+    assert twelve.method == sixteen.method != guard.NONE  # the noise is seen in both
+    assert abs(psnr12 - psnr16) < 0.3 and twelve.output.max() <= 4095 and twelve.output.dtype == np.uint16

@@ -34,6 +34,7 @@ SR_BLUR = evaluate.SR_BLUR
 GUARD_BLOCK = "microstructure-guard"
 FUSION_BLOCK = "microstructure-fusion"
 GENERATOR_BLOCK = "microstructure-generator"
+BITDEPTH_BLOCK = "microstructure-bitdepth"
 
 
 def nl_means(image: np.ndarray) -> np.ndarray:
@@ -202,15 +203,16 @@ def _check(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m battgai.bench microstructure")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
-    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator"), default="all",
+    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "bitdepth"), default="all",
                         help="guard: only the denoise / SR on every image type tables; fusion: only the 2D / 3D "
-                             "fusion table; generator: only the every-statistic-at-once generator table; each is "
-                             "replaced inside the section")
+                             "fusion table; generator: only the every-statistic-at-once generator table; bitdepth: "
+                             "only the same images at every bit depth; each is replaced inside the section")
     args = parser.parse_args(argv)
 
     import torch
 
     from battgai.bench import block_markers, write_section, write_subsection
+    from battgai.bench import microstructure_bitdepth as bitdepthbench
     from battgai.bench import microstructure_fusion as fusionbench
     from battgai.bench import microstructure_generator as genbench
     from battgai.bench import microstructure_guard as guardbench
@@ -218,9 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     from battgai.microstructure.enhancement.enhance import MODEL_NAMES, apply_model, load_model
 
     torch.set_num_threads(1)
-    parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report, GENERATOR_BLOCK: genbench.report}
+    parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report, GENERATOR_BLOCK: genbench.report,
+             BITDEPTH_BLOCK: bitdepthbench.report}
     if args.part != "all":
-        block = {"guard": GUARD_BLOCK, "fusion": FUSION_BLOCK, "generator": GENERATOR_BLOCK}[args.part]
+        block = {"guard": GUARD_BLOCK, "fusion": FUSION_BLOCK, "generator": GENERATOR_BLOCK,
+                 "bitdepth": BITDEPTH_BLOCK}[args.part]
         md = parts[block]()
         print(md)
         if not args.no_write:

@@ -82,11 +82,65 @@ def load_sample(name: str) -> np.ndarray:
     return np.squeeze(load_image(SAMPLES[name].relpath))
 
 
-def to_float(image: np.ndarray) -> np.ndarray:
-    """Scale an image to float32 in [0, 1].
+#: Bit depths detectors write into a wider integer container: a 12-bit scan stored as uint16 is read against
+#: 4095, not 65535, so its contrast and noise sit on the scale the nets were trained on and the guard reasons in.
+BIT_DEPTHS = (8, 10, 12, 14, 16, 32)
+#: Percentiles that bound signed integer images with negative values (CT numbers): robust to a few hot pixels.
+SIGNED_PERCENTILES = (0.01, 99.99)
 
-    Integer images are divided by their dtype's maximum (so an 8-bit and a 16-bit scan of the
-    same object look alike); float images already in [0, 1] are kept, others are min-max scaled.
+
+@dataclasses.dataclass(frozen=True)
+class IntensityRange:
+    """The values an image's ``[0, 1]`` scale stands for: ``lo`` maps to 0, ``hi`` to 1; ``what`` says why."""
+
+    lo: float
+    hi: float
+    what: str
+
+
+def intensity_range(image: np.ndarray) -> IntensityRange:
+    """The image's own intensity range, as :func:`to_float` and :func:`from_float` use it.
+
+    - unsigned (and non-negative signed) integers: ``0`` to ``2**bits - 1`` for the smallest bit depth of
+      :data:`BIT_DEPTHS` that holds the image's maximum (a 12-bit scan in a uint16 file: 0 to 4095);
+    - signed integers with negative values (CT numbers): the 0.01 and 99.99 percentiles;
+    - floats: ``[0, 1]`` when they lie in it, else their minimum and maximum; booleans: ``[0, 1]``.
+
+    Examples
+    --------
+    >>> intensity_range(np.array([[0, 4000]], np.uint16)).what
+    '12-bit in uint16 (0 to 4095)'
+    """
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError("image has no pixels")
+    if image.dtype == bool:
+        return IntensityRange(0.0, 1.0, "binary")
+    if image.dtype.kind in "ui":
+        lo_val, hi_val = int(image.min()), int(image.max())
+        if lo_val >= 0:
+            container = 8 * image.dtype.itemsize - (image.dtype.kind == "i")
+            bits = next((b for b in BIT_DEPTHS if b <= container and hi_val <= 2**b - 1), container)
+            return IntensityRange(0.0, float(2**bits - 1), f"{bits}-bit in {image.dtype} (0 to {2**bits - 1})")
+        lo, hi = (float(v) for v in np.percentile(image, SIGNED_PERCENTILES))
+        if hi <= lo:
+            lo, hi = float(lo_val), float(max(hi_val, lo_val + 1))
+        return IntensityRange(lo, hi, f"{image.dtype} values, {SIGNED_PERCENTILES[0]:g}-{SIGNED_PERCENTILES[1]:g} % "
+                                      f"percentiles ({lo:g} to {hi:g})")
+    values = image.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("image contains NaN or infinite values")
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return IntensityRange(0.0, 1.0, f"{image.dtype} in [0, 1]")
+    return IntensityRange(lo, hi if hi > lo else lo + 1.0, f"{image.dtype}, minimum to maximum ({lo:g} to {hi:g})")
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """Scale an image to float32 on its own intensity range (:func:`intensity_range`): ``lo`` -> 0, ``hi`` -> 1.
+
+    An 8-bit, a 12-bit-in-uint16 and a 16-bit scan of the same object look alike. Values of a
+    signed image beyond its percentiles fall a little outside [0, 1] and are kept.
 
     Raises
     ------
@@ -94,42 +148,30 @@ def to_float(image: np.ndarray) -> np.ndarray:
         If the image has no pixels or contains NaN / inf.
     """
     image = np.asarray(image)
-    if image.size == 0:
-        raise ValueError("image has no pixels")
     if image.dtype == bool:
+        if image.size == 0:
+            raise ValueError("image has no pixels")
         return image.astype(np.float32)
-    if image.dtype.kind in "ui":
-        info = np.iinfo(image.dtype)
-        lo = 0 if info.min == 0 or image.min() >= 0 else info.min
-        return ((image.astype(np.float64) - lo) / (info.max - lo)).astype(np.float32)
-    out = image.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise ValueError("image contains NaN or infinite values")
-    lo, hi = float(out.min()), float(out.max())
-    if lo >= 0.0 and hi <= 1.0:
-        return out
-    return (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
+    r = intensity_range(image)
+    return ((image.astype(np.float64) - r.lo) / (r.hi - r.lo)).astype(np.float32)
 
 
 def from_float(image: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """Map a float image in [0, 1] back to the intensity scale and dtype of ``like`` (inverse of :func:`to_float`).
+    """Map a float image on ``like``'s [0, 1] scale back to its intensity range and dtype (inverse of :func:`to_float`).
 
-    An 8-bit input gives 8-bit output, 16-bit gives 16-bit (rounded, clipped to the dtype's
-    range); a float input outside [0, 1] gets its original minimum and maximum back.
+    An 8-bit input gives 8-bit output, a 12-bit one in uint16 gives 12-bit values in uint16 (rounded,
+    clipped to the dtype's range); a float input outside [0, 1] gets its original minimum and maximum back.
     """
     like = np.asarray(like)
     image = np.asarray(image, np.float64)
     if like.dtype == bool:
         return image >= 0.5
+    r = intensity_range(like)
+    values = image * (r.hi - r.lo) + r.lo
     if like.dtype.kind in "ui":
         info = np.iinfo(like.dtype)
-        lo = 0 if info.min == 0 or like.min() >= 0 else info.min
-        return np.clip(np.rint(image * (info.max - lo) + lo), info.min, info.max).astype(like.dtype)
-    dtype = like.dtype if like.dtype.kind == "f" else np.float32
-    lo, hi = float(like.min()), float(like.max())
-    if lo >= 0.0 and hi <= 1.0:
-        return image.astype(dtype)
-    return (image * (hi - lo) + lo).astype(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(like.dtype)
+    return values.astype(like.dtype if like.dtype.kind == "f" else np.float32)
 
 
 def phase_labels(labels: np.ndarray, max_phases: int = 8) -> np.ndarray:
@@ -289,11 +331,13 @@ def real_volume(split: str, volume: str = "taufactor") -> np.ndarray:
 
 __all__ = [
     "SAMPLES",
+    "IntensityRange",
     "Sample",
     "demo_image",
     "demo_labels",
     "heldout_images",
     "heldout_labels",
+    "intensity_range",
     "load_sample",
     "phase_labels",
     "real_volume",
