@@ -283,3 +283,14 @@ def test_a_12_bit_scan_in_uint16_is_denoised_as_its_16_bit_copy(sigma):
     psnr16 = psnr_ssim(clean, sixteen.output.astype(np.float32) / 65535)[0]
     assert twelve.method == sixteen.method != guard.NONE  # the noise is seen in both
     assert abs(psnr12 - psnr16) < 0.3 and twelve.output.max() <= 4095 and twelve.output.dtype == np.uint16
+
+
+def test_the_bit_depth_bench_stores_reads_and_compares_every_container():
+    from battgai.bench import microstructure_bitdepth as bench
+
+    table = bench.rows({"grey": _grey((48, 48))})
+    assert len(table) == len(bench.NOISE) * len(bench.ENCODINGS)
+    assert {r["read"] for r in table if r["encoding"] == "12-bit in uint16"} == {"12-bit in uint16 (0 to 4095)"}
+    md = bench.markdown(table)
+    assert md.count("| grey |") == len(bench.NOISE) and "Largest 12-bit vs 16-bit difference" in md
+    assert bench.encode(np.array([0.0, 1.0, 2.0]), -1000, 3000, np.int16).tolist() == [-1000, 3000, 3000]

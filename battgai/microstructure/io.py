@@ -85,8 +85,11 @@ def load_sample(name: str) -> np.ndarray:
 #: Bit depths detectors write into a wider integer container: a 12-bit scan stored as uint16 is read against
 #: 4095, not 65535, so its contrast and noise sit on the scale the nets were trained on and the guard reasons in.
 BIT_DEPTHS = (8, 10, 12, 14, 16, 32)
-#: Percentiles that bound signed integer images with negative values (CT numbers): robust to a few hot pixels.
+#: Percentiles that bound signed integer images with negative values (CT numbers), where a few dead or hot pixels
+#: lie far outside: a minimum or maximum further than OUTLIER_SPAN of the percentiles' span beyond them is such a
+#: pixel and is not taken as the range; a nearer one is the image's own value and is.
 SIGNED_PERCENTILES = (0.01, 99.99)
+OUTLIER_SPAN = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +106,8 @@ def intensity_range(image: np.ndarray) -> IntensityRange:
 
     - unsigned (and non-negative signed) integers: ``0`` to ``2**bits - 1`` for the smallest bit depth of
       :data:`BIT_DEPTHS` that holds the image's maximum (a 12-bit scan in a uint16 file: 0 to 4095);
-    - signed integers with negative values (CT numbers): the 0.01 and 99.99 percentiles;
+    - signed integers with negative values (CT numbers): minimum and maximum, each replaced by the 0.01 or
+      99.99 percentile where it lies far beyond it (a dead or hot pixel, :data:`OUTLIER_SPAN`);
     - floats: ``[0, 1]`` when they lie in it, else their minimum and maximum; booleans: ``[0, 1]``.
 
     Examples
@@ -122,11 +126,13 @@ def intensity_range(image: np.ndarray) -> IntensityRange:
             container = 8 * image.dtype.itemsize - (image.dtype.kind == "i")
             bits = next((b for b in BIT_DEPTHS if b <= container and hi_val <= 2**b - 1), container)
             return IntensityRange(0.0, float(2**bits - 1), f"{bits}-bit in {image.dtype} (0 to {2**bits - 1})")
-        lo, hi = (float(v) for v in np.percentile(image, SIGNED_PERCENTILES))
-        if hi <= lo:
-            lo, hi = float(lo_val), float(max(hi_val, lo_val + 1))
-        return IntensityRange(lo, hi, f"{image.dtype} values, {SIGNED_PERCENTILES[0]:g}-{SIGNED_PERCENTILES[1]:g} % "
-                                      f"percentiles ({lo:g} to {hi:g})")
+        p_lo, p_hi = (float(v) for v in np.percentile(image, SIGNED_PERCENTILES))
+        far = OUTLIER_SPAN * max(p_hi - p_lo, 1.0)
+        lo = p_lo if p_lo - lo_val > far else float(lo_val)
+        hi = p_hi if hi_val - p_hi > far else float(hi_val)
+        clipped = [name for name, cut in (("low", lo > lo_val), ("high", hi < hi_val)) if cut]
+        return IntensityRange(lo, max(hi, lo + 1.0), f"{image.dtype} values {lo:g} to {hi:g}"
+                              + (f" (isolated {' and '.join(clipped)} outliers set aside)" if clipped else ""))
     values = image.astype(np.float64)
     if not np.isfinite(values).all():
         raise ValueError("image contains NaN or infinite values")
