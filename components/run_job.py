@@ -3,13 +3,14 @@
 A page wraps its heavy step as::
 
     with heavy_step("microstructure.enhance", "Denoise of x.tif", settings) as run:
-        result = pipeline.enhance(...)          # progress callbacks write to the page
+        result = engine.run(pipeline.enhance, image, task, callbacks={"progress": cb})  # in a worker process
         run.write("result.tif", ...); run.set(provenance=prov); run.save_state(...)
     saved_note(run)
 
 Pressing Stop (or any widget) makes Streamlit rerun the script, which stops the running one at its
-next page call; so does closing the tab. The run is then recorded as stopped, and a waiting one
-leaves the queue.
+next page call (the next progress callback of the job, which :func:`battgai.core.engine.run` then
+cancels, killing its worker); so does closing the tab. The run is then recorded as stopped, and a
+waiting one leaves the queue.
 """
 
 from __future__ import annotations
