@@ -29,7 +29,6 @@ from battgai.microstructure.enhancement import degrade, evaluate, guard
 from battgai.microstructure.enhancement.enhance import skimage_upscale
 from battgai.microstructure.enhancement.evaluate import NOISE_CASES, lowres_pair, psnr_ssim
 
-SR_BLUR = evaluate.SR_BLUR
 #: Marker name of the denoising-on-every-image-type block (``--part guard`` rewrites only it).
 GUARD_BLOCK = "microstructure-guard"
 FUSION_BLOCK = "microstructure-fusion"
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = []
     for scale in (2, 4):
         rows = sr_rows(images, scale, models[scale])
-        lines += [f"### Super-resolution x{scale} (blur sigma {SR_BLUR} LR px + {scale}x{scale} binning)", "",
+        lines += [f"### Super-resolution x{scale} (blur sigma {evaluate.SR_BLUR} LR px + {scale}x{scale} binning)", "",
                   "| held-out image | method | PSNR dB | SSIM |", "|---|---|---|---|"]
         lines += [f"| {r[0]} | {r[1]} | {r[2]:.2f} | {r[3]:.4f} |" for r in rows]
         means = _means(rows, (1,))

@@ -56,7 +56,8 @@ def rows(images: dict[str, np.ndarray]) -> list[dict]:
                             "method": res.method})
             # Pixels where the 12-bit and the 16-bit copy came out more than a 12-bit step apart.
             apart = np.abs(results["12-bit in uint16"] - results["16-bit"]) > 1.5 / 4095
-            out[-len(ENCODINGS)]["pixels_apart"] = (int(apart.sum()), apart.size)
+            twelve = next(r for r in reversed(out) if r["encoding"] == "12-bit in uint16")
+            twelve["pixels_apart"] = (int(apart.sum()), apart.size)
     return out
 
 
@@ -74,7 +75,7 @@ def markdown(table: list[dict]) -> str:
             by = {r["encoding"]: r for r in table if r["image"] == name and r["noise"] == level}
             diff = abs(min(by["12-bit in uint16"]["psnr"], CAP_DB) - min(by["16-bit"]["psnr"], CAP_DB))
             worst = max(worst, diff)
-            apart, size = by["16-bit"]["pixels_apart"]
+            apart, size = by["12-bit in uint16"]["pixels_apart"]
             lines.append(f"| {name} | {100 * level:.0f} % | "
                          + " | ".join(f"{by[e]['psnr']:.2f}" for e in ENCODINGS)
                          + f" | {by['16-bit']['method']} / {by['12-bit in uint16']['method']} | {diff:.2f} "

@@ -165,10 +165,11 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    problem = ("--temperature and --element-temperature must be above 0"
-               if args.temperature <= 0 or args.element_temperature <= 0 else
-               "--novel-only needs the novelty check; drop --no-novelty" if args.novel_only and args.no_novelty
-               else None)
+    problem = None
+    if args.temperature <= 0 or args.element_temperature <= 0:
+        problem = "--temperature and --element-temperature must be above 0"
+    elif args.novel_only and args.no_novelty:
+        problem = "--novel-only needs the novelty check; drop --no-novelty"
     if problem:  # worded and numbered as argparse's own usage errors
         print(f"python -m battgai generate: error: {problem}", file=sys.stderr)
         return 2

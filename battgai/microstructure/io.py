@@ -133,10 +133,9 @@ def intensity_range(image: np.ndarray) -> IntensityRange:
         clipped = [name for name, cut in (("low", lo > lo_val), ("high", hi < hi_val)) if cut]
         return IntensityRange(lo, max(hi, lo + 1.0), f"{image.dtype} values {lo:g} to {hi:g}"
                               + (f" (isolated {' and '.join(clipped)} outliers set aside)" if clipped else ""))
-    values = image.astype(np.float64)
-    if not np.isfinite(values).all():
+    if not np.isfinite(image).all():
         raise ValueError("image contains NaN or infinite values")
-    lo, hi = float(values.min()), float(values.max())
+    lo, hi = float(image.min()), float(image.max())
     if lo >= 0.0 and hi <= 1.0:
         return IntensityRange(0.0, 1.0, f"{image.dtype} in [0, 1]")
     return IntensityRange(lo, hi if hi > lo else lo + 1.0, f"{image.dtype}, minimum to maximum ({lo:g} to {hi:g})")
