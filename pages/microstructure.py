@@ -61,7 +61,7 @@ def pick_input() -> tuple[np.ndarray, str, bool] | None:
     """Widgets for the input; returns (image, description, is_labels) or None after an error."""
     source = st.radio("Input", ["Bundled sample", "Upload", "Synthetic demo"], horizontal=True, key="source")
     if source == "Upload":
-        up = st.file_uploader(f"PNG or TIFF (8 / 16-bit or float; multi-page TIFF for a stack; at most "
+        up = st.file_uploader(f"PNG or TIFF (8- to 16-bit, int16 CT or float; multi-page TIFF for a stack; at most "
                               f"{MAX_UPLOAD_MB} MB and {MAX_PIXELS:,} pixels or voxels, e.g. 4096 x 4096 or 320^3)",
                               type=["png", "tif", "tiff"], key="upload")
         if up is None:

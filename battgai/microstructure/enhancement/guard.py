@@ -374,7 +374,10 @@ def _decide(image: np.ndarray, model, fitted=None, score_all: bool = False) -> t
     from battgai.microstructure.enhancement.enhance import apply_model
 
     sigma = estimate_noise(image)
-    notes = [f"Estimated noise: sigma = {sigma:.3f} of the intensity range ({sigma * 255:.1f} grey levels of 255)."]
+    # The image arrives on its own range (io.intensity_range), whatever its bit depth: 255 steps only put the number
+    # on a familiar scale.
+    notes = [f"Estimated noise: sigma = {sigma:.3f} of the image's intensity range ({sigma * 255:.1f} of 255 on an "
+             "8-bit scale)."]
     corr_sigma, kernel_px = estimate_correlated_noise(image)
     correlated = kernel_px >= CORRELATED_MIN_PX and corr_sigma >= max(MIN_SIGMA, sigma)
     if correlated:
