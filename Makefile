@@ -12,10 +12,11 @@ TEST_PROCS ?= 2
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test install lint bench chromium
+.PHONY: run test install lint bench chromium dft-build-deps
 
-# Reinstall only when requirements.txt changes.
+# Reinstall only when requirements.txt changes. GPAW compiles against these system packages.
 $(STAMP): requirements.txt
+	$(MAKE) dft-build-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -26,6 +27,12 @@ install: $(STAMP)
 run: $(STAMP)
 	@echo "battgai: open http://localhost:$(PORT)"
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 0.0.0.0
+
+# Headers GPAW's C extension builds against (pip builds it from source): libxc, BLAS, MPI.
+dft-build-deps:
+	@dpkg -s libxc-dev libopenblas-dev libopenmpi-dev >/dev/null 2>&1 || { \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libxc-dev libopenblas-dev libopenmpi-dev; }
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \

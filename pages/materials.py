@@ -33,6 +33,7 @@ from battgai.materials.pipeline import (
 from battgai.uploads import MAX_CIF_ATOMS, MAX_CIF_MB, read_cif
 from battgai.uploads.errors import UploadError
 from components.deep_link import through_app
+from components.dft_panel import dft_panel
 from components.download import download_bundle
 from components.run_job import heavy_step, reopened, reopened_banner, saved_note
 from components.structure_viewer import STYLES, show_structure
@@ -110,13 +111,15 @@ def cif_files(cands: list[Candidate], rows: list[int]) -> dict[str, bytes]:
     return {f"{i}_{cands[i].formula}.cif": cands[i].structure.to(fmt="cif").encode() for i in rows}
 
 
-def save_candidates(run, cands: list[Candidate], tally, prov: Provenance) -> None:
-    """Keep the candidates as files (CIF + checks CSV) and as page state, with their provenance."""
+def save_candidates(run, cands: list[Candidate], tally, prov: Provenance, dft: list[dict] | None = None) -> None:
+    """Keep the candidates as files (CIF + checks CSV, DFT checks when run) and as page state, with provenance."""
     for name, cif in cif_files(cands, list(range(len(cands)))).items():
         run.write(name, cif)
     run.write("checks.csv", pd.DataFrame([c.row() for c in cands]).to_csv(index=False).encode())
+    if dft:
+        run.write("dft_checks.csv", pd.DataFrame(dft).to_csv(index=False).encode())
     run.set(provenance=prov)
-    run.save_state({"cands": cands, "tally": tally, "prov": prov})
+    run.save_state({"cands": cands, "tally": tally, "prov": prov, "dft": dft})
 
 
 def short(conditions: Conditions) -> str:
@@ -128,7 +131,7 @@ if record is not None:
     if st.session_state.get("mat_loaded_run") != record.id:
         state = record.state()
         st.session_state.update(mat_cands=state["cands"], mat_tally=state["tally"], mat_prov=state["prov"],
-                                mat_loaded_run=record.id)
+                                mat_dft=state.get("dft"), mat_loaded_run=record.id)
     reopened_banner(record)
 
 
@@ -223,7 +226,7 @@ if submitted and spacegroups is not None:
                 "screened_by": "static CHGNet" if oversample > 1 else None}, int(seed))
             save_candidates(run, cands, tally, prov)
         saved_note(run)
-        st.session_state.update(mat_cands=cands, mat_tally=tally, mat_prov=prov)
+        st.session_state.update(mat_cands=cands, mat_tally=tally, mat_prov=prov, mat_dft=None)
         st.caption(sentence(known_and_source()[1]))
 
 with st.expander("Check your own CIF"):
@@ -351,6 +354,14 @@ selection = st.dataframe(table, width="stretch", on_select="rerun", selection_mo
                          column_config={"contact_ratio": st.column_config.NumberColumn(
                              "closest contact", help=contact_help, format="%.2f")})
 rows = list(selection.selection.rows) if selection else []
+
+
+def save_dft(run, dft: list[dict]) -> None:
+    prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})
+    save_candidates(run, cands, st.session_state.get("mat_tally"), prov, dft)
+
+
+dft_panel(cands, rows, potential, pot, save_dft)
 
 plot = table.assign(index=range(len(table)), novel=table.novel.astype(str))
 has_hull = plot.e_above_hull.notna().any()

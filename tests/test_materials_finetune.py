@@ -113,7 +113,7 @@ def test_policy_steps_move_towards_the_reward_and_stay_near_the_parent(one_torch
 
 
 def test_reward_table_marks_each_target():
-    from battgai.bench.materials_campaign import REWARD_ROWS, reward_markdown
+    from battgai.bench.materials.campaign import REWARD_ROWS, reward_markdown
 
     base = {key: 0.5 for key, *_ in REWARD_ROWS} | {"relax_n": 100, "wdist_density": 0.2, "wdist_num_elems": 0.1,
                                                      "density_mean": 4.0}

@@ -15,7 +15,8 @@ from battgai.core.registry import REPO_ROOT
 #: section of docs/BENCHMARKS.md -> the module whose ``main(argv)`` runs it
 SECTIONS = {"materials": "battgai.bench.materials", "microstructure": "battgai.bench.microstructure",
             "health": "battgai.bench.health", "load": "battgai.bench.load",
-            "bundle": "battgai.bench.materials_bundle", "campaign": "battgai.bench.materials_campaign"}
+            "bundle": "battgai.bench.materials.bundle", "campaign": "battgai.bench.materials.campaign",
+            "dft": "battgai.bench.materials.dft"}
 BENCHMARKS_MD = REPO_ROOT / "docs" / "BENCHMARKS.md"
 
 

@@ -2,7 +2,7 @@
 
 Two kinds of subcommand:
 
-- parsed here: ``generate``, ``data``, ``health-transfer``, ``campaign`` (each module has
+- parsed here: ``generate``, ``data``, ``health-transfer``, ``campaign``, ``verify`` (each module has
   ``add_arguments(parser)`` and ``run_cli(args) -> exit status``);
 - with options of their own, handed the rest of the command line: ``bench``, ``train``,
   ``finetune``, ``bundle``, ``registry`` (each names a ``main(argv)``).
@@ -23,6 +23,7 @@ PARSED = {
     "data": ("battgai.cli.data", "the shared datasets: status (what is present and verified) or fetch them"),
     "health-transfer": ("battgai.cli.health_transfer", "SOH of your own cells from a few labelled ones (CSV out)"),
     "campaign": ("battgai.cli.campaign", "rounds of sample -> screen -> relax on Ray -> judge, stored and resumable"),
+    "verify": ("battgai.cli.verify", "check CIFs: the page's checks, or DFT (GPAW) against the known phases"),
 }
 #: Subcommands with options of their own: name -> (module with main(argv), help).
 DELEGATED = {

@@ -43,6 +43,7 @@ STATUSES = ("running", "finished", "failed", "stopped", "interrupted")
 TASK_PAGES = {
     "materials.generate": "pages/materials.py",
     "materials.energies": "pages/materials.py",
+    "materials.dft": "pages/materials.py",
     "microstructure.enhance": "pages/microstructure.py",
     "microstructure.segment": "pages/microstructure.py",
     "microstructure.generate": "pages/microstructure.py",

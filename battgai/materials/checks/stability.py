@@ -414,6 +414,10 @@ class HullResult:
     formation_energy: float  # eV/atom vs elemental references, NaN without them
     n_references: int
     note: str = ""
+    #: The known phases the hull puts at this composition: (reference id, fraction of the atoms).
+    decomposition: tuple[tuple[str, float], ...] = ()
+    #: The elemental phase each element's chemical potential comes from: (element, reference id).
+    elemental: tuple[tuple[str, str], ...] = ()
 
 
 class ReferencePhases:
@@ -514,12 +518,14 @@ class ReferencePhases:
         self._add_missing_elements(elements)
         idx = self.in_system(elements, exclude)
         energies = self.cache.get_many([self.ids[i] for i in idx], self._structure, progress)
-        entries = [PDEntry(self.comps[i], energies[self.ids[i]] * self.comps[i].num_atoms) for i in idx]
-        mu = {}
+        entries = [PDEntry(self.comps[i], energies[self.ids[i]] * self.comps[i].num_atoms, attribute=self.ids[i])
+                   for i in idx]
+        mu, mu_id = {}, {}
         for e in entries:
-            if len(e.composition.elements) == 1:
+            if len(e.composition.elements) == 1 and np.isfinite(e.energy):
                 el = e.composition.elements[0].symbol
-                mu[el] = min(mu.get(el, math.inf), e.energy_per_atom)
+                if e.energy_per_atom < mu.get(el, math.inf):
+                    mu[el], mu_id[el] = e.energy_per_atom, e.attribute
         missing = sorted(elements - set(mu))
         if missing:
             return HullResult(math.nan, math.nan, len(entries),
@@ -529,8 +535,10 @@ class ReferencePhases:
         target = PDEntry(comp, energy_per_atom * comp.num_atoms)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ehull = pd.get_e_above_hull(target, allow_negative=True)
-        return HullResult(float(ehull), float(e_form), len(entries))
+            decomp, ehull = pd.get_decomp_and_e_above_hull(target, allow_negative=True)
+        return HullResult(float(ehull), float(e_form), len(entries),
+                          decomposition=tuple((e.attribute, float(f)) for e, f in decomp.items()),
+                          elemental=tuple(sorted(mu_id.items())))
 
 
 @dataclasses.dataclass(frozen=True)
