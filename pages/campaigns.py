@@ -50,11 +50,18 @@ with st.expander("Start a campaign", expanded=not runs_store.list(campaign.TASK)
                                  help="reject sampled crystals that match a training structure")
         address = c7.text_input("Ray address (optional)", key="camp_ray",
                                 help="host:port of an existing Ray cluster; empty: a local Ray on this machine")
+        d1, d2, _ = st.columns([1, 1, 2])
+        audit = d1.number_input("DFT audit: best S.U.N. crystals", 0, campaign.MAX_DFT_AUDIT, 0, key="camp_dft",
+                                help="after the rounds, the S.U.N. crystals with the lowest E_hull and their "
+                                     "decomposition phases are computed with DFT (GPAW, MP's settings) on the Ray "
+                                     "workers: minutes per crystal. 0: no audit.")
+        dft_preset = d2.selectbox("DFT preset", ["screen", "accurate"], key="camp_dft_preset")
         start = st.form_submit_button("Start campaign", type="primary")
     if start:
         settings = CampaignSettings(conditions=conditions.strip(), rounds=int(rounds), per_round=int(per_round),
                                     relax=int(relax), seed=int(seed), relax_steps=int(steps),
-                                    novel_only=novel_only, learn_steps=int(learn))
+                                    novel_only=novel_only, learn_steps=int(learn), dft_audit=int(audit),
+                                    dft_preset=dft_preset)
         try:
             run = launch(settings, address.strip() or None, runs_store)
         except (CampaignError, EngineError, OSError) as exc:
@@ -116,9 +123,13 @@ def watch(run_id: str) -> None:
     summaries = pd.DataFrame([campaign.summary(rd) for rd in rounds])
     rows = folder.rows()
     relaxed = [r for r in rows if r["relaxed"]]
-    m1, m2, m3, m4, m5 = st.columns(5)
+    audit = folder.dft_audit()
+    m1, m2, m3, m4, m5, m6 = st.columns(6)
     m1.metric("Rounds", f"{len(rounds)} / {meta['settings']['rounds']}")
-    m2.metric("S.U.N.", f"{sum(r['sun'] for r in relaxed)} of {len(relaxed)} relaxed")
+    m2.metric("S.U.N. (CHGNet)", f"{sum(r['sun'] for r in relaxed)} of {len(relaxed)} relaxed")
+    m6.metric("DFT-confirmed", f"{audit['confirmed']} of {len(audit['rows'])} audited" if audit else "-",
+              help="the best S.U.N. crystals checked with DFT (GPAW): E_hull <= 0.1 eV/atom against their "
+                   "decomposition phases computed the same way; set 'DFT audit' when starting a campaign")
     m3.metric("Suspect", sum(r["suspect"] for r in relaxed),
               help=f"more than {evaluate.SUSPECT_BELOW_HULL:g} eV/atom below the known hull: never counted stable")
     m4.metric("Novel (relaxed)", f"{100 * evaluate.rate(r['novel'] for r in relaxed):.0f} %" if relaxed else "-")
@@ -149,8 +160,12 @@ best = sorted((r for r in rows if r["relaxed"]),
               key=lambda r: (r["suspect"], not r["sun"], not r["stable"], r["e_hull"]))
 st.subheader("Best candidates")
 if best:
+    audit = folder.dft_audit()
+    dft = {r["id"]: r for r in (audit["rows"] if audit else [])}
     table = pd.DataFrame(best)[["id", "formula", "n_atoms", "sg_found", "e_hull", "verdict", "novel", "unique",
                                 "sun", "round", "seed"]]
+    table.insert(5, "E_hull DFT", [dft.get(i, {}).get("e_above_hull_dft") for i in table.id])
+    table.insert(6, "DFT verdict", [dft.get(i, {}).get("verdict", "") for i in table.id])
     st.dataframe(table.head(50), hide_index=True, width="stretch")
     pick = st.selectbox("Show in 3D", [r["id"] for r in best[:50]], key="camp_pick",
                         format_func=lambda i: next(f"{i} · {r['formula']} · {r['verdict']}" for r in best

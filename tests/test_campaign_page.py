@@ -100,7 +100,8 @@ def test_a_campaign_shows_rounds_suspects_and_downloads(store):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rounds"] == "2 / 2"
     assert metrics["Suspect"] == "1"  # -0.3 eV/atom below the hull
-    assert metrics["S.U.N."] == "2 of 4 relaxed"  # 0.02 and 0.0; the suspect one is not counted
+    assert metrics["S.U.N. (CHGNet)"] == "2 of 4 relaxed"  # 0.02 and 0.0; the suspect one is not counted
+    assert metrics["DFT-confirmed"] == "-"  # no audit was asked for
     best = at.dataframe[-1].value
     assert best.iloc[-1]["verdict"] == "suspect"  # listed last, whatever its energy
     assert len(at.get("download_button")) == 2

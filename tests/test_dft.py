@@ -212,3 +212,33 @@ def test_dft_panel_runs_a_stored_check_beside_the_potential(tmp_path, monkeypatc
     (rec,) = RunStore().list("materials")
     assert rec.task == "materials.dft" and rec.status == "finished" and "dft_checks.json" in rec.files
     assert rec.settings["preset"]["ecut"] == CHEAP.ecut and rec.settings["as_given"] is True
+
+
+def test_campaign_dft_audit_checks_the_best_sun_crystals_once(tmp_path, monkeypatch):
+    from battgai.materials.checks import references
+    from battgai.materials.dft import settings
+    from battgai.materials.discovery import campaign
+
+    refs = refs_li_al(tmp_path)
+    monkeypatch.setattr(references, "reference_phases", lambda potential="chgnet": (refs, "test references"))
+    monkeypatch.setitem(settings.PRESETS, "screen", dataclasses.replace(CHEAP, name="screen"))
+    folder = campaign.CampaignFolder(tmp_path / "campaign")
+    folder.rounds_dir.mkdir(parents=True)
+    cands = [{"id": f"r000-000{k}", "sun": sun, "e_hull": e, "structure": lial_b2().as_dict()}
+             for k, (sun, e) in enumerate([(True, 0.05), (False, -0.2), (True, 0.01)])]
+    (folder.rounds_dir / "round_0000.json").write_text(json.dumps({"round": 0, "candidates": cands}))
+
+    class Engine:  # the campaign engine's dft(), in this process
+        calls = 0
+
+        def dft(self, structures, preset, progress=None):
+            Engine.calls += 1
+            return [verify.calc_task(s, preset) for s in structures]
+
+    s = campaign.CampaignSettings(dft_audit=1)
+    audit = campaign.dft_audit(folder, s, Engine())
+    assert audit["ids"] == ["r000-0002"]  # the S.U.N. one with the lowest E_hull; not the non-S.U.N. one
+    assert audit["rows"][0]["verdict"] in ("confirmed", "refuted") and folder.dft_audit() == audit
+    assert audit["confirmed"] + audit["refuted"] == 1
+    assert campaign.dft_audit(folder, s, Engine()) == audit and Engine.calls == 1  # kept, not recomputed
+    assert campaign.CampaignSettings(dft_audit=campaign.MAX_DFT_AUDIT + 1).problems()

@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learn-steps", type=int, default=0,
                    help="reward fine-tuning steps of the generator between rounds (0: sample the bundled model)")
     p.add_argument("--learn-batch", type=int, default=32, help="crystals sampled per learning step")
+    p.add_argument("--dft-audit", type=int, default=0, metavar="K",
+                   help="after the rounds, check the K S.U.N. crystals with the lowest E_hull with DFT (GPAW, "
+                        "minutes each) and report what DFT confirms")
+    p.add_argument("--dft-preset", choices=("screen", "accurate"), default="screen")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (host:port or ray://host:port; default RAY_ADDRESS, else a "
                         "local Ray started here with one worker per core)")
@@ -47,7 +51,7 @@ def settings_of(args: argparse.Namespace) -> CampaignSettings:
     return CampaignSettings(conditions=args.conditions, rounds=args.rounds, per_round=args.per_round,
                             relax=args.relax, seed=args.seed, model=args.model, relax_steps=args.relax_steps,
                             guidance=args.guidance, novel_only=args.novel_only, learn_steps=args.learn_steps,
-                            learn_batch=args.learn_batch)
+                            learn_batch=args.learn_batch, dft_audit=args.dft_audit, dft_preset=args.dft_preset)
 
 
 def _bar(t0: float):
@@ -127,6 +131,10 @@ def run_cli(args: argparse.Namespace) -> int:
     for s in summaries:
         print(f"round {s['round']}: {s['sampled']} sampled, {s['relaxed']} relaxed, {s['stable']} stable, "
               f"{s['suspect']} suspect, {s['sun']} S.U.N., {s['candidates_per_minute']:.1f} crystals/min")
+    audit = campaign.CampaignFolder(campaign.data_root(out)).dft_audit()
+    if audit:
+        print(f"DFT audit ({audit['preset']}): {audit['confirmed']} of {len(audit['rows'])} S.U.N. crystals confirmed, "
+              f"{audit['refuted']} refuted")
     print(f"campaign in {out}")
     return 0
 
@@ -137,7 +145,8 @@ def command(settings: CampaignSettings, out: Path, ray_address: str | None = Non
             "--rounds", str(settings.rounds), "--per-round", str(settings.per_round), "--relax", str(settings.relax),
             "--seed", str(settings.seed), "--model", settings.model, "--relax-steps", str(settings.relax_steps),
             "--guidance", str(settings.guidance), "--learn-steps", str(settings.learn_steps),
-            "--learn-batch", str(settings.learn_batch), "--out", str(out)]
+            "--learn-batch", str(settings.learn_batch), "--dft-audit", str(settings.dft_audit),
+            "--dft-preset", settings.dft_preset, "--out", str(out)]
     return args + (["--novel-only"] if settings.novel_only else []) + (
         ["--ray-address", ray_address] if ray_address else [])
 

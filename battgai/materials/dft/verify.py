@@ -20,6 +20,8 @@ from battgai.materials.dft.settings import Preset, get_preset
 
 #: Called with (calculations done, calculations in all, what runs now).
 Progress = Callable[[int, int, str], None]
+#: Runs :func:`calc_task` on each structure with the preset somewhere else (a campaign's Ray actors), in order.
+Runner = Callable[[list, Preset], list[tuple]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +65,8 @@ class _Plan:
     error: str = ""
 
 
-def _calc_task(structure, preset: Preset) -> tuple[DFTEnergy | None, object, str]:
-    # Module level, so Ray workers import it by name; a DFTError comes back as a value so the others go on.
+def calc_task(structure, preset: Preset) -> tuple[DFTEnergy | None, object, str]:
+    """``(DFTEnergy or None, final structure, error)``: a DFTError comes back as a value, so the others go on."""
     try:
         energy, final = compute(structure, preset)
     except DFTError as exc:
@@ -73,12 +75,17 @@ def _calc_task(structure, preset: Preset) -> tuple[DFTEnergy | None, object, str
 
 
 def _run_all(tasks: dict[str, object], preset: Preset, workers: int, progress: Progress | None,
-             labels: dict[str, str], on_done: Callable[[str, tuple], None]) -> dict[str, tuple]:
+             labels: dict[str, str], on_done: Callable[[str, tuple], None], runner: Runner | None) -> dict[str, tuple]:
     """Run every calculation: key -> (DFTEnergy or None, final structure, error); ``on_done`` sees each as it ends."""
     from battgai.core import engine
 
     out: dict[str, tuple] = {}
     keys = list(tasks)
+    if runner is not None:
+        for key, result in zip(keys, runner([tasks[k] for k in keys], preset), strict=True):
+            out[key] = result
+            on_done(key, result)
+        return out
     if workers <= 1 or engine.mode() == "inline":
         for k, key in enumerate(keys):
             def step(iteration: int, seconds: float, k: int = k, key: str = key) -> None:
@@ -99,7 +106,7 @@ def _run_all(tasks: dict[str, object], preset: Preset, workers: int, progress: P
     import ray
 
     engine.ensure_connected()
-    remote = ray.remote(num_cpus=1, max_retries=0)(_calc_task)
+    remote = ray.remote(num_cpus=1, max_retries=0)(calc_task)
     pending: dict = {}
     queue = list(keys)
     try:
@@ -143,7 +150,7 @@ def _plan(structure, as_given: bool, refs, potential: str, exclude: str | None, 
 
 def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, as_given: bool = False,
            potential: str = "chgnet", exclude: Sequence[str | None] | None = None, workers: int = 1,
-           store=None, progress: Progress | None = None) -> list[DFTCheck]:
+           store=None, progress: Progress | None = None, runner: Runner | None = None) -> list[DFTCheck]:
     """DFT check of each of ``structures`` (pymatgen), in order.
 
     Parameters
@@ -158,6 +165,8 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
         Per structure, a reference id to leave out of its hull (a known phase checked against the others).
     workers : int
         Calculations run at once on the engine's Ray workers.
+    runner : callable, optional
+        Runs the calculations instead (a campaign's actors, which hold the cluster's CPUs).
 
     A crystal that cannot be checked (no setup, too many atoms, a reference beyond the atom limit, an
     SCF that does not converge, a time limit) gets verdict "failed" and the reason, never a number.
@@ -206,7 +215,7 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
         if key in ref_structures and result[0] is not None:
             store.put(key, result[0])
 
-    results = _run_all(tasks, preset, workers, progress, labels, keep)
+    results = _run_all(tasks, preset, workers, progress, labels, keep, runner)
     return [_check(k, p, results, store, refs, preset, potential) for k, p in enumerate(plans)]
 
 

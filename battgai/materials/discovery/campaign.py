@@ -49,6 +49,8 @@ TASK = "materials.campaign"
 MIN_FREE_BYTES = 50 * 2**20
 #: Most crystals per round and relaxations per round a campaign accepts (a round should take minutes).
 MAX_PER_ROUND = 2000
+#: Most crystals a campaign's DFT audit takes (a 4-atom cell and its references take minutes each).
+MAX_DFT_AUDIT = 20
 #: ``progress(rounds done, rounds asked, what the driver is doing)``.
 Progress = Callable[[int, int, str], None]
 
@@ -73,6 +75,8 @@ class CampaignSettings:
     novel_only: bool = False
     learn_steps: int = 0  # policy-gradient steps between rounds (0: every round samples the bundled model)
     learn_batch: int = 32
+    dft_audit: int = 0  # after the rounds, the best this many S.U.N. crystals are checked with DFT (0: none)
+    dft_preset: str = "screen"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +96,10 @@ class CampaignSettings:
             out.append("Learning steps must be 0 or more, with at least 2 crystals per step.")
         if self.relax_steps < 1 or not self.fmax > 0:
             out.append("Relaxation steps must be at least 1 and fmax above 0.")
+        if not 0 <= self.dft_audit <= MAX_DFT_AUDIT:
+            out.append(f"The DFT audit takes 0..{MAX_DFT_AUDIT} crystals (each costs minutes), got {self.dft_audit}.")
+        if self.dft_preset not in ("screen", "accurate"):
+            out.append(f"The DFT preset must be screen or accurate, got {self.dft_preset!r}.")
         try:
             out += check_conditions(parse_conditions(self.conditions))
         except ValueError as exc:
@@ -223,6 +231,11 @@ class CampaignFolder:
             if self.meta_path.exists():
                 zf.write(self.meta_path, "campaign.json")
         return buf.getvalue()
+
+    def dft_audit(self) -> dict[str, Any] | None:
+        """The DFT audit of the best S.U.N. crystals, when one ran (:func:`dft_audit`)."""
+        path = self.root / "dft_audit.json"
+        return json.loads(path.read_text()) if path.exists() else None
 
     def write_status(self, **status: Any) -> None:
         """What the driver is doing now, for the page (not part of the results; lost writes do no harm)."""
@@ -455,10 +468,52 @@ def run_campaign(settings: CampaignSettings, root: str | os.PathLike, engine, pr
         lm, learned = model_for_round(r, settings, p.lm, p.conditions, p.judge, engine, folder, say)
         # run_round adds the round's crystals to the judge as it goes; the commit makes them count.
         folder.commit(run_round(r, settings, lm, p.conditions, p.judge, engine, say, learned))
+    if settings.dft_audit:
+        def tell(text: str) -> None:
+            folder.write_status(round=settings.rounds, rounds=settings.rounds, step=text, pid=os.getpid())
+            if progress:
+                progress(settings.rounds, settings.rounds, text)
+
+        dft_audit(folder, settings, engine, tell)
     folder.write_status(round=settings.rounds, rounds=settings.rounds, step="finished", pid=os.getpid())
     if progress:
         progress(settings.rounds, settings.rounds, "finished")
     return [summary(rd) for rd in folder.rounds()]
+
+
+def audit_choice(folder: CampaignFolder, k: int) -> list[dict[str, Any]]:
+    """The ``k`` S.U.N. crystals of every committed round with the lowest E_hull (their records, structures in)."""
+    sun = [c for rd in folder.rounds() for c in rd["candidates"] if c["sun"]]
+    return sorted(sun, key=lambda c: c["e_hull"])[:k]
+
+
+def dft_audit(folder: CampaignFolder, settings: CampaignSettings, engine,
+              say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Check the best ``settings.dft_audit`` S.U.N. crystals with DFT on the campaign's workers; kept in
+    ``dft_audit.json`` (done once: a resumed campaign with more rounds audits its new best again).
+
+    The crystals are CHGNet-relaxed already, so DFT takes them as they are; their decomposition phases are
+    computed once and kept in the DFT store (:mod:`battgai.materials.dft.store`).
+    """
+    from pymatgen.core import Structure
+
+    from battgai.materials.dft.verify import verify
+
+    chosen = audit_choice(folder, settings.dft_audit)
+    ids = [c["id"] for c in chosen]
+    old = folder.dft_audit()
+    if old and old["ids"] == ids and old["preset"] == settings.dft_preset:
+        return old
+    say(f"DFT audit of {len(chosen)} S.U.N. crystals ({settings.dft_preset})")
+    checks = verify([Structure.from_dict(c["structure"]) for c in chosen], settings.dft_preset, as_given=True,
+                    runner=lambda structures, preset: engine.dft(
+                        structures, preset, progress=lambda d, n: say(f"DFT audit: {d}/{n} calculations")))
+    rows = [{"id": c["id"], **check.row()} for c, check in zip(chosen, checks, strict=True)]
+    audit = {"ids": ids, "preset": settings.dft_preset, "rows": rows,
+             "confirmed": sum(r["verdict"] == "confirmed" for r in rows),
+             "refuted": sum(r["verdict"] == "refuted" for r in rows)}
+    write_atomic(folder.root / "dft_audit.json", json.dumps(audit, default=lambda x: None).encode())
+    return audit
 
 
 # --- the run store: a campaign is one run of task materials.campaign ---------------------------------------------

@@ -48,6 +48,13 @@ class PotentialWorker:
         return final, float(energy), ""
 
 
+    def dft(self, structure, preset) -> tuple:
+        """:func:`battgai.materials.dft.verify.calc_task`: one DFT energy, or the reason there is none."""
+        from battgai.materials.dft.verify import calc_task
+
+        return calc_task(structure, preset)
+
+
 class Engine:
     """``workers`` :class:`PotentialWorker` actors on the connected Ray cluster (default: one per CPU)."""
 
@@ -87,6 +94,10 @@ class Engine:
               progress: Progress | None = None) -> list[tuple[object | None, float, str]]:
         """:meth:`PotentialWorker.relax` of each structure, in parallel over the workers."""
         return self._map("relax", list(structures), progress, steps, fmax)
+
+    def dft(self, structures: Sequence, preset, progress: Progress | None = None) -> list[tuple]:
+        """DFT of each structure (:meth:`PotentialWorker.dft`), in parallel over the workers."""
+        return self._map("dft", list(structures), progress, preset)
 
     def close(self) -> None:
         import ray
