@@ -140,6 +140,169 @@ def accuracy_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _sampled_for_audit(model: str, n: int, seed: int, max_atoms: int, max_ref_atoms: int, refs, known) -> list:
+    """The app's sampler's crystals of ``model`` (unconditioned, guidance 2, ``seed``), relaxed with CHGNet:
+    ``(kind, candidate)`` for every S.U.N. and every suspect one whose DFT fits the size limits, in sample order."""
+    from battgai.materials.checks import evaluate
+    from battgai.materials.dft.calculator import available_setups, primitive
+    from battgai.materials.generation.sample import Conditions, load_model
+    from battgai.materials.pipeline import add_energies, generate
+
+    cands, _ = generate(load_model(model), Conditions(), n, seed, known=known, guidance=2.0)
+    small = [c for c in cands if c.valid_structure and c.unique and c.novel
+             and len(primitive(c.structure)) <= max_atoms
+             and {el.symbol for el in c.structure.composition.elements} <= available_setups()]
+    add_energies(small, refs, relax=True)
+    out = []
+    for c in small:
+        kind = "suspect" if evaluate.is_suspect(c.e_above_hull) else "sun" if evaluate.is_stable(c.e_above_hull) \
+            else None
+        if kind is None or c.novel is not True:
+            continue
+        h = refs.hull(c.structure.composition, c.e_per_atom)
+        ids = [rid for rid, _ in h.decomposition] + [rid for _, rid in h.elemental]
+        if all(len(primitive(refs._structure(rid))) <= max_ref_atoms for rid in ids):
+            out.append((kind, c))
+    return out
+
+
+def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: int, max_atoms: int = 8,
+          max_ref_atoms: int = 10) -> dict:
+    """DFT of the first ``k`` CHGNet-S.U.N. crystals per model and every suspect one met (see module doc)."""
+    from battgai.materials.checks.references import known_structures, reference_phases
+    from battgai.materials.dft.verify import verify
+
+    refs, known = reference_phases("chgnet")[0], known_structures()[0]
+    picked = []
+    for model in models:
+        found = _sampled_for_audit(model, n_sample, seed, max_atoms, max_ref_atoms, refs, known)
+        sun = [c for kind, c in found if kind == "sun"][:k]
+        picked += [(model, "sun", c) for c in sun] + [(model, "suspect", c) for kind, c in found if kind == "suspect"]
+    t0 = time.time()
+    checks = verify([c.structure for _, _, c in picked], "screen", refs=refs, as_given=True, workers=workers,
+                    progress=lambda d, n, label: print(f"\r{d}/{n} {label[:70]:70s}", end="", flush=True))
+    print()
+    rows = [{"model": m, "kind": kind, "formula": c.formula, "n_atoms": len(c.structure), "chgnet": c.e_above_hull,
+             "dft": ch.e_above_hull, "verdict": ch.verdict, "decomposition": ch.row()["decomposition"],
+             "note": ch.note or ch.error} for (m, kind, c), ch in zip(picked, checks, strict=True)]
+    return {"models": list(models), "k": k, "n_sample": n_sample, "seed": seed, "max_atoms": max_atoms,
+            "max_ref_atoms": max_ref_atoms, "rows": rows, "wall_s": round(time.time() - t0, 1), "workers": workers}
+
+
+def _wilson(hits: int, n: int) -> str:
+    if n == 0:
+        return "n/a"
+    z, rate = 1.96, hits / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return f"{100 * rate:.0f} % ({100 * max(centre - half, 0):.0f}-{100 * min(centre + half, 1):.0f} %)"
+
+
+def audit_markdown(r: dict) -> str:
+    lines = [
+        "### Audit: what DFT says about CHGNet's S.U.N. crystals (`python -m battgai bench dft --part audit`)", "",
+        f"The app's sampler, unconditioned, guidance 2, seed {r['seed']}, {r['n_sample']} crystals per model, relaxed "
+        f"with CHGNet; the first {r['k']} S.U.N. ones per model (new, unique, CHGNet E_hull in [-0.05, 0.1)) and "
+        f"every suspect one (more than 0.05 below the hull), among those of at most {r['max_atoms']} atoms whose "
+        f"decomposition and elemental phases have at most {r['max_ref_atoms']}: DFT (screen) on the CHGNet-relaxed "
+        f"structure against the decomposition recomputed with DFT. Wall time {r['wall_s']:.0f} s on {r['workers']} "
+        "Ray workers. Interval: 95 % Wilson.", "",
+        "| model | S.U.N. audited | DFT confirms | refuted | not comparable / failed | suspect audited | "
+        "suspect flag right (DFT E_hull >= 0) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in r["models"]:
+        sun = [x for x in r["rows"] if x["model"] == m and x["kind"] == "sun"]
+        judged = [x for x in sun if x["verdict"] in ("confirmed", "refuted")]
+        sus = [x for x in r["rows"] if x["model"] == m and x["kind"] == "suspect" and math.isfinite(x["dft"])]
+        lines.append(f"| {m} | {len(sun)} | {_wilson(sum(x['verdict'] == 'confirmed' for x in judged), len(judged))} "
+                     f"| {sum(x['verdict'] == 'refuted' for x in judged)} | {len(sun) - len(judged)} | "
+                     f"{sum(x['kind'] == 'suspect' for x in r['rows'] if x['model'] == m)} | "
+                     f"{_wilson(sum(x['dft'] >= 0 for x in sus), len(sus))} |")
+    lines += ["", "CHGNet vs DFT E_hull (eV/atom), every crystal audited "
+              "(scatter: `artifacts/dft/audit_scatter.png`):", "",
+              "| model | kind | crystal | atoms | CHGNet | DFT | verdict | decomposition | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        lines.append(f"| {x['model']} | {x['kind']} | {x['formula']} | {x['n_atoms']} | {_f(x['chgnet'])} | "
+                     f"{_f(x['dft'])} | {x['verdict']} | {x['decomposition']} | {x['note']} |")
+    return "\n".join(lines)
+
+
+def audit_scatter(r: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for (m, kind), marker in {(m, kind): mk for m, mk in zip(r["models"], "os", strict=False)
+                              for kind in ("sun", "suspect")}.items():
+        pts = [(x["chgnet"], x["dft"]) for x in r["rows"] if x["model"] == m and x["kind"] == kind
+               and math.isfinite(x["dft"])]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), marker=marker, label=f"{m} {kind}",
+                       facecolors="none" if kind == "suspect" else None)
+    ax.axline((0, 0), slope=1, color="grey", lw=0.8)
+    ax.axhline(0.1, color="red", lw=0.6, ls="--")
+    ax.set(xlabel="CHGNet E_hull (eV/atom)", ylabel="DFT E_hull (eV/atom)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(ARTIFACTS / "audit_scatter.png", dpi=120)
+
+
+def _cost_cells() -> dict:
+    from pymatgen.core import Lattice, Structure
+
+    fcc = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    return {
+        "Al fcc": Structure(Lattice.cubic(4.04), ["Al"] * 4, fcc),
+        "Si diamond": Structure(Lattice.cubic(5.47), ["Si"] * 8,
+                                fcc + [[x + 0.25, y + 0.25, z + 0.25] for x, y, z in fcc]),
+        "NaCl rocksalt": Structure(Lattice.cubic(5.69), ["Na"] * 4 + ["Cl"] * 4,
+                                   fcc + [[x + 0.5, y, z] for x, y, z in fcc]),
+        "LiAl3 L1_2": Structure(Lattice.cubic(4.03), ["Li", "Al", "Al", "Al"], fcc),
+        "TiO2 rutile": Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.65, 2.97), ["Ti", "O"],
+                                                 [[0, 0, 0], [0.305, 0.305, 0]]),
+    }
+
+
+def cost(workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Seconds per calculation by atom count (screen; accurate on the two smallest) and the same batch of
+    calculations on 1 and 2 Ray workers."""
+    from battgai.materials.dft.calculator import compute, primitive
+    from battgai.materials.dft.settings import PRESETS
+    from battgai.materials.dft.verify import _run_all
+
+    cells = {k: primitive(s) for k, s in _cost_cells().items()}
+    rows = []
+    for name, preset in PRESETS.items():
+        for label, s in cells.items():
+            if preset.relax and len(s) > 2:
+                continue  # a relaxation costs a single point per step: the two smallest cells show it
+            t = time.time()
+            e, _ = compute(s, preset)
+            rows.append({"preset": name, "cell": label, "atoms": e.n_atoms, "seconds": round(time.time() - t, 1),
+                         "scf_iterations": e.scf_iterations})
+    batch = {}
+    for w in workers:
+        t = time.time()
+        _run_all(cells, PRESETS["screen"], w, None, {k: k for k in cells}, lambda key, result: None, None)
+        batch[w] = round(time.time() - t, 1)
+    return {"rows": rows, "batch": batch, "batch_cells": list(cells)}
+
+
+def cost_markdown(r: dict) -> str:
+    lines = ["### Cost (`python -m battgai bench dft --part cost`)", "",
+             "One core per calculation (`OMP_NUM_THREADS=1`), this machine (2 cores). The accurate preset relaxes "
+             "cell and positions with DFT, so it costs one single point per BFGS step.", "",
+             "| preset | cell | atoms (primitive) | SCF iterations | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {x['preset']} | {x['cell']} | {x['atoms']} | {x['scf_iterations']} | {x['seconds']} |"
+              for x in r["rows"]]
+    b = {int(w): t for w, t in r["batch"].items()}
+    lines += ["", f"The {len(r['batch_cells'])} screen calculations as one batch: "
+              + ", ".join(f"{w} Ray worker{'s' * (w > 1)} {t} s" for w, t in b.items())
+              + (f" (speed-up {b[1] / b[2]:.2f}x)" if 1 in b and 2 in b else "") + "."]
+    return "\n".join(lines)
+
 def _save(name: str, result: dict) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
@@ -155,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--intermetallics", type=int, default=12)
     p.add_argument("--oxides", type=int, default=6)
     p.add_argument("--magnetic", type=int, default=4)
+    p.add_argument("--audit-k", type=int, default=8, help="CHGNet-S.U.N. crystals per model to audit")
+    p.add_argument("--audit-sample", type=int, default=100, help="crystals sampled per model")
+    p.add_argument("--audit-seed", type=int, default=11)
     args = p.parse_args(argv)
     if args.part == "accuracy":
         r = accuracy({"intermetallic": args.intermetallics, "oxide/fluoride +U": args.oxides,
@@ -162,4 +328,18 @@ def main(argv: list[str] | None = None) -> None:
         _save("accuracy", r)
         md = accuracy_markdown(r)
         write_subsection("dft", "dft-accuracy", md)
+        print(md)
+    elif args.part == "audit":
+        r = audit(("materials_gpt", "materials_gpt_rl"), args.audit_k, args.audit_sample, args.audit_seed,
+                  args.workers)
+        _save("audit", r)
+        audit_scatter(r)
+        md = audit_markdown(r)
+        write_subsection("dft", "dft-audit", md)
+        print(md)
+    else:
+        r = cost()
+        _save("cost", r)
+        md = cost_markdown(r)
+        write_subsection("dft", "dft-cost", md)
         print(md)
