@@ -242,3 +242,15 @@ def test_campaign_dft_audit_checks_the_best_sun_crystals_once(tmp_path, monkeypa
     assert audit["confirmed"] + audit["refuted"] == 1
     assert campaign.dft_audit(folder, s, Engine()) == audit and Engine.calls == 1  # kept, not recomputed
     assert campaign.CampaignSettings(dft_audit=campaign.MAX_DFT_AUDIT + 1).problems()
+
+
+def test_bundled_energies_seed_a_fresh_store(tmp_path):
+    from battgai.materials.dft.store import export_bundled
+
+    first = DFTStore(CHEAP, root=tmp_path / "a", bundled=None)
+    first.put("li", _energy("Li", -1.9))
+    assert export_bundled(first, tmp_path / "bundled.json") == 1
+    fresh = DFTStore(CHEAP, root=tmp_path / "b", bundled=tmp_path / "bundled.json")
+    assert fresh.get("li") == _energy("Li", -1.9) and fresh.get("al") is None
+    other = DFTStore(dataclasses.replace(CHEAP, ecut=300.0), root=tmp_path / "b", bundled=tmp_path / "bundled.json")
+    assert other.get("li") is None  # another preset's energies are never reused

@@ -304,8 +304,13 @@ def cost_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 def _save(name: str, result: dict) -> None:
+    """Keep the part's numbers, and bundle the reference energies it computed so a fresh clone reuses them."""
+    from battgai.materials.dft.settings import PRESETS
+    from battgai.materials.dft.store import DFTStore, export_bundled
+
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    export_bundled(DFTStore(PRESETS["screen"]))
 
 
 def main(argv: list[str] | None = None) -> None:

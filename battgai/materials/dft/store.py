@@ -50,3 +50,15 @@ class DFTStore:
 
     def all(self) -> dict[str, DFTEnergy]:
         return {k: DFTEnergy(**v) for k, v in {**self._bundled, **self._read()}.items()}
+
+
+def export_bundled(store: DFTStore, path: Path = BUNDLED) -> int:
+    """Merge ``store``'s reference energies into the bundled file (what the benches computed); returns how many.
+
+    Energies under other presets in the file are kept.
+    """
+    bundled = json.loads(path.read_text()) if path.exists() else {}
+    values = {**bundled.get(store.preset.key, {}), **{k: e.as_dict() for k, e in store.all().items()}}
+    bundled[store.preset.key] = dict(sorted(values.items()))
+    path.write_text(json.dumps(bundled, indent=0, sort_keys=True) + "\n")
+    return len(values)
