@@ -18,6 +18,7 @@ class Curve:
     name: str
     value: float | None = None  # coloured on the colour scale when given
     dash: bool = False  # synthetic curves are dashed
+    markers: bool = False  # points without a line (estimates outside the training range)
 
 
 def curve_figure(
@@ -43,8 +44,10 @@ def curve_figure(
             color = sample_colorscale(colorscale, [(c.value - lo) / span])[0]
         fig.add_trace(
             go.Scatter(
-                x=np.asarray(c.x), y=np.asarray(c.y), mode="lines", name=html.escape(str(c.name), quote=False),
+                x=np.asarray(c.x), y=np.asarray(c.y), mode="markers" if c.markers else "lines",
+                name=html.escape(str(c.name), quote=False),
                 line={"color": color, "dash": "dash" if c.dash else "solid", "width": 1.5},
+                marker={"symbol": "x", "size": 6, "color": color} if c.markers else None,
                 hovertemplate="%{fullData.name}<br>%{x:.3g}, %{y:.4g}<extra></extra>",
             )
         )

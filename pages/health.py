@@ -8,7 +8,7 @@ import streamlit as st
 from battgai.core import engine
 from battgai.core.data import DataNotFound, nasa_cells
 from battgai.core.provenance import Provenance
-from battgai.core.registry import ChecksumError, ModelNotFound
+from battgai.core.registry import ChecksumError, ModelNotFound, load_card
 from battgai.health import schema, workflow
 from battgai.health.generation import generators
 from battgai.health.preprocess import WINDOW_V, CurveSet, window_observed
@@ -195,15 +195,37 @@ with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled ridge on ch
         except (ModelNotFound, ChecksumError, ValueError) as exc:
             st.error(f"Cannot estimate: {exc}")
         else:
-            st.write(f"RMSE against the labelled SOH: {est.rmse:.2f} points over {len(est.curves)} curves "
-                     "(in-sample for NASA cells: the bundled model was trained on them; see the model card for "
-                     "held-out numbers).")
-            lines = []
-            for cell in np.unique(est.curves.cell_id):
-                m = est.curves.cell_id == cell
-                lines += [Curve(est.curves.cycle[m], est.curves.soh[m] * 100, f"{cell} labelled"),
-                          Curve(est.curves.cycle[m], est.predicted[m] * 100, f"{cell} estimated", dash=True)]
-            show_curves(lines, "cycle", "SOH (%)")
+            st.session_state["health_estimate"] = (tuple(np.unique(real.cell_id)), len(real), est)
+    kept = st.session_state.get("health_estimate")
+    # Shown for the curves it was computed on only: other data loaded since then gets its own Estimate.
+    est = kept[2] if kept and kept[:2] == (tuple(np.unique(real.cell_id)), len(real)) else None
+    if est is not None:
+        n_out = int(est.extrapolating.sum())
+        inside = len(est.curves) - n_out
+        st.write(f"RMSE against the labelled SOH: {est.rmse:.2f} points over the {inside} curves inside the "
+                 f"estimator's training range (all {len(est.curves)}: {est.rmse_all:.2f}; in-sample for NASA cells: "
+                 "the bundled model was trained on them; see the model card for held-out numbers).")
+        if n_out:
+            st.warning(f"{n_out} of {len(est.curves)} estimates extrapolate (drawn as crosses, left out of the RMSE "
+                       "above): their window charge, C-rate, temperature or estimated SOH lies outside what the "
+                       f"estimator was trained on; e.g. {est.reasons[int(np.flatnonzero(est.extrapolating)[0])]}. "
+                       "Treat them as a direction, not a number.")
+        lines = []
+        for cell in np.unique(est.curves.cell_id):
+            m = est.curves.cell_id == cell
+            lines.append(Curve(est.curves.cycle[m], est.curves.soh[m] * 100, f"{cell} labelled"))
+            ok, out = m & ~est.extrapolating, m & est.extrapolating
+            if ok.any():
+                lines.append(Curve(est.curves.cycle[ok], est.predicted[ok] * 100, f"{cell} estimated", dash=True))
+            if out.any():
+                lines.append(Curve(est.curves.cycle[out], est.predicted[out] * 100, f"{cell} extrapolating",
+                                   markers=True))
+        show_curves(lines, "cycle", "SOH (%)")
+        download_bundle("Download SOH estimates (CSV: estimate, labelled, extrapolating, reason) + provenance",
+                        {"soh_estimates.csv": est.table().to_csv(index=False).encode()},
+                        Provenance.now(est.model, load_card(est.model).sha256, {"window_v": list(WINDOW_V),
+                                                      "curves": len(est.curves), "extrapolating": n_out}),
+                        "battgai_soh_estimates.zip", key="download_estimate")
 
 # 1b. Your own cells ----------------------------------------------------------------------------
 @st.cache_data(show_spinner="Grouping the NASA source cells...")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -212,3 +214,36 @@ def test_loco_reports_each_held_out_cells_bias(demo):
     res = experiment.loco(demo, ("ridge_ic",))["ridge_ic"]
     assert set(res.per_cell_bias) == set(res.per_cell) == set(np.unique(demo.cell_id))
     assert all(abs(b) <= r + 1e-9 for b, r in zip(res.per_cell_bias.values(), res.per_cell.values(), strict=True))
+
+
+def test_estimates_outside_the_training_range_are_flagged_and_left_out_of_the_rmse():
+    import numpy as np
+
+    from battgai.health import workflow
+    from battgai.health.estimation.estimator import FeatureEstimator, TrainingRange
+    from battgai.health.preprocess import window_observed
+
+    curves = resample(demo_data(n_cells=4, n_cycles=40))
+    curves = curves.subset(window_observed(curves))
+    young = curves.subset(curves.soh >= np.quantile(curves.soh, 0.5))
+    est = FeatureEstimator("ridge_ic").fit(young)
+    assert est.range_ == TrainingRange.of(young)
+    result = workflow.estimate_soh(curves, est, "test")
+    aged = curves.soh < young.soh.min() - 0.1
+    assert aged.any() and result.extrapolating[aged].mean() >= 0.8  # far below the training SOH: flagged
+    assert not result.extrapolating[curves.soh >= young.soh.min()].all()
+    flagged = np.flatnonzero(result.extrapolating)
+    assert all("outside the training" in result.reasons[i] for i in flagged)
+    ok = ~result.extrapolating
+    assert result.rmse == pytest.approx(np.sqrt(np.mean((curves.soh[ok] - result.predicted[ok]) ** 2)) * 100)
+    table = result.table()
+    assert table.extrapolating.tolist() == result.extrapolating.tolist() and "reason" in table
+    hot = dataclasses.replace(curves, temperature_c=curves.temperature_c + 80.0)  # far above anything seen
+    assert all("temperature" in r for r in est.range_.outside(hot, result.predicted))
+
+
+def test_the_bundled_estimator_carries_its_training_range():
+    from battgai.health.estimation.estimator import load_ridge_ic
+
+    rng = load_ridge_ic().range_
+    assert rng.soh[0] < 0.6 < rng.soh[1] and rng.temperature_c == (24.0, 44.0)

@@ -348,6 +348,37 @@ def generators_section(write_cards: bool = True) -> list[str]:
     return [GENERATORS_START, *lines, GENERATORS_END]
 
 
+def extrapolation_section() -> list[str]:
+    """Issue 33 item 2: leave-one-cell-out on the window-observed NASA cells, the held-out cell's curves judged
+    against the training range of the other cells (:class:`~battgai.health.estimation.estimator.TrainingRange`)."""
+    from battgai.health import workflow
+    from battgai.health.estimation.estimator import FeatureEstimator, rmse_points
+    from battgai.health.preprocess import nasa_curves, window_observed
+
+    curves = nasa_curves()
+    cohort = curves.subset(window_observed(curves))
+    lines = ["<!-- health-extrapolation:start -->",
+             "### Estimates outside the training range (`python -m battgai bench health --part extrapolation`)", "",
+             "Leave-one-cell-out over the window-observed NASA cells with `ridge_ic` (the page's estimator, retrained "
+             "without the cell). A curve is flagged when its window charge, C-rate, temperature or estimated SOH lies "
+             "outside the training cells' (conditions with a tolerance of x1.1 / 3 C). Flagged curves are shown "
+             "apart on 'Estimate SOH' and left out of its RMSE. 'below range': curves whose true SOH is under the "
+             "lowest training SOH.", "",
+             "| held-out cell | curves | flagged | below range | of those flagged | RMSE all | RMSE unflagged | "
+             "RMSE in range (true SOH) |", "|---|---|---|---|---|---|---|---|"]
+    for cell in np.unique(cohort.cell_id):
+        train, test = cohort.subset(cohort.cell_id != cell), cohort.subset(cohort.cell_id == cell)
+        est = workflow.estimate_soh(test, FeatureEstimator("ridge_ic").fit(train), "ridge_ic")
+        below = est.curves.soh < train.soh.min()
+        inside = ~below
+        lines.append(
+            f"| {cell} | {len(est.curves)} | {int(est.extrapolating.sum())} | {int(below.sum())} | "
+            + (f"{100 * est.extrapolating[below].mean():.0f} %" if below.any() else "-")
+            + f" | {est.rmse_all:.2f} | {est.rmse:.2f} | "
+            + (f"{rmse_points(est.curves.soh[inside], est.predicted[inside]):.2f}" if inside.any() else "-") + " |")
+    return [*lines, "<!-- health-extrapolation:end -->"]
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -361,13 +392,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per split")
     p.add_argument("--steps", type=int, default=1000, help="CVAE steps per low-data run")
     p.add_argument("--no-write", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
-    p.add_argument("--part", choices=("all", "transfer", "generators", "loco"), default="all",
+    p.add_argument("--part", choices=("all", "transfer", "generators", "loco", "extrapolation"), default="all",
                    help="transfer / generators / loco: run only that section and replace it inside the health section")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
     # Each part's lines carry their block's markers: one rerun alone replaces just that block.
     parts = {"transfer": ("health-transfer", transfer_section), "loco": ("health-loco", loco_section),
+             "extrapolation": ("health-extrapolation", extrapolation_section),
              "generators": ("health-generators", lambda: generators_section(write_cards=not args.no_write))}
     if args.part != "all":
         block, section = parts[args.part]

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         card = registry.ModelCard(
             name="health_soh_ridge_ic", task="health",
             architecture="ridge on the 3.9 -> 3.5 V window: charge, log dQ/dV at 6 voltages, temperature, current",
-            config={"alpha": est.alpha, "features": "battgai.health.estimation.estimator.ic_features"},
+            config={"alpha": est.alpha, "features": "battgai.health.estimation.estimator.ic_features",
+                    "training_range": dataclasses.asdict(est.range_)},
             parameters=int(est.columns_.sum()) + 1,
             training_data=f"{NASA_DATA}; {len(cohort)} curves of the {len(np.unique(cohort.cell_id))} "
                           "cells whose loaded voltage starts at or above 3.88 V",

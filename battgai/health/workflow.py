@@ -111,17 +111,39 @@ def latent_point(gen: sampling.Generator, z: tuple[float, float], condition: tup
 
 @dataclasses.dataclass
 class Estimate:
-    """SOH predicted from the 3.9 -> 3.5 V window of each curve, beside the labelled SOH."""
+    """SOH predicted from the 3.9 -> 3.5 V window of each curve, beside the labelled SOH.
+
+    ``extrapolating`` marks the curves outside the estimator's training range (``reasons`` says how,
+    per curve): their estimates are shown apart and left out of :attr:`rmse`.
+    """
 
     curves: CurveSet
     predicted: np.ndarray
     model: str
+    extrapolating: np.ndarray
+    reasons: list[str]
 
     @property
     def rmse(self) -> float:
+        """RMSE in SOH points over the curves inside the training range (NaN when there is none)."""
+        from battgai.health.estimation.estimator import rmse_points
+
+        ok = ~self.extrapolating
+        return rmse_points(self.curves.soh[ok], self.predicted[ok]) if ok.any() else float("nan")
+
+    @property
+    def rmse_all(self) -> float:
         from battgai.health.estimation.estimator import rmse_points
 
         return rmse_points(self.curves.soh, self.predicted)
+
+    def table(self):
+        """One row per curve, for the CSV download."""
+        import pandas as pd
+
+        return pd.DataFrame({"cell_id": self.curves.cell_id, "cycle": self.curves.cycle,
+                             "soh_estimate": self.predicted, "soh_labelled": self.curves.soh,
+                             "extrapolating": self.extrapolating, "reason": self.reasons})
 
 
 def estimate_soh(curves: CurveSet, estimator, name: str) -> Estimate:
@@ -131,4 +153,7 @@ def estimate_soh(curves: CurveSet, estimator, name: str) -> Estimate:
     seen = curves.subset(window_observed(curves))
     if len(seen) == 0:
         raise ValueError("no curve starts above 3.88 V under load, so the 3.9 -> 3.5 V window is never observed")
-    return Estimate(seen, np.asarray(estimator.predict(seen), float), name)
+    predicted = np.asarray(estimator.predict(seen), float)
+    training = getattr(estimator, "range_", None)
+    reasons = training.outside(seen, predicted) if training is not None else [""] * len(seen)
+    return Estimate(seen, predicted, name, np.array([bool(r) for r in reasons]), reasons)
