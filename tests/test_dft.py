@@ -254,3 +254,12 @@ def test_bundled_energies_seed_a_fresh_store(tmp_path):
     assert fresh.get("li") == _energy("Li", -1.9) and fresh.get("al") is None
     other = DFTStore(dataclasses.replace(CHEAP, ecut=300.0), root=tmp_path / "b", bundled=tmp_path / "bundled.json")
     assert other.get("li") is None  # another preset's energies are never reused
+
+
+def test_accurate_style_preset_relaxes_with_dft():
+    stretched = Structure(Lattice.cubic(3.2), ["Li", "Al"], [[0, 0, 0], [0.5, 0.5, 0.5]])  # LiAl B2, 3.18 A
+    preset = dataclasses.replace(CHEAP, relax=True, fmax=0.1, relax_steps=8)
+    e, final = compute(stretched, preset)
+    assert e.relaxed and final.volume != pytest.approx(stretched.volume, rel=1e-4)
+    single, _ = compute(stretched, CHEAP)
+    assert e.energy_per_atom <= single.energy_per_atom + 1e-3  # relaxing never raises the energy
