@@ -180,6 +180,7 @@ def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: in
         picked += [(model, "sun", c) for c in sun] + [(model, "suspect", c) for kind, c in found if kind == "suspect"]
     t0 = time.time()
     checks = verify([c.structure for _, _, c in picked], "screen", refs=refs, as_given=True, workers=workers,
+                    given_as="relaxed with chgnet",
                     progress=lambda d, n, label: print(f"\r{d}/{n} {label[:70]:70s}", end="", flush=True))
     print()
     rows = [{"model": m, "kind": kind, "formula": c.formula, "n_atoms": len(c.structure), "chgnet": c.e_above_hull,

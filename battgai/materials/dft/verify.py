@@ -126,14 +126,15 @@ def _run_all(tasks: dict[str, object], preset: Preset, workers: int, progress: P
     return out
 
 
-def _plan(structure, as_given: bool, refs, potential: str, exclude: str | None, preset: Preset) -> _Plan:
+def _plan(structure, as_given: bool, refs, potential: str, exclude: str | None, preset: Preset,
+          given_as: str) -> _Plan:
     from battgai.materials.checks import stability
 
     structure = primitive(structure)
     if (err := problem(structure, preset)) is not None:
         return _Plan(structure, "", math.nan, error=str(err))
     if as_given:
-        energy, geometry = float(stability.static_energies([structure], potential=potential)[0]), "as given"
+        energy, geometry = float(stability.static_energies([structure], potential=potential)[0]), given_as
     else:
         try:
             structure, energy = stability.relax(structure, potential=potential)
@@ -150,7 +151,8 @@ def _plan(structure, as_given: bool, refs, potential: str, exclude: str | None, 
 
 def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, as_given: bool = False,
            potential: str = "chgnet", exclude: Sequence[str | None] | None = None, workers: int = 1,
-           store=None, progress: Progress | None = None, runner: Runner | None = None) -> list[DFTCheck]:
+           store=None, progress: Progress | None = None, runner: Runner | None = None,
+           given_as: str = "as given") -> list[DFTCheck]:
     """DFT check of each of ``structures`` (pymatgen), in order.
 
     Parameters
@@ -160,7 +162,8 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
         :func:`~battgai.materials.checks.references.reference_phases`). Their structures must be on hand
         (the shared MP-20 data) for DFT to compute them.
     as_given : bool
-        Skip the potential's relaxation (structures already relaxed by DFT).
+        Skip the potential's relaxation (structures already relaxed by DFT, or by the potential before:
+        ``given_as`` then says how, for the result's ``geometry``).
     exclude : sequence of str or None
         Per structure, a reference id to leave out of its hull (a known phase checked against the others).
     workers : int
@@ -181,7 +184,7 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
             raise DFTError("no_reference", line)
     store = store or DFTStore(preset)
     exclude = list(exclude) if exclude is not None else [None] * len(structures)
-    plans = [_plan(s, as_given, refs, potential, x, preset) for s, x in zip(structures, exclude, strict=True)]
+    plans = [_plan(s, as_given, refs, potential, x, preset, given_as) for s, x in zip(structures, exclude, strict=True)]
 
     tasks, labels, ref_structures = {}, {}, {}
     for k, p in enumerate(plans):

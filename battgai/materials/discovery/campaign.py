@@ -506,6 +506,7 @@ def dft_audit(folder: CampaignFolder, settings: CampaignSettings, engine,
         return old
     say(f"DFT audit of {len(chosen)} S.U.N. crystals ({settings.dft_preset})")
     checks = verify([Structure.from_dict(c["structure"]) for c in chosen], settings.dft_preset, as_given=True,
+                    given_as="relaxed with chgnet in the campaign",
                     runner=lambda structures, preset: engine.dft(
                         structures, preset, progress=lambda d, n: say(f"DFT audit: {d}/{n} calculations")))
     rows = [{"id": c["id"], **check.row()} for c, check in zip(chosen, checks, strict=True)]
