@@ -263,3 +263,17 @@ def test_accurate_style_preset_relaxes_with_dft():
     assert e.relaxed and final.volume != pytest.approx(stretched.volume, rel=1e-4)
     single, _ = compute(stretched, CHEAP)
     assert e.energy_per_atom <= single.energy_per_atom + 1e-3  # relaxing never raises the energy
+
+
+def test_bundled_references_without_structures_say_what_dft_needs(tmp_path):
+    from battgai.materials.checks.bundle import BundleError
+
+    refs = refs_li_al(tmp_path)
+
+    def no_structure(rid):
+        raise BundleError(f"{rid} not bundled")
+
+    refs.cif_of = no_structure
+    [check] = verify.verify([lial_b2()], CHEAP, refs=refs, as_given=True,
+                            store=DFTStore(CHEAP, root=tmp_path / "dft", bundled=None))
+    assert check.verdict == "failed" and "shared MP-20 data" in check.error

@@ -174,6 +174,7 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
     A crystal that cannot be checked (no setup, too many atoms, a reference beyond the atom limit, an
     SCF that does not converge, a time limit) gets verdict "failed" and the reason, never a number.
     """
+    from battgai.materials.checks.bundle import BundleError
     from battgai.materials.checks.references import reference_phases
     from battgai.materials.dft.store import DFTStore
 
@@ -196,8 +197,9 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
                 continue
             try:
                 s = primitive(refs._structure(rid))
-            except Exception as exc:  # a bundled reference without its structure
-                p.error = f"reference {rid} cannot be computed: {exc}"
+            except BundleError:
+                p.error = (f"the decomposition needs {rid}, whose structure is not bundled (only its CHGNet energy "
+                           "is): DFT of reference phases needs the shared MP-20 data (BATTGAI_DATA_DIR)")
                 break
             ref_structures[rid] = s
         if p.error:
