@@ -294,3 +294,36 @@ def test_the_bit_depth_bench_stores_reads_and_compares_every_container():
     md = bench.markdown(table)
     assert md.count("| grey |") == len(bench.NOISE) and "Largest 12-bit vs 16-bit difference" in md
     assert bench.encode(np.array([0.0, 1.0, 2.0]), -1000, 3000, np.int16).tolist() == [-1000, 3000, 3000]
+
+
+def test_a_label_image_is_upscaled_as_labels():
+    from battgai.microstructure import pipeline
+    from battgai.microstructure.enhancement import guard, labels
+    from battgai.microstructure.io import demo_labels
+
+    truth = demo_labels((128, 128), seed=3).astype(np.uint8) * 100  # phases stored as 0 / 100 / 200
+    coarse = labels.downscale_labels(truth, 2)
+    res = pipeline.enhance(coarse, "sr_x2")
+    assert res.output.dtype == np.uint8 and res.output.shape == truth.shape
+    assert set(np.unique(res.output)) <= set(np.unique(coarse))  # the same phase values, nothing between them
+    assert res.decision.method == guard.SR_LABELS and res.decision.in_model_domain
+    scores = labels.label_scores(res.output, truth)
+    grey = labels.label_scores(labels.upscale_labels(coarse, 2, "bicubic then rounded"), truth)
+    assert scores["mean_iou"] > grey["mean_iou"] and scores["max_vf_error"] <= grey["max_vf_error"]
+
+
+def test_label_tools_reject_and_score_as_documented():
+    from battgai.microstructure.enhancement import labels
+
+    grey = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    assert not labels.is_label_image(grey) and labels.is_label_image(np.array([[0, 2], [2, 5]]))
+    a = np.zeros((16, 16), np.uint8)
+    a[4:12, 4:12] = 1
+    assert labels.label_scores(a, a) == {"mean_iou": 1.0, "boundary_f1": 1.0, "max_vf_error": 0.0,
+                                         "mean_ssa_rel_error": 0.0}
+    shifted = np.roll(a, 3, axis=1)
+    assert labels.boundary_f1(shifted, a) < 0.6 and labels.boundary_f1(np.roll(a, 1, axis=1), a) > 0.6
+    assert labels.upscale_labels(a, 3, "nearest").shape == (48, 48)
+    with pytest.raises(ValueError, match="method"):
+        labels.upscale_labels(a, 2, "magic")
+    assert labels.downscale_labels(np.kron(a, np.ones((2, 2), np.uint8)), 2).tolist() == a.tolist()

@@ -34,6 +34,7 @@ GUARD_BLOCK = "microstructure-guard"
 FUSION_BLOCK = "microstructure-fusion"
 GENERATOR_BLOCK = "microstructure-generator"
 BITDEPTH_BLOCK = "microstructure-bitdepth"
+LABELS_BLOCK = "microstructure-labels"
 
 
 def nl_means(image: np.ndarray) -> np.ndarray:
@@ -202,10 +203,11 @@ def _check(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m battgai.bench microstructure")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
-    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "bitdepth"), default="all",
+    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "bitdepth", "labels"), default="all",
                         help="guard: only the denoise / SR on every image type tables; fusion: only the 2D / 3D "
                              "fusion table; generator: only the every-statistic-at-once generator table; bitdepth: "
-                             "only the same images at every bit depth; each is replaced inside the section")
+                             "only the same images at every bit depth; labels: only label images upscaled as labels; "
+                             "each is replaced inside the section")
     args = parser.parse_args(argv)
 
     import torch
@@ -215,15 +217,16 @@ def main(argv: list[str] | None = None) -> None:
     from battgai.bench import microstructure_fusion as fusionbench
     from battgai.bench import microstructure_generator as genbench
     from battgai.bench import microstructure_guard as guardbench
+    from battgai.bench import microstructure_labels as labelsbench
     from battgai.microstructure import io
     from battgai.microstructure.enhancement.enhance import MODEL_NAMES, apply_model, load_model
 
     torch.set_num_threads(1)
     parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report, GENERATOR_BLOCK: genbench.report,
-             BITDEPTH_BLOCK: bitdepthbench.report}
+             BITDEPTH_BLOCK: bitdepthbench.report, LABELS_BLOCK: labelsbench.report}
     if args.part != "all":
         block = {"guard": GUARD_BLOCK, "fusion": FUSION_BLOCK, "generator": GENERATOR_BLOCK,
-                 "bitdepth": BITDEPTH_BLOCK}[args.part]
+                 "bitdepth": BITDEPTH_BLOCK, "labels": LABELS_BLOCK}[args.part]
         md = parts[block]()
         print(md)
         if not args.no_write:

@@ -144,6 +144,7 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
         :data:`MAX_OUTPUT_PIXELS` (the message names the limit).
     """
     from battgai.microstructure.enhancement import enhance as enh
+    from battgai.microstructure.enhancement import labels
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -161,6 +162,17 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
     model, card = enh.load_model(enh.MODEL_NAMES["denoise" if scale == 1 else scale])
     t0 = time.perf_counter()
     decision, residual, fitted, report = None, math.nan, None, None
+    if scale > 1 and labels.is_label_image(source):
+        # Phase numbers are not intensities: interpolating them invents phases on every boundary.
+        out = labels.upscale_labels(source, scale, progress=progress)
+        values = np.unique(source)
+        decision = guard.Decision(math.nan, len(values), 1.0, guard.SR_LABELS, (), (
+            f"This is a label image ({len(values)} phases: values {', '.join(f'{v:g}' for v in values)}): it was "
+            "upscaled as labels, each phase's signed distance to its boundary interpolated and the largest kept, "
+            "so the result holds the same phase values and no grey levels between them (docs/BENCHMARKS.md: "
+            "label images upscaled as labels).",), "label upscaling")
+        return EnhanceResult(image, to_float(out), task, card.name, card.sha256, time.perf_counter() - t0,
+                             compare_table(image, to_float(out), scale), out, decision, residual, None, None)
     if scale == 1:  # the method is chosen on the image itself (guard), so the result is never worse than the input
         if fit_seconds > 0:
             from battgai.microstructure.enhancement import selffit

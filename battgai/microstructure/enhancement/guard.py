@@ -109,7 +109,7 @@ class Decision:
     def in_model_domain(self) -> bool:
         """The bundled net suits this image (denoising: grey, noise in its training range; SR: it was picked)."""
         if math.isnan(self.noise_sigma):  # a super-resolution decision
-            return self.method == SR_NET
+            return self.method in (SR_NET, SR_LABELS)
         return self.levels == 0 and self.noise_sigma <= TRAINED_MAX_SIGMA and self.noise_correlation_px == 0
 
 
@@ -494,6 +494,8 @@ def residual_correlation(before: np.ndarray, after: np.ndarray) -> float:
 
 
 SR_NET = "super-resolution net"
+#: A label image (few integer phase values) is upscaled as labels (:mod:`battgai.microstructure.enhancement.labels`).
+SR_LABELS = "label upscaling (signed distance)"
 SR_CLASSICAL = {"bicubic": "bicubic", "skimage": "skimage rescale + unsharp mask"}
 #: Scales at which the self-similarity test picks the upscaler; at x4 it sees the image at 1/16 and picked
 #: wrongly on 3 of 6 image types in the bench (up to 3.4 dB lost), so x4 keeps the net (never below bicubic there).
