@@ -18,6 +18,9 @@ from battgai.materials.dft import hull
 from battgai.materials.dft.calculator import DFTEnergy, DFTError, compute, primitive, problem
 from battgai.materials.dft.settings import Preset, get_preset
 
+#: eV/atom below the phases named under which a DFT E_hull is taken as level with them, not below (the screen
+#: preset's SCF tolerance moves energies by a few meV per atom).
+BELOW_NOISE = 0.005
 #: Called with (calculations done, calculations in all, what runs now).
 Progress = Callable[[int, int, str], None]
 #: Runs :func:`calc_task` on each structure with the preset somewhere else (a campaign's Ray actors), in order.
@@ -251,7 +254,7 @@ def _check(k: int, p: _Plan, results: dict, store, refs, preset: Preset, potenti
     notes = []
     if mixing:
         notes.append(f"not comparable: {mixing}")
-    elif e_hull < 0:
+    elif e_hull < -BELOW_NOISE:
         notes.append(f"DFT also puts it {-e_hull:.3f} eV/atom below the known phases "
                      f"({' + '.join(formulas[rid] for rid, _ in p.decomposition)}): a likely missing reference "
                      "phase or a real find")
