@@ -277,3 +277,20 @@ def test_bundled_references_without_structures_say_what_dft_needs(tmp_path):
     [check] = verify.verify([lial_b2()], CHEAP, refs=refs, as_given=True,
                             store=DFTStore(CHEAP, root=tmp_path / "dft", bundled=None))
     assert check.verdict == "failed" and "shared MP-20 data" in check.error
+
+
+def test_a_structure_handed_over_by_ray_is_computed(tmp_path):
+    """Ray gives a worker read-only arrays; the MP2020 oxide check of an oxide failed on them."""
+    ray = pytest.importorskip("ray")
+    rutile = Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.65, 2.97), ["Ti", "O"],
+                                       [[0, 0, 0], [0.305, 0.305, 0]])
+    preset = dataclasses.replace(CHEAP, max_atoms=6, kpoint_density=1.5, scf_energy=1e-2)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        energy, _, error = ray.get(ray.remote(verify.calc_task).remote(rutile, preset))
+    finally:
+        if started:
+            ray.shutdown()
+    assert not error and energy.formula == "TiO2" and energy.correction < 0  # the oxide correction applied

@@ -18,6 +18,7 @@ the store, so a rerun computes only what is new.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -179,7 +180,7 @@ def _sampled_for_audit(model: str, n: int, seed: int, max_atoms: int, max_ref_at
 
 
 def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: int, max_atoms: int = 8,
-          max_ref_atoms: int = 10) -> dict:
+          max_ref_atoms: int = 10, max_seconds: float | None = None) -> dict:
     """DFT of the first ``k`` CHGNet-S.U.N. crystals per model and every suspect one met (see module doc)."""
     from battgai.materials.checks.references import known_structures, reference_phases
     from battgai.materials.dft.verify import verify
@@ -190,8 +191,12 @@ def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: in
         found = _sampled_for_audit(model, n_sample, seed, max_atoms, max_ref_atoms, refs, known)
         sun = [c for kind, c in found if kind == "sun"][:k]
         picked += [(model, "sun", c) for c in sun] + [(model, "suspect", c) for kind, c in found if kind == "suspect"]
+    from battgai.materials.dft.settings import PRESETS
+
+    # The same numbers as the screen preset (same key: reference energies are shared), a shorter time limit.
+    preset = dataclasses.replace(PRESETS["screen"], max_seconds=max_seconds or PRESETS["screen"].max_seconds)
     t0 = time.time()
-    checks = verify([c.structure for _, _, c in picked], "screen", refs=refs, as_given=True, workers=workers,
+    checks = verify([c.structure for _, _, c in picked], preset, refs=refs, as_given=True, workers=workers,
                     given_as="relaxed with chgnet",
                     progress=lambda d, n, label: print(f"\r{d}/{n} {label[:70]:70s}", end="", flush=True))
     print()
@@ -199,7 +204,8 @@ def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: in
              "dft": ch.e_above_hull, "verdict": ch.verdict, "decomposition": ch.row()["decomposition"],
              "note": ch.note or ch.error} for (m, kind, c), ch in zip(picked, checks, strict=True)]
     return {"models": list(models), "k": k, "n_sample": n_sample, "seed": seed, "max_atoms": max_atoms,
-            "max_ref_atoms": max_ref_atoms, "rows": rows, "wall_s": round(time.time() - t0, 1), "workers": workers}
+            "max_ref_atoms": max_ref_atoms, "max_seconds": preset.max_seconds, "rows": rows,
+            "wall_s": round(time.time() - t0, 1), "workers": workers}
 
 
 def _wilson(hits: int, n: int) -> str:
@@ -218,7 +224,8 @@ def audit_markdown(r: dict) -> str:
         f"with CHGNet; the first {r['k']} S.U.N. ones per model (new, unique, CHGNet E_hull in [-0.05, 0.1)) and "
         f"every suspect one (more than 0.05 below the hull), among those of at most {r['max_atoms']} atoms whose "
         f"decomposition and elemental phases have at most {r['max_ref_atoms']}: DFT (screen) on the CHGNet-relaxed "
-        f"structure against the decomposition recomputed with DFT. Wall time {r['wall_s']:.0f} s on {r['workers']} "
+        f"structure against the decomposition recomputed with DFT, each calculation stopped after "
+        f"{r['max_seconds']:.0f} s ('failed', with the reason). Wall time {r['wall_s']:.0f} s on {r['workers']} "
         "Ray workers. Interval: 95 % Wilson.", "",
         "| model | S.U.N. audited | DFT confirms | refuted | not comparable / failed | suspect audited | "
         "suspect flag right (DFT E_hull >= 0) |",
@@ -339,6 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--audit-k", type=int, default=8, help="CHGNet-S.U.N. crystals per model to audit")
     p.add_argument("--audit-sample", type=int, default=100, help="crystals sampled per model")
     p.add_argument("--audit-seed", type=int, default=11)
+    p.add_argument("--audit-max-atoms", type=int, default=8, help="largest primitive cell audited")
+    p.add_argument("--audit-max-ref-atoms", type=int, default=10, help="largest decomposition phase")
+    p.add_argument("--max-seconds", type=float, default=None, help="time limit per calculation (default: preset's)")
     args = p.parse_args(argv)
     if args.part == "accuracy":
         r = accuracy({"intermetallic": args.intermetallics, "oxide/fluoride +U": args.oxides,
@@ -349,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         print(md)
     elif args.part == "audit":
         r = audit(("materials_gpt", "materials_gpt_rl"), args.audit_k, args.audit_sample, args.audit_seed,
-                  args.workers)
+                  args.workers, args.audit_max_atoms, args.audit_max_ref_atoms, args.max_seconds)
         _save("audit", r)
         audit_scatter(r)
         md = audit_markdown(r)

@@ -70,6 +70,9 @@ class _Plan:
 
 def calc_task(structure, preset: Preset) -> tuple[DFTEnergy | None, object, str]:
     """``(DFTEnergy or None, final structure, error)``: a DFTError comes back as a value, so the others go on."""
+    # Rebuilt, not used as received: a structure Ray hands a worker holds read-only arrays, which pymatgen's
+    # compiled distance code (the MP2020 oxide check) refuses.
+    structure = type(structure).from_dict(structure.as_dict())
     try:
         energy, final = compute(structure, preset)
     except DFTError as exc:
