@@ -224,8 +224,8 @@ def audit_markdown(r: dict) -> str:
         f"The app's sampler, unconditioned, guidance 2, seed {r['seed']}, {r['n_sample']} crystals per model, relaxed "
         f"with CHGNet; the first {r['k']} S.U.N. ones per model (new, unique, CHGNet E_hull in [-0.05, 0.1)) and "
         f"the first {r['k']} suspect ones (more than 0.05 below the hull), among those of at most {r['max_atoms']} "
-        f"atoms whose decomposition and elemental phases have at most {r['max_ref_atoms']}: DFT (screen) on the CHGNet-relaxed "
-        f"structure against the decomposition recomputed with DFT, each calculation stopped after "
+        f"atoms whose decomposition and elemental phases have at most {r['max_ref_atoms']}: DFT (screen) on the "
+        f"CHGNet-relaxed structure against the decomposition recomputed with DFT, each calculation stopped after "
         f"{r['max_seconds']:.0f} s ('failed', with the reason). Wall time {r['wall_s']:.0f} s on {r['workers']} "
         "Ray workers. Interval: 95 % Wilson.", "",
         "| model | S.U.N. audited | DFT confirms | refuted | not comparable / failed | suspect audited | "
