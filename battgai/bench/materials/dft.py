@@ -250,6 +250,30 @@ def audit_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def audit_counts(r: dict, model: str) -> dict[str, int]:
+    """S.U.N. crystals of ``model`` audited, judged (confirmed or refuted) and confirmed; suspect ones judged, and
+    those DFT does not put below the phases."""
+    sun = [x for x in r["rows"] if x["model"] == model and x["kind"] == "sun"]
+    sus = [x for x in r["rows"] if x["model"] == model and x["kind"] == "suspect" and x["dft"] is not None
+           and math.isfinite(x["dft"])]
+    return {"sun_audited": len(sun), "sun_judged": sum(x["verdict"] in ("confirmed", "refuted") for x in sun),
+            "sun_confirmed": sum(x["verdict"] == "confirmed" for x in sun),
+            "suspect_judged": len(sus), "suspect_dft_not_below": sum(x["dft"] >= 0 for x in sus)}
+
+
+def write_cards(r: dict) -> None:
+    """Put the audit beside each generator card's S.U.N. numbers (its metrics and the command that made them)."""
+    from battgai.core import registry
+
+    for model in r["models"]:
+        card = registry.load_card(model)
+        counts = {f"bench_dft_audit_{k}": v for k, v in audit_counts(r, model).items()}
+        registry.write_card(dataclasses.replace(card, metrics={**card.metrics, **counts}, metrics_command=(
+            card.metrics_command.split("; DFT audit:")[0] + "; DFT audit: python -m battgai bench dft --part audit "
+            f"--audit-k {r['k']} --audit-sample {r['n_sample']} --audit-max-atoms {r['max_atoms']} "
+            f"--audit-max-ref-atoms {r['max_ref_atoms']} --max-seconds {r['max_seconds']:.0f} (bench_dft_audit_*)")))
+
+
 def audit_scatter(r: dict) -> None:
     import matplotlib.pyplot as plt
 
@@ -398,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
                   args.workers, args.audit_max_atoms, args.audit_max_ref_atoms, args.max_seconds)
         _save("audit", r)
         audit_scatter(r)
+        write_cards(r)
         md = audit_markdown(r)
         write_subsection("dft", "dft-audit", md)
         print(md)
