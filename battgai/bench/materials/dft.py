@@ -153,9 +153,11 @@ def accuracy_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _sampled_for_audit(model: str, n: int, seed: int, max_atoms: int, max_ref_atoms: int, refs, known) -> list:
+def _sampled_for_audit(model: str, n: int, seed: int, max_atoms: int, max_ref_atoms: int, refs, known,
+                       skip: frozenset[str] = frozenset()) -> tuple[list, dict[str, int]]:
     """The app's sampler's crystals of ``model`` (unconditioned, guidance 2, ``seed``), relaxed with CHGNet:
-    ``(kind, candidate)`` for every S.U.N. and suspect one whose DFT fits the size limits, in sample order."""
+    ``(kind, candidate)`` for every S.U.N. and suspect one whose DFT fits the size limits and that holds none of
+    ``skip``, in sample order; and how many S.U.N. / suspect ones there were before the limits and ``skip``."""
     from battgai.materials.checks import evaluate
     from battgai.materials.dft.calculator import available_setups, primitive
     from battgai.materials.generation.sample import Conditions, load_model
@@ -166,29 +168,34 @@ def _sampled_for_audit(model: str, n: int, seed: int, max_atoms: int, max_ref_at
              and len(primitive(c.structure)) <= max_atoms
              and {el.symbol for el in c.structure.composition.elements} <= available_setups()]
     add_energies(small, refs, relax=True)
-    out = []
+    out, seen = [], {"sun": 0, "suspect": 0, "sun_skipped": 0, "suspect_skipped": 0}
     for c in small:
         kind = "suspect" if evaluate.is_suspect(c.e_above_hull) else "sun" if evaluate.is_stable(c.e_above_hull) \
             else None
         if kind is None or c.novel is not True:
             continue
+        seen[kind] += 1
+        if {el.symbol for el in c.structure.composition.elements} & skip:
+            seen[f"{kind}_skipped"] += 1
+            continue
         h = refs.hull(c.structure.composition, c.e_per_atom)
         ids = [rid for rid, _ in h.decomposition] + [rid for _, rid in h.elemental]
         if all(len(primitive(refs._structure(rid))) <= max_ref_atoms for rid in ids):
             out.append((kind, c))
-    return out
+    return out, seen
 
 
 def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: int, max_atoms: int = 8,
-          max_ref_atoms: int = 10, max_seconds: float | None = None) -> dict:
+          max_ref_atoms: int = 10, max_seconds: float | None = None, skip_lanthanides: bool = False) -> dict:
     """DFT of the first ``k`` CHGNet-S.U.N. crystals per model and the first ``k`` suspect ones (see module doc)."""
     from battgai.materials.checks.references import known_structures, reference_phases
     from battgai.materials.dft.verify import verify
 
     refs, known = reference_phases("chgnet")[0], known_structures()[0]
-    picked = []
+    picked, seen = [], {}
     for model in models:
-        found = _sampled_for_audit(model, n_sample, seed, max_atoms, max_ref_atoms, refs, known)
+        found, seen[model] = _sampled_for_audit(model, n_sample, seed, max_atoms, max_ref_atoms, refs, known,
+                                                frozenset(LANTHANIDES) if skip_lanthanides else frozenset())
         sun = [c for kind, c in found if kind == "sun"][:k]
         suspect = [c for kind, c in found if kind == "suspect"][:k]
         picked += [(model, "sun", c) for c in sun] + [(model, "suspect", c) for c in suspect]
@@ -205,7 +212,8 @@ def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: in
              "dft": ch.e_above_hull, "verdict": ch.verdict, "decomposition": ch.row()["decomposition"],
              "note": ch.note or ch.error} for (m, kind, c), ch in zip(picked, checks, strict=True)]
     return {"models": list(models), "k": k, "n_sample": n_sample, "seed": seed, "max_atoms": max_atoms,
-            "max_ref_atoms": max_ref_atoms, "max_seconds": preset.max_seconds, "rows": rows,
+            "max_ref_atoms": max_ref_atoms, "max_seconds": preset.max_seconds, "rows": rows, "seen": seen,
+            "skip_lanthanides": skip_lanthanides,
             "wall_s": round(time.time() - t0, 1), "workers": workers}
 
 
@@ -227,7 +235,11 @@ def audit_markdown(r: dict) -> str:
         f"atoms whose decomposition and elemental phases have at most {r['max_ref_atoms']}: DFT (screen) on the "
         f"CHGNet-relaxed structure against the decomposition recomputed with DFT, each calculation stopped after "
         f"{r['max_seconds']:.0f} s ('failed', with the reason). Wall time {r['wall_s']:.0f} s on {r['workers']} "
-        "Ray workers. Interval: 95 % Wilson.", "",
+        "Ray workers. Interval: 95 % Wilson."
+        + (" Crystals holding a lanthanide were left out (their f-electron SCF does not finish in that time at "
+           "screen settings); how many, per model: "
+           + "; ".join(f"{m}: {v['sun_skipped']} of {v['sun']} S.U.N., {v['suspect_skipped']} of {v['suspect']} "
+                       "suspect" for m, v in r["seen"].items()) + "." if r.get("skip_lanthanides") else ""), "",
         "| model | S.U.N. audited | DFT confirms | refuted | not comparable / failed | suspect audited | "
         "suspect flag right (DFT E_hull >= 0) |",
         "|---|---|---|---|---|---|---|",
@@ -409,6 +421,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--audit-max-atoms", type=int, default=8, help="largest primitive cell audited")
     p.add_argument("--audit-max-ref-atoms", type=int, default=10, help="largest decomposition phase")
     p.add_argument("--max-seconds", type=float, default=None, help="time limit per calculation (default: preset's)")
+    p.add_argument("--audit-skip-lanthanides", action="store_true",
+                   help="leave out crystals with a lanthanide (their f-electron SCF is slow at screen settings); "
+                        "how many were left out is reported")
     args = p.parse_args(argv)
     if args.part == "accuracy":
         r = accuracy({"intermetallic": args.intermetallics, "oxide/fluoride +U": args.oxides,
@@ -419,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
         print(md)
     elif args.part == "audit":
         r = audit(("materials_gpt", "materials_gpt_rl"), args.audit_k, args.audit_sample, args.audit_seed,
-                  args.workers, args.audit_max_atoms, args.audit_max_ref_atoms, args.max_seconds)
+                  args.workers, args.audit_max_atoms, args.audit_max_ref_atoms, args.max_seconds,
+                  args.audit_skip_lanthanides)
         _save("audit", r)
         audit_scatter(r)
         write_cards(r)
