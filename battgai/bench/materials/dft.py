@@ -28,6 +28,7 @@ import numpy as np
 from battgai.core.registry import REPO_ROOT
 
 ARTIFACTS = REPO_ROOT / "artifacts" / "dft"
+SCATTER = REPO_ROOT / "docs" / "dft_audit_scatter.png"
 #: f-electron elements are left out of the accuracy set: their SCF is slow and fragile at screen settings.
 LANTHANIDES = {"Ce", "Pr", "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb"}
 
@@ -253,7 +254,7 @@ def audit_markdown(r: dict) -> str:
                      f"{sum(x['kind'] == 'suspect' for x in r['rows'] if x['model'] == m)} | "
                      f"{_wilson(sum(x['dft'] >= 0 for x in sus), len(sus))} |")
     lines += ["", "CHGNet vs DFT E_hull (eV/atom), every crystal audited "
-              "(scatter: `artifacts/dft/audit_scatter.png`):", "",
+              "(scatter: [docs/dft_audit_scatter.png](dft_audit_scatter.png)):", "",
               "| model | kind | crystal | atoms | CHGNet | DFT | verdict | decomposition | note |",
               "|---|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
@@ -279,31 +280,34 @@ def write_cards(r: dict) -> None:
 
     for model in r["models"]:
         card = registry.load_card(model)
-        counts = {f"bench_dft_audit_{k}": v for k, v in audit_counts(r, model).items()}
+        seen = r.get("seen", {}).get(model, {})
+        counts = {f"bench_dft_audit_{k}": v for k, v in {**audit_counts(r, model), "sun_in_limits": seen.get("sun"),
+                                                         "sun_lanthanide_left_out": seen.get("sun_skipped")}.items()
+                  if v is not None}
         registry.write_card(dataclasses.replace(card, metrics={**card.metrics, **counts}, metrics_command=(
             card.metrics_command.split("; DFT audit:")[0] + "; DFT audit: python -m battgai bench dft --part audit "
             f"--audit-k {r['k']} --audit-sample {r['n_sample']} --audit-max-atoms {r['max_atoms']} "
-            f"--audit-max-ref-atoms {r['max_ref_atoms']} --max-seconds {r['max_seconds']:.0f} (bench_dft_audit_*)")))
+            f"--audit-max-ref-atoms {r['max_ref_atoms']} --max-seconds {r['max_seconds']:.0f}"
+            f"{' --audit-skip-lanthanides' if r.get('skip_lanthanides') else ''} (bench_dft_audit_*)")))
 
 
 def audit_scatter(r: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for (m, kind), marker in {(m, kind): mk for m, mk in zip(r["models"], "os", strict=False)
-                              for kind in ("sun", "suspect")}.items():
-        pts = [(x["chgnet"], x["dft"]) for x in r["rows"] if x["model"] == m and x["kind"] == kind
-               and math.isfinite(x["dft"])]
-        if pts:
-            ax.scatter(*zip(*pts, strict=True), marker=marker, label=f"{m} {kind}",
-                       facecolors="none" if kind == "suspect" else None)
+    for m, marker, color in zip(r["models"], "os", ("C0", "C1"), strict=False):
+        for kind in ("sun", "suspect"):
+            pts = [(x["chgnet"], x["dft"]) for x in r["rows"] if x["model"] == m and x["kind"] == kind
+                   and x["dft"] is not None and math.isfinite(x["dft"])]
+            if pts:  # suspect ones hollow
+                ax.scatter(*zip(*pts, strict=True), marker=marker, label=f"{m} {kind}", edgecolors=color,
+                           facecolors="none" if kind == "suspect" else color)
     ax.axline((0, 0), slope=1, color="grey", lw=0.8)
     ax.axhline(0.1, color="red", lw=0.6, ls="--")
     ax.set(xlabel="CHGNet E_hull (eV/atom)", ylabel="DFT E_hull (eV/atom)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ARTIFACTS / "audit_scatter.png", dpi=120)
+    fig.savefig(SCATTER, dpi=120)
 
 
 def _cost_cells() -> dict:
