@@ -193,13 +193,14 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
     exclude = list(exclude) if exclude is not None else [None] * len(structures)
     plans = [_plan(s, as_given, refs, potential, x, preset, given_as) for s, x in zip(structures, exclude, strict=True)]
 
+    stored = store.all()  # read once: the store is one JSON file
     tasks, labels, ref_structures = {}, {}, {}
     for k, p in enumerate(plans):
         if p.error:
             continue
         needed = [rid for rid, _ in p.decomposition] + [rid for _, rid in p.elemental]
         for rid in dict.fromkeys(needed):
-            if store.get(rid) is not None or rid in ref_structures:
+            if rid in stored or rid in ref_structures:
                 continue
             try:
                 s = primitive(refs._structure(rid))
@@ -227,10 +228,12 @@ def verify(structures: Sequence, preset: str | Preset = "screen", *, refs=None, 
             store.put(key, result[0])
 
     results = _run_all(tasks, preset, workers, progress, labels, keep, runner)
-    return [_check(k, p, results, store, refs, preset, potential) for k, p in enumerate(plans)]
+    stored = store.all()  # with what this call added
+    return [_check(k, p, results, stored, preset, potential) for k, p in enumerate(plans)]
 
 
-def _check(k: int, p: _Plan, results: dict, store, refs, preset: Preset, potential: str) -> DFTCheck:
+def _check(k: int, p: _Plan, results: dict, stored: dict[str, DFTEnergy], preset: Preset,
+           potential: str) -> DFTCheck:
     formula = p.structure.composition.reduced_formula
     base = dict(formula=formula, structure=p.structure, geometry=p.geometry,
                 e_above_hull_potential=p.e_hull_potential, preset=preset.key, potential=potential)
@@ -243,12 +246,12 @@ def _check(k: int, p: _Plan, results: dict, store, refs, preset: Preset, potenti
         return DFTCheck(**base, **failed, error=error)
     phases: dict[str, DFTEnergy] = {}
     for rid, _ in p.decomposition:
-        if (e := store.get(rid)) is None:
+        if rid not in stored:
             return DFTCheck(**base, **failed, error=f"reference {rid}: {results.get(rid, (None, None, '?'))[2]}")
-        phases[rid] = e
-    elemental = {el: store.get(rid) for el, rid in p.elemental if store.get(rid) is not None}
-    phases.update({rid: store.get(rid) for el, rid in p.elemental if el in elemental})
-    formulas = {rid: refs.comps[refs.ids.index(rid)].reduced_formula for rid, _ in p.decomposition}
+        phases[rid] = stored[rid]
+    elemental = {el: stored[rid] for el, rid in p.elemental if rid in stored}
+    phases.update({rid: stored[rid] for el, rid in p.elemental if el in elemental})
+    formulas = {rid: phases[rid].formula for rid, _ in p.decomposition}
     decomposition = tuple((rid, formulas[rid], f) for rid, f in p.decomposition)
     mixing = hull.mixing_problem([crystal, *(phases[rid] for rid, _ in p.decomposition)])
     e_hull = math.nan if mixing else hull.e_above_hull(crystal, [(f, phases[rid]) for rid, f in p.decomposition])
