@@ -82,8 +82,9 @@ def label_sr_rows(scale: int, model) -> list[tuple[str, str, float, float, float
     The clean high-resolution render, segmented the same way, is the ceiling.
     """
     from battgai.microstructure import io
-    from battgai.microstructure.analysis import metrics, segment
+    from battgai.microstructure.analysis import segment
     from battgai.microstructure.enhancement.enhance import apply_model, bicubic
+    from battgai.microstructure.enhancement.labels import label_scores
 
     levels = np.asarray(io.PHASE_LEVELS)
     order = np.argsort(levels)  # phase ids from darkest to brightest
@@ -96,13 +97,8 @@ def label_sr_rows(scale: int, model) -> list[tuple[str, str, float, float, float
         for method, grey in (("bicubic", bicubic(lr, scale)), (f"battgai SR x{scale} (net)", apply_model(lr, model)),
                              ("clean high-res render (ceiling)", hr)):
             seg = order[segment.apply_thresholds(grey, thresholds)].astype(np.uint8)
-            phases = range(len(levels))
-            iou = np.mean([np.sum((seg == p) & (truth == p)) / max(np.sum((seg == p) | (truth == p)), 1)
-                           for p in phases])
-            vf = max(abs(metrics.volume_fraction(seg, p) - metrics.volume_fraction(truth, p)) for p in phases)
-            ssa = np.mean([abs(metrics.specific_surface_area(seg, p) / metrics.specific_surface_area(truth, p) - 1)
-                           for p in phases])
-            rows.append((name, method, float(iou), float(vf), float(ssa)))
+            s = label_scores(seg, truth)
+            rows.append((name, method, s["mean_iou"], s["max_vf_error"], s["mean_ssa_rel_error"]))
     return rows
 
 

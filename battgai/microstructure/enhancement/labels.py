@@ -127,9 +127,9 @@ def label_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         raise ValueError(f"shapes differ: {pred.shape} and {truth.shape}")
     phases = [int(p) for p in np.unique(truth)]
     iou = [np.sum((pred == p) & (truth == p)) / max(np.sum((pred == p) | (truth == p)), 1) for p in phases]
-    vf = [abs(np.mean(pred == p) - np.mean(truth == p)) for p in phases]
+    vf = [abs(metrics.volume_fraction(pred, p) - metrics.volume_fraction(truth, p)) for p in phases]
     ssa = [abs(metrics.specific_surface_area(pred, p) / metrics.specific_surface_area(truth, p) - 1)
-           for p in phases if 0 < np.mean(truth == p) < 1]
+           for p in phases if 0 < metrics.volume_fraction(truth, p) < 1]
     return {"mean_iou": float(np.mean(iou)), "boundary_f1": boundary_f1(pred, truth),
             "max_vf_error": float(max(vf)), "mean_ssa_rel_error": float(np.mean(ssa)) if ssa else 0.0}
 
