@@ -189,16 +189,17 @@ show_curves(_curves_for_plot(real), Q_TITLE, V_TITLE)
 
 with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled ridge on charge + dQ/dV shape, "
                  "health_soh_ridge_ic)"):
+    loaded_key = (tuple(np.unique(real.cell_id)), len(real))
     if st.button("Estimate", key="estimate"):
         try:
             est = workflow.estimate_soh(real, _estimator(), "health_soh_ridge_ic")
         except (ModelNotFound, ChecksumError, ValueError) as exc:
             st.error(f"Cannot estimate: {exc}")
         else:
-            st.session_state["health_estimate"] = (tuple(np.unique(real.cell_id)), len(real), est)
+            st.session_state["health_estimate"] = (*loaded_key, est)
     kept = st.session_state.get("health_estimate")
     # Shown for the curves it was computed on only: other data loaded since then gets its own Estimate.
-    est = kept[2] if kept and kept[:2] == (tuple(np.unique(real.cell_id)), len(real)) else None
+    est = kept[2] if kept and kept[:2] == loaded_key else None
     if est is not None:
         n_out = int(est.extrapolating.sum())
         inside = len(est.curves) - n_out

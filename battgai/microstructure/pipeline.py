@@ -171,8 +171,9 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
             "upscaled as labels, each phase's signed distance to its boundary interpolated and the largest kept, "
             "so the result holds the same phase values and no grey levels between them (docs/BENCHMARKS.md: "
             "label images upscaled as labels).",), "label upscaling")
-        return EnhanceResult(image, to_float(out), task, card.name, card.sha256, time.perf_counter() - t0,
-                             compare_table(image, to_float(out), scale), out, decision, residual, None, None)
+        after = to_float(out)
+        return EnhanceResult(image, after, task, card.name, card.sha256, time.perf_counter() - t0,
+                             compare_table(image, after, scale), out, decision, residual, None, None)
     if scale == 1:  # the method is chosen on the image itself (guard), so the result is never worse than the input
         if fit_seconds > 0:
             from battgai.microstructure.enhancement import selffit
