@@ -44,7 +44,8 @@ st.title("Materials generation")
 st.write(
     "Ask for crystals under constraints; a small transformer trained here on MP-20 writes them as space group + "
     "Wyckoff sites, so element, space-group and size constraints are obeyed by construction. Every candidate is "
-    "checked (distances, SMACT charge balance, uniqueness, novelty vs the training set, symmetry). Masks on the "
+    "checked (distances, SMACT charge balance, uniqueness, new against every known phase on hand, symmetry). "
+    "Masks on the "
     "model's choices steer it away from atoms closer than 0.5 A; by default the crystals that still fail, whose "
     f"atoms overlap (closest two nearer than {MIN_CONTACT_RATIO:g} x their radius sum) or that have no "
     "charge-neutral assignment are rejected and sampled again ('Novel only' also rejects those that match a "
@@ -73,11 +74,11 @@ def generator_names() -> list[str]:
     return sorted(names, key=lambda name: (name != DEFAULT_MODEL, name))
 
 
-@st.cache_resource(show_spinner="Indexing training structures for novelty...")
+@st.cache_resource(show_spinner="Indexing the known phases...")
 def known_and_source():
-    from battgai.materials.checks.references import known_structures
+    from battgai.materials.checks.references import known_phases
 
-    return known_structures()
+    return known_phases()
 
 
 def get_known():
@@ -159,9 +160,9 @@ with st.form("constraints"):
     element_temperature = g2.slider(
         "Element temperature", 0.5, 2.0, 1.0, step=0.1,
         help="Divides the logits of element tokens once more: above 1 the model writes less common elements into "
-             "the structures it knows (new compositions). Measured at 1.4 on 1,000 samples: 80 % novel instead of "
-             "73 %, about the same share stable, unique and novel (29 vs 30 % by static CHGNet), but fewer stable "
-             "(45 vs 53 %) and densities further from real crystals; docs/BENCHMARKS.md.")
+             "the structures it knows (new compositions). Measured at 1.4 on 1,000 samples: 80 % novel vs the "
+             "training set instead of 73 %, about the same share stable, unique and novel (29 vs 30 % by static "
+             "CHGNet), but fewer stable (45 vs 53 %) and densities further from real crystals; docs/BENCHMARKS.md.")
     resample = g3.checkbox("Reject and resample", True,
                            help=f"Reject crystals with atoms closer than 0.5 A, with two atoms closer than "
                                 f"{MIN_CONTACT_RATIO:g} x their radius sum (they fuse or end far above the hull "
@@ -171,13 +172,13 @@ with st.form("constraints"):
     generator = g3.selectbox(
         "Generator", generator_names(), key="mat_generator",
         help="materials_gpt: the GPT trained on MP-20. materials_gpt_rl: the same model after reward fine-tuning "
-             "on its own samples (reward: stable by static CHGNet, novel, unique; suspect crystals earn nothing): "
+             "on its own samples (reward: stable by static CHGNet, new, unique; suspect crystals earn nothing): "
              "more of its crystals are new and stable, and they stray further from real crystals' densities "
              "(side by side in docs/BENCHMARKS.md, Campaigns).")
     novel_only = g3.checkbox("Novel only", False,
-                             help="Also reject crystals that match a structure the model was trained on "
-                                  "(StructureMatcher, the novelty check) and sample again: about a quarter of "
-                                  "unconstrained samples reproduce a training crystal. Needs the shared MP-20 data.")
+                             help="Also reject crystals that match a known phase (StructureMatcher against every "
+                                  "MP-20 split, MPTS-52 and the insertion-electrode structures, bundled) and sample "
+                                  "again: about a quarter of unconstrained samples reproduce a training crystal.")
     oversample = g1.number_input(
         "Screen: sample x times more, keep the best", 1, MAX_OVERSAMPLE, 1,
         help="With a formation-energy, E_hull or voltage target: sample this many times more crystals, compute "
@@ -203,7 +204,7 @@ screen_refs = get_refs("chgnet") if submitted and oversample > 1 else None
 if submitted and oversample > 1:
     problems = problems + screen_problems(conditions, screen_refs)
 if submitted and novel_only and get_known() is None:
-    problems = [*problems, f"'Novel only' needs the training structures: {known_and_source()[1]}."]
+    problems = [*problems, f"'Novel only' needs the known phases: {known_and_source()[1]}."]
 if submitted and spacegroups is not None:
     if problems:
         st.error("These constraints cannot be met:\n\n" + "\n".join(f"- {p}" for p in problems))
@@ -363,12 +364,12 @@ def save_dft(run, dft: list[dict]) -> None:
 
 dft_panel(cands, rows, potential, pot, save_dft)
 
-plot = table.assign(index=range(len(table)), novel=table.novel.astype(str))
+plot = table.assign(index=range(len(table)), new=table.new.astype(str))
 has_hull = plot.e_above_hull.notna().any()
 x = "e_above_hull" if has_hull else "n_atoms"
 y = "voltage" if plot.voltage.notna().any() else ("capacity_mAh_g" if plot.capacity_mAh_g.notna().any()
                                                   else "sg_found")
-fig = px.scatter(plot, x=x, y=y, color="novel", hover_name="formula", custom_data=["index"],
+fig = px.scatter(plot, x=x, y=y, color="new", hover_name="formula", custom_data=["index"],
                  title=f"Candidates: {y} vs {x} (choose a point to view it)")
 fig.update_layout(height=360, margin={"l": 40, "r": 10, "t": 40, "b": 40})
 picked = st.plotly_chart(fig, width="stretch", on_select="rerun", key="mat_scatter")
@@ -395,10 +396,11 @@ with right:
         st.session_state["mat_near"] = cached
     near = cached[1]
     if near is None:
-        st.markdown("**Nearest known structure:** none of the same formula in the training set.")
+        st.markdown("**Nearest known structure:** no known phase of the same formula.")
     else:
         st.markdown(f"**Nearest known structure:** {near.composition.reduced_formula} "
-                    f"({'identical' if cand.novel is False else 'same formula, different structure'})")
+                    + (f"(identical: {cand.known_match})" if cand.novel is False
+                       else "(same formula, different structure)"))
         show_structure(near, supercell=(sc, sc, sc), style=style, labels=show_labels)
 
 prov = st.session_state.get("mat_prov") or Provenance.now("unknown", "", {})

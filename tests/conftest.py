@@ -54,7 +54,7 @@ def no_shared_data(tmp_path, monkeypatch):
     from battgai.materials.training import corpus
 
     cached = (corpus.mp20_frame, corpus.electrode_pairs, corpus.training_cifs_by_formula,
-              references.known_structures, references.reference_phases)
+              references.known_phases, references.training_structures, references.reference_phases)
     monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
     for f in cached:
         f.cache_clear()

@@ -1,4 +1,4 @@
-"""The bundled MP-20 novelty index and reference energies: a fresh clone checks novelty and E_hull."""
+"""The bundled known-phase index and reference energies: a fresh clone judges newness and E_hull."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from battgai.materials.checks.stability import ReferencePhases
 
 @pytest.fixture
 def fresh_bundle():
-    bundle.load_novelty_index.cache_clear()
+    bundle.load_known_phases.cache_clear()
     bundle.load_references.cache_clear()
     yield
-    bundle.load_novelty_index.cache_clear()
+    bundle.load_known_phases.cache_clear()
     bundle.load_references.cache_clear()
 
 
@@ -31,9 +31,11 @@ def _shared_or_skip():
 
 def test_the_bundle_is_small_and_matches_its_manifest(fresh_bundle):
     m = bundle.describe()
-    index, refs = bundle.load_novelty_index(), bundle.load_references()
-    assert index.n_structures == m["files"][bundle.NOVELTY_FILE]["structures"] > 20_000
-    assert len(index) == m["files"][bundle.NOVELTY_FILE]["formulas"]
+    index, refs = bundle.load_known_phases(), bundle.load_references()
+    entry = m["files"][bundle.KNOWN_FILE]
+    assert index.n_structures == entry["structures"] > 45_000
+    assert len(index) == entry["formulas"] and index.sources() == entry["sources"]
+    assert index.training().n_structures == entry["training"] > 25_000
     assert len(refs.ids) == m["files"][bundle.REFERENCES_FILE]["phases"] > 25_000
     assert refs.potential == "chgnet" and np.isfinite(refs.energies).mean() > 0.99
     assert sum(f["bytes"] for f in m["files"].values()) < 12e6
@@ -47,17 +49,17 @@ def test_an_altered_bundle_file_is_refused(tmp_path, fresh_bundle):
     (folder / bundle.REFERENCES_FILE).write_bytes(bytes(raw))
     with pytest.raises(bundle.BundleError, match="sha256"):
         bundle.load_references(folder)
-    (folder / bundle.NOVELTY_FILE).unlink()
+    (folder / bundle.KNOWN_FILE).unlink()
     with pytest.raises(bundle.BundleError, match="missing"):
-        bundle.load_novelty_index(folder)
+        bundle.load_known_phases(folder)
 
 
 @pytest.mark.usefixtures("no_shared_data", "fresh_bundle")
 def test_without_shared_data_novelty_and_e_hull_come_from_the_bundle():
     from battgai.materials.checks.validate import is_novel
 
-    known, source = references.known_structures()
-    assert isinstance(known, bundle.NoveltyIndex) and "bundled index" in source
+    known, source = references.training_structures()
+    assert isinstance(known, bundle.KnownPhases) and "bundled index" in source
     li2o = known["Li2O"][0]
     assert not is_novel(li2o, known)  # a training structure is not novel
     moved = li2o.copy()
@@ -78,17 +80,31 @@ def test_the_bundled_index_holds_the_shared_structures(fresh_bundle):
     from battgai.materials.checks.validate import _parse_cif
     from battgai.materials.training.corpus import training_cifs_by_formula
 
-    shared, index = training_cifs_by_formula(), bundle.load_novelty_index()
-    assert list(index) == list(shared)
+    shared, index = training_cifs_by_formula(), bundle.load_known_phases().training()
+    assert set(index) == set(shared)
     rng = np.random.default_rng(0)
     for formula in rng.choice(list(shared), 200, replace=False):
-        for cif, s in zip(shared[formula], index[formula], strict=True):
-            t = _parse_cif(cif)
-            assert [x.specie.symbol for x in s] == [x.specie.symbol for x in t]
-            # The bundle was parsed on another machine: the same numbers up to the last bits of a float64, never
-            # a different site, cell or order (1e-12 A is six orders below any structural tolerance).
-            np.testing.assert_allclose(s.lattice.matrix, t.lattice.matrix, rtol=0, atol=1e-12)
-            np.testing.assert_allclose(s.frac_coords, t.frac_coords, rtol=0, atol=1e-12)
+        # The shared path lists an electrode structure that is also an MP-20 row twice; the index once.
+        parsed = [_parse_cif(cif) for cif in shared[formula]]
+        for s in index[formula]:
+            # float32 in the bundle: the same sites, cell and order to 1e-5 (five orders below StructureMatcher's
+            # tolerances), never a different structure.
+            assert any([x.specie.symbol for x in s] == [x.specie.symbol for x in t]
+                       and np.allclose(s.lattice.matrix, t.lattice.matrix, rtol=0, atol=1e-4)
+                       and np.allclose(s.frac_coords, t.frac_coords, rtol=0, atol=1e-5) for t in parsed)
+        assert len(index[formula]) <= len(parsed)
+
+
+def test_the_known_phases_hold_every_split_and_name_a_match(fresh_bundle):
+    from battgai.materials.checks.validate import is_novel, known_match
+
+    known = bundle.load_known_phases()
+    casnrh2 = known["CaSnRh2"][0]  # a held-out MP-20 test crystal a campaign once counted as novel
+    assert known.match(casnrh2) == ("mp-861935", "mp20-test")
+    assert known_match(casnrh2, known) == "mp-861935 (mp20-test)"
+    assert "CaSnRh2" not in known.training() and is_novel(casnrh2, known.training())
+    assert not is_novel(casnrh2, known)
+    assert {"mpts52-test", "electrodes", "mp20-train"} <= set(known.sources())
 
 
 def test_the_bundled_energies_are_the_ones_chgnet_gives_on_the_shared_structures(fresh_bundle):
@@ -118,7 +134,7 @@ def test_a_fresh_clone_page_shows_novelty_and_e_hull_and_names_what_is_not_cover
     at.slider[0].set_value(12)
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Novelty vs the bundled index" in c.value for c in at.caption)
+    assert any("known phases (MP-20 all splits, MPTS-52, electrodes)" in c.value for c in at.caption)
     cands = at.session_state["mat_cands"]
     assert all(c.novel is not None for c in cands)
     # Radium is in no MP-20 phase: its fluorite gets an energy but no E_hull, and the page says why.

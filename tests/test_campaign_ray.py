@@ -48,7 +48,7 @@ def test_campaign_on_a_three_node_cluster(cluster, tmp_path):
     summaries = campaign.run_campaign(s, tmp_path, eng)
     rows = CampaignFolder(tmp_path).rows()
     assert len(rows) == 3 and summaries[0]["sampled"] == 3
-    eligible = [r for r in rows if r["valid"] and r["unique_generated"] and r["novel_generated"] is not False]
+    eligible = [r for r in rows if r["valid"] and r["unique_generated"] and r["new_generated"] is not False]
     assert eligible and all(r["relaxed"] or r["relax_note"] for r in eligible)
 
     # A worker killed mid-relaxation is restarted and its task run again: every result comes back.

@@ -174,7 +174,7 @@ def test_verify_cli_json_lines(tmp_path, monkeypatch, capsys):
     assert done.value.code == 1  # one file could not be read
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2
-    assert {"formula", "novel", "e_above_hull", "e_above_hull_dft", "verdict"} <= set(lines[0])
+    assert {"formula", "new", "matches_known", "e_above_hull", "e_above_hull_dft", "verdict"} <= set(lines[0])
     assert lines[0]["formula"] == "LiAl" and lines[0]["verdict"] in ("confirmed", "refuted")
     assert lines[1]["file"].endswith("broken.cif") and lines[1]["error"]
 
@@ -214,7 +214,7 @@ def test_dft_panel_runs_a_stored_check_beside_the_potential(tmp_path, monkeypatc
     assert rec.settings["preset"]["ecut"] == CHEAP.ecut and rec.settings["as_given"] is True
 
 
-def test_campaign_dft_audit_checks_the_best_sun_crystals_once(tmp_path, monkeypatch):
+def test_campaign_dft_audit_checks_the_best_found_crystals_once(tmp_path, monkeypatch):
     from battgai.materials.checks import references
     from battgai.materials.dft import settings
     from battgai.materials.discovery import campaign
@@ -224,8 +224,8 @@ def test_campaign_dft_audit_checks_the_best_sun_crystals_once(tmp_path, monkeypa
     monkeypatch.setitem(settings.PRESETS, "screen", dataclasses.replace(CHEAP, name="screen"))
     folder = campaign.CampaignFolder(tmp_path / "campaign")
     folder.rounds_dir.mkdir(parents=True)
-    cands = [{"id": f"r000-000{k}", "sun": sun, "e_hull": e, "structure": lial_b2().as_dict()}
-             for k, (sun, e) in enumerate([(True, 0.05), (False, -0.2), (True, 0.01)])]
+    cands = [{"id": f"r000-000{k}", "found": found, "e_hull": e, "structure": lial_b2().as_dict()}
+             for k, (found, e) in enumerate([(True, 0.05), (False, -0.2), (True, 0.01)])]
     (folder.rounds_dir / "round_0000.json").write_text(json.dumps({"round": 0, "candidates": cands}))
 
     class Engine:  # the campaign engine's dft(), in this process
@@ -237,7 +237,7 @@ def test_campaign_dft_audit_checks_the_best_sun_crystals_once(tmp_path, monkeypa
 
     s = campaign.CampaignSettings(dft_audit=1)
     audit = campaign.dft_audit(folder, s, Engine())
-    assert audit["ids"] == ["r000-0002"]  # the S.U.N. one with the lowest E_hull; not the non-S.U.N. one
+    assert audit["ids"] == ["r000-0002"]  # the found one with the lowest E_hull; not the one not found
     assert audit["rows"][0]["verdict"] in ("confirmed", "refuted") and folder.dft_audit() == audit
     assert audit["confirmed"] + audit["refuted"] == 1
     assert campaign.dft_audit(folder, s, Engine()) == audit and Engine.calls == 1  # kept, not recomputed

@@ -59,7 +59,7 @@ def test_novel_only_rejects_known_structures_and_resamples():
                              + tally.not_neutral + tally.known)
     # The first round draws the same sequences as before: what it kept after the eight comes first.
     assert cands[0].structure == plain[8].structure
-    with pytest.raises(ValueError, match="training structures"):
+    with pytest.raises(ValueError, match="known structures"):
         generate(load_model(), Conditions(), 5, novel_only=True)
 
 
@@ -188,7 +188,7 @@ def test_cli_novel_only_writes_only_novel_crystals_and_records_it(tmp_path):
     # does, and up to 16 resampling rounds may still leave a slot empty.
     n = generate_to_dir(10, "allowed=Na,Cl,K", out, seed=2, batch_size=10, novel_only=True)
     rows = read_rows(out / "checks.csv")
-    assert n == len(rows) >= 8 and all(r["novel"] == "True" for r in rows)
+    assert n == len(rows) >= 8 and all(r["new"] == "True" for r in rows)
     assert json.loads((out / "provenance.json").read_text())["settings"]["novel_only"] is True
     with pytest.raises(SystemExit, match="other settings"):  # a plain run does not extend a novel-only one
         generate_to_dir(10, "allowed=Na,Cl,K", out, seed=2, batch_size=10)
@@ -236,14 +236,14 @@ def test_page_explains_novel_only_without_the_training_set(tmp_path, monkeypatch
     from battgai.materials.checks import bundle
 
     monkeypatch.setattr(bundle, "BUNDLE_DIR", tmp_path / "no-bundle")  # neither shared data nor the bundle
-    bundle.load_novelty_index.cache_clear()
+    bundle.load_known_phases.cache_clear()
     at = AppTest.from_file(str(ROOT / "pages/materials.py"), default_timeout=60).run()
     next(c for c in at.checkbox if c.label == "Novel only").check()
     at.button[0].click().run()
     assert not at.exception
-    assert any("'Novel only' needs the training structures" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("'Novel only' needs the known phases" in e.value for e in at.error), [e.value for e in at.error]
     assert not at.dataframe
-    bundle.load_novelty_index.cache_clear()
+    bundle.load_known_phases.cache_clear()
 
 
 @pytest.mark.usefixtures("no_shared_data")  # a fresh clone: the bundled novelty index
@@ -256,8 +256,8 @@ def test_page_generates_in_demo_mode():
     assert at.dataframe and len(at.dataframe[0].value) >= 8
     assert at.session_state["mat_prov"].settings["element_temperature"] == 1.4  # downloads say how they were made
     assert at.dataframe[0].value.n_atoms.max() <= tk.MAX_ATOMS
-    assert any("Novelty vs the bundled index" in c.value for c in at.caption)
-    assert at.dataframe[0].value.novel.notna().all()
+    assert any("known phases (MP-20 all splits, MPTS-52, electrodes)" in c.value for c in at.caption)
+    assert at.dataframe[0].value.new.notna().all()
 
 
 def test_sampling_leaves_autograd_on_for_chgnet():

@@ -42,7 +42,7 @@ def test_tokenize_roundtrip_matches(make):
     tokens = tk.encode(wc, {"band_gap": 1.5})
     assert tokens.shape == (tk.SEQ_LEN,)
     back = build.to_structure(tk.decode(tokens))
-    assert validate._fit(s, back)
+    assert validate.matches(s, back)
     assert validate.spacegroup_found(back) == validate.spacegroup_found(s)
 
 
@@ -53,7 +53,7 @@ def test_equivalent_forms_are_distinct_sequences_of_the_same_crystal(make):
     assert forms[0] == tk.from_structure(s)
     assert len({tuple(tk.encode(f)) for f in forms}) == len(forms) >= 2
     for form in forms:
-        assert validate._fit(s, build.to_structure(form))
+        assert validate.matches(s, build.to_structure(form))
 
 
 def test_nacl_equivalent_forms_swap_4a_and_4b():

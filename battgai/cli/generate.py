@@ -70,12 +70,13 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
                              "use a new --out folder")
     else:
         prov_path.write_text(Provenance.now(lm.name, lm.sha256, settings, seed).to_json())
-    from battgai.materials.checks.references import known_structures, reference_phases
+    from battgai.materials.checks.references import known_phases, reference_phases
 
     known = refs = None
+    known_line = "the newness check is switched off"
     if novelty:
-        known, source = known_structures()
-        sys.stderr.write(source + "\n")
+        known, known_line = known_phases()
+        sys.stderr.write(known_line + "\n")
     if energies or oversample > 1:
         refs, source = reference_phases()
         sys.stderr.write(source + "\n")
@@ -83,7 +84,7 @@ def generate_to_dir(n: int, conditions_text: str, out: Path, seed: int = 0, batc
     if problems:
         raise SystemExit("cannot screen: " + " ".join(problems))
     if novel_only and known is None:
-        raise SystemExit("--novel-only needs the training structures (shared MP-20 data) to judge novelty")
+        raise SystemExit(f"--novel-only needs the known-phase index: {known_line}")
     tracker, start, rows = UniqueTracker(), 0, []
     # Unique structures are also kept as pymatgen JSON: CIF does not round-trip overlapping atoms,
     # and resuming must judge uniqueness exactly as an uninterrupted run would.
@@ -144,7 +145,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=100)
     g.add_argument("--model", default=DEFAULT_MODEL)
     g.add_argument("--energies", action="store_true", help="CHGNet static energy, E_hull and voltage (slow)")
-    g.add_argument("--no-novelty", action="store_true", help="skip matching against the training set")
+    g.add_argument("--no-novelty", action="store_true", help="skip matching against every known phase")
     g.add_argument("--keep-invalid", action="store_true",
                    help="return every crystal that builds (default: resample invalid, overlapping or non-neutral ones)")
     g.add_argument("--guidance", type=float, default=2.0,
@@ -161,7 +162,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                         "into familiar structures (1.4: novelty 80 %% instead of 73 %%, about the same S.U.N. "
                         "rate, fewer stable, in docs/BENCHMARKS.md)")
     g.add_argument("--novel-only", action="store_true",
-                   help="reject crystals that match a training structure (StructureMatcher) and sample again")
+                   help="reject crystals that match a known phase (StructureMatcher; MP-20 all splits, MPTS-52, "
+                        "insertion electrodes) and sample again")
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """``python -m battgai verify CIF... [--dft] [--preset screen|accurate] [--as-given] [--json]``.
 
-Without ``--dft``: the materials page's checks of each crystal (validity, novelty, the potential's
-energy and E_hull after its relaxation, battery metrics with ``--ion``). With ``--dft``: the same
+Without ``--dft``: the materials page's checks of each crystal (validity, newness against every known phase, the
+potential's energy and E_hull after its relaxation, battery metrics with ``--ion``). With ``--dft``: the same
 crystal and its decomposition phases computed with DFT (:func:`battgai.materials.dft.verify.verify`),
 the potential's E_hull beside DFT's, and a verdict. ``--json`` prints one JSON object per crystal, a
 line each; a CIF that cannot be read gets a line with its ``error``.
@@ -37,11 +37,11 @@ def _read(paths: list[Path]) -> tuple[list, list[dict]]:
 
 def _page_checks(structures: list, as_given: bool, ion: str | None, potential: str) -> list[dict]:
     from battgai.materials.checks.evaluate import verdict
-    from battgai.materials.checks.references import known_structures, reference_phases
+    from battgai.materials.checks.references import known_phases, reference_phases
     from battgai.materials.generation.sample import Conditions
     from battgai.materials.pipeline import add_energies, check
 
-    known, novelty_line = known_structures()
+    known, novelty_line = known_phases()
     refs, refs_line = reference_phases(potential)
     sys.stderr.write(f"{novelty_line}\n{refs_line}\n")
     cands = [check(s, Conditions(working_ion=ion), known, source="uploaded") for _, s in structures]
@@ -55,11 +55,11 @@ def _page_checks(structures: list, as_given: bool, ion: str | None, potential: s
 
 
 def _dft_checks(structures: list, preset: str, as_given: bool, potential: str, workers: int) -> list[dict]:
-    from battgai.materials.checks.references import known_structures
-    from battgai.materials.checks.validate import is_novel
+    from battgai.materials.checks.references import known_phases
+    from battgai.materials.checks.validate import known_match
     from battgai.materials.dft.verify import verify
 
-    known, novelty_line = known_structures()
+    known, novelty_line = known_phases()
     sys.stderr.write(novelty_line + "\n")
 
     def progress(done: int, total: int, label: str) -> None:
@@ -69,12 +69,16 @@ def _dft_checks(structures: list, preset: str, as_given: bool, potential: str, w
     checks = verify([s for _, s in structures], preset, as_given=as_given, potential=potential, workers=workers,
                     progress=progress)
     sys.stderr.write("\n")
-    return [{"file": str(path), "novel": None if known is None else is_novel(s, known), **c.row()}
-            for (path, s), c in zip(structures, checks, strict=True)]
+    rows = []
+    for (path, s), c in zip(structures, checks, strict=True):
+        match = None if known is None else known_match(s, known)
+        rows.append({"file": str(path), "new": None if known is None else match is None,
+                     "matches_known": match or "", **c.row()})
+    return rows
 
 
 def _line(row: dict, dft: bool) -> str:
-    novel = {True: "new", False: "known", None: "novelty not checked"}[row["novel"]]
+    novel = {True: "new", False: f"known: {row['matches_known']}", None: "newness not checked"}[row["new"]]
     parts = [f"{row['file']}: {row['formula']} ({novel})", f"E_hull {row['e_above_hull']:+.3f} eV/atom"]
     if dft:
         parts[-1] += f", DFT {row['e_above_hull_dft']:+.3f} ({row['verdict']})"

@@ -23,6 +23,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "mp_20": ("materials/mp_20_biternary", "MP-20 val/test structures with properties"),
     "mp_20_cif_only": ("materials/mp_20_cif_only", "MP-20 structures (CIF only)"),
     "mp_20_pilot": ("materials/mp_20_pilot", "1,000-row MP-20 train/val/test samples"),
+    "mpts_52": ("materials/mpts_52", "MPTS-52 val/test structures (time split of MP)"),
     "insertion_electrodes": (
         "materials/insertion_electrodes_transformergnn",
         "MP insertion-electrode voltage pairs",

@@ -50,6 +50,8 @@ class ModelCard:
     size_bytes: int = 0
     date: str = ""
     notes: str = ""
+    #: What a fine-tuned generator was tuned for (campaign conditions, voltage window, capacity, guidance).
+    tuned_for: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:

@@ -46,7 +46,8 @@ class Candidate:
     obeys_elements: bool
     contact_ratio: float = math.nan  # closest pair of atoms over the sum of their radii (validate.contact_ratio)
     unique: bool = True
-    novel: bool | None = None
+    novel: bool | None = None  # matches no structure of the index it was checked against (None = not checked)
+    known_match: str = ""  # the known phase it matches, when it is not new
     e_per_atom: float = math.nan
     e_above_hull: float = math.nan
     formation_energy: float = math.nan
@@ -66,7 +67,8 @@ class Candidate:
             "formula": self.formula, "n_atoms": len(self.structure), "sg_asked": self.spacegroup_asked,
             "sg_found": self.spacegroup_found, "valid": self.valid_structure, "contact_ratio": self.contact_ratio,
             "smact": self.valid_smact,
-            "elements_ok": self.obeys_elements, "unique": self.unique, "novel": self.novel,
+            "elements_ok": self.obeys_elements, "unique": self.unique, "new": self.novel,
+            "matches_known": self.known_match,
             "e_per_atom": self.e_per_atom, "e_above_hull": self.e_above_hull,
             "formation_energy": self.formation_energy, "voltage": self.voltage, "capacity_mAh_g": self.capacity,
             "relaxed": self.relaxed, "potential": self.potential, "source": self.source, "note": self.note,
@@ -85,7 +87,7 @@ class UniqueTracker:
     def add(self, structure) -> bool:
         """True when ``structure`` matches nothing seen before (and remember it)."""
         bucket = self.buckets.setdefault(structure.composition.reduced_formula, [])
-        if any(validate._fit(structure, t) for t in bucket):
+        if any(validate.matches(structure, t) for t in bucket):
             return False
         bucket.append(structure)
         return True
@@ -104,8 +106,10 @@ def check(structure, conditions: Conditions, known: Mapping[str, Sequence] | Non
         valid_structure=validate.structural_valid(structure),
         valid_smact=validate.smact_valid(structure.composition.element_composition.as_dict()),
         obeys_elements=obeys, contact_ratio=validate.contact_ratio(structure),
-        novel=None if known is None else validate.is_novel(structure, known),
     )
+    if known is not None:
+        match = validate.known_match(structure, known)
+        cand.novel, cand.known_match = match is None, match or ""
     if tracker is not None:
         cand.unique = tracker.add(structure)
     if conditions.working_ion:
@@ -127,7 +131,7 @@ class Tally:
     invalid: int = 0  # built, but atoms closer than 0.5 A (rejected and resampled)
     overlapping: int = 0  # valid, but two atoms closer than MIN_CONTACT_RATIO x their radius sum (likewise)
     not_neutral: int = 0  # built and valid, but no SMACT charge-neutral assignment (rejected and resampled)
-    known: int = 0  # passed, but matches a training structure (rejected and resampled with ``novel_only``)
+    known: int = 0  # passed, but matches a known phase (rejected and resampled with ``novel_only``)
     screened_out: int = 0  # passed, but further from the property targets than those kept (see ``screen``)
     surplus: int = 0  # drawn in a round that had filled its batch before they were checked (not needed)
     accepted: int = 0
@@ -160,7 +164,7 @@ class Tally:
             return ""
         reasons = [(self.dead_end, "hit a dead end or did not build"), (self.invalid, "had atoms closer than 0.5 A"),
                    (self.overlapping, f"had two atoms closer than {validate.MIN_CONTACT_RATIO:g} x their radius sum"),
-                   (self.not_neutral, "were not charge-neutral"), (self.known, "matched a training structure")]
+                   (self.not_neutral, "were not charge-neutral"), (self.known, "matched a known phase")]
         said = [f"{k:,} {text}" for k, text in reasons if k]
         failed = ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else "".join(said)
         head = f"{self.accepted:,} of the {asked:,} candidates asked for"
@@ -246,10 +250,11 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     whose static CHGNet energies come closest to the property targets (:func:`screen`,
     with reference phases ``refs``); uniqueness is judged among those kept.
 
-    ``novel_only`` also rejects and resamples crystals that match a structure the model
-    was trained on (``known``, StructureMatcher): a quarter of the app's samples reproduce
-    one (docs/BENCHMARKS.md), and a researcher looking for new materials has no use for them.
-    It works with or without ``resample``.
+    ``novel_only`` also rejects and resamples crystals that match a structure of ``known``
+    (StructureMatcher; the app passes every known phase on hand,
+    :func:`~battgai.materials.checks.references.known_phases`): a quarter of the app's samples
+    reproduce a training structure (docs/BENCHMARKS.md), and a researcher looking for new
+    materials has no use for them. It works with or without ``resample``.
 
     Round ``r`` of batch ``b`` always uses the same seed, so an interrupted run
     resumes exactly by passing ``start_batch``.
@@ -259,7 +264,7 @@ def generate_batches(lm: LoadedModel, conditions: Conditions, n: int, seed: int 
     a closed tab act.
     """
     if novel_only and known is None:
-        raise ValueError("novel_only needs the training structures (known) to judge novelty against")
+        raise ValueError("novel_only needs known structures (known) to judge newness against")
     if max_sampled < 1:
         raise ValueError(f"max_sampled must be at least 1 sequence per crystal, got {max_sampled}")
     if not 1 <= oversample <= MAX_OVERSAMPLE:
@@ -415,15 +420,15 @@ def generate_job(model: str, conditions: Conditions, n: int, seed: int = 0, *, s
     """:func:`generate` with the model, the known structures and the screen's references looked up by name.
 
     What the page runs in a worker of the engine (:func:`battgai.core.engine.run`): it sends names, not the
-    loaded objects, which would copy the training index and the reference phases into every job. Novelty is
-    checked against the known structures in use (:func:`~battgai.materials.checks.references.known_structures`);
+    loaded objects, which would copy the known-phase index and the reference phases into every job. "New" is
+    judged against every known phase on hand (:func:`~battgai.materials.checks.references.known_phases`);
     ``screen_potential`` names the potential of the references an ``oversample`` screen needs; ``settings``
     are :func:`generate`'s other keywords.
     """
     from battgai.materials.checks import references
     from battgai.materials.generation.sample import load_model
 
-    known = references.known_structures()[0]
+    known = references.known_phases()[0]
     refs = references.reference_phases(screen_potential)[0] if screen_potential else None
     return generate(load_model(model), conditions, n, seed, known=known, refs=refs, progress=progress, **settings)
 

@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from battgai import __version__
     from battgai.bench import write_subsection
-    from battgai.materials.checks.references import known_structures, reference_phases
+    from battgai.materials.checks.references import known_phases, reference_phases
 
     p = argparse.ArgumentParser(prog="python -m battgai.bench campaign")
     p.add_argument("--budget", type=float, default=120, help="CPU seconds per method in the yield part")
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
          "date": dt.date.today().isoformat(), "version": __version__, "per_round": args.per_round,
          "relax": args.relax, "steps": args.steps}
     refs, _ = reference_phases()
-    known, _ = known_structures()
+    known, _ = known_phases()
     if args.part == "reward":
         r.update(reward_comparison(tuple(args.models.split(",")), args.n, args.relax_n, args.steps, args.seed,
                                    refs, known))

@@ -189,10 +189,10 @@ def _sampled_for_audit(model: str, n: int, seed: int, max_atoms: int, max_ref_at
 def audit(models: tuple[str, ...], k: int, n_sample: int, seed: int, workers: int, max_atoms: int = 8,
           max_ref_atoms: int = 10, max_seconds: float | None = None, skip_lanthanides: bool = False) -> dict:
     """DFT of the first ``k`` CHGNet-S.U.N. crystals per model and the first ``k`` suspect ones (see module doc)."""
-    from battgai.materials.checks.references import known_structures, reference_phases
+    from battgai.materials.checks.references import known_phases, reference_phases
     from battgai.materials.dft.verify import verify
 
-    refs, known = reference_phases("chgnet")[0], known_structures()[0]
+    refs, known = reference_phases("chgnet")[0], known_phases()[0]
     picked, seen = [], {}
     for model in models:
         found, seen[model] = _sampled_for_audit(model, n_sample, seed, max_atoms, max_ref_atoms, refs, known,

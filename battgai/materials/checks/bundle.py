@@ -32,7 +32,7 @@ import numpy as np
 from battgai.core.registry import sha256_file
 
 BUNDLE_DIR = Path(__file__).resolve().parents[1] / "data"
-NOVELTY_FILE = "mp20_novelty_index.npz"
+KNOWN_FILE = "known_phases_index.npz"
 REFERENCES_FILE = "mp20_references_chgnet.npz"
 MANIFEST = "mp20_bundle.json"
 REBUILD = "python -m battgai bundle"
@@ -58,23 +58,30 @@ def _checked(name: str, folder: Path | None) -> Path:
     return path
 
 
-class NoveltyIndex(Mapping):
-    """Reduced formula -> training structures (pymatgen ``Structure``), built on first use of a formula.
+class KnownPhases(Mapping):
+    """Reduced formula -> known structures (pymatgen ``Structure``), built on first use of a formula.
 
     Usable wherever :func:`battgai.materials.checks.validate.is_novel` takes ``known_by_formula``.
+    Each structure keeps its material id and source (:data:`~battgai.materials.training.corpus.KNOWN_SOURCES`),
+    so a match can be named (:meth:`match`). :meth:`training` is the view of the generator's training
+    structures only, what the generator benchmark's novelty is judged against.
     """
 
-    def __init__(self, formulas: np.ndarray, start: np.ndarray, count: np.ndarray, natoms: np.ndarray,
-                 lattices: np.ndarray, numbers: np.ndarray, frac: np.ndarray):
-        self._bucket = {str(f): (int(s), int(c)) for f, s, c in zip(formulas, start, count, strict=True)}
-        self._natoms, self._lattices, self._numbers, self._frac = natoms, lattices, numbers, frac
-        self._atom_start = np.concatenate([[0], np.cumsum(natoms)])
+    def __init__(self, arrays: Mapping[str, np.ndarray], keep: np.ndarray | None = None):
+        self._a = arrays
+        n = len(arrays["natoms"])
+        self._keep = np.ones(n, bool) if keep is None else keep
+        self._atom_start = np.concatenate([[0], np.cumsum(arrays["natoms"], dtype=np.int64)])
+        self._bucket = {}
+        for f, s, c in zip(arrays["formulas"], arrays["start"], arrays["count"], strict=True):
+            members = [i for i in range(int(s), int(s + c)) if self._keep[i]]
+            if members:
+                self._bucket[str(f)] = members
         self._built: dict[str, list] = {}
 
     def __getitem__(self, formula: str) -> list:
         if formula not in self._built:
-            s, c = self._bucket[formula]  # KeyError for an unknown formula, as for a dict
-            self._built[formula] = [self._structure(i) for i in range(s, s + c)]
+            self._built[formula] = [self._structure(i) for i in self._bucket[formula]]  # KeyError as for a dict
         return self._built[formula]
 
     def __iter__(self) -> Iterator[str]:
@@ -85,21 +92,41 @@ class NoveltyIndex(Mapping):
 
     @property
     def n_structures(self) -> int:
-        return len(self._natoms)
+        return int(self._keep.sum())
+
+    def sources(self) -> dict[str, int]:
+        """How many structures each source holds (in this view)."""
+        codes = np.bincount(self._a["source"][self._keep], minlength=len(self._a["source_names"]))
+        return {str(name): int(c) for name, c in zip(self._a["source_names"], codes, strict=True) if c}
+
+    def training(self) -> KnownPhases:
+        """The view of the structures the bundled generators were trained on (CDVAE's novelty reference)."""
+        return KnownPhases(self._a, self._keep & self._a["training"])
+
+    def match(self, structure) -> tuple[str, str] | None:
+        """``(material id, source)`` of a known structure that ``structure`` matches (StructureMatcher), else None."""
+        from battgai.materials.checks.validate import matches
+
+        formula = structure.composition.reduced_formula
+        if formula not in self._bucket:
+            return None
+        for i, t in zip(self._bucket[formula], self[formula], strict=True):
+            if matches(structure, t):
+                return str(self._a["ids"][i]), str(self._a["source_names"][self._a["source"][i]])
+        return None
 
     def _structure(self, i: int):
         from pymatgen.core import Lattice, Structure
 
         a, b = self._atom_start[i], self._atom_start[i + 1]
-        return Structure(Lattice(self._lattices[i]), self._numbers[a:b].tolist(), self._frac[a:b])
+        return Structure(Lattice(self._a["lattices"][i]), self._a["numbers"][a:b].tolist(), self._a["frac"][a:b])
 
 
 @functools.cache
-def load_novelty_index(folder: Path | None = None) -> NoveltyIndex:
-    """The bundled training structures for novelty checks (:class:`NoveltyIndex`)."""
-    z = np.load(_checked(NOVELTY_FILE, folder), allow_pickle=False)
-    return NoveltyIndex(z["formulas"], z["start"], z["count"], z["natoms"], z["lattices"], z["numbers"],
-                        z["frac"])
+def load_known_phases(folder: Path | None = None) -> KnownPhases:
+    """The bundled index of every known phase on hand (:class:`KnownPhases`)."""
+    with np.load(_checked(KNOWN_FILE, folder), allow_pickle=False) as z:
+        return KnownPhases({k: z[k] for k in z.files})
 
 
 @dataclasses.dataclass(frozen=True)

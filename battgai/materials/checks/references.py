@@ -1,4 +1,4 @@
-"""Which known structures and reference phases a check uses: the shared MP-20 data when present, else the bundle.
+"""Which known structures and reference phases a check uses.
 
 The bundle (:mod:`battgai.materials.checks.bundle`) only loads files; the choice between it and the
 shared data lives here because it needs the energies (:mod:`battgai.materials.checks.stability`)
@@ -11,14 +11,29 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-from battgai.materials.checks.bundle import BundleError, load_novelty_index
+from battgai.materials.checks.bundle import BundleError, KnownPhases, load_known_phases
 
 
 @functools.cache
-def known_structures() -> tuple[Mapping | None, str]:
-    """Training structures to judge novelty against, and a line saying which ones are in use.
+def known_phases() -> tuple[KnownPhases | None, str]:
+    """Every known phase on hand, what "new" means for a discovery, and a line saying what it holds.
 
-    The shared MP-20 data when ``BATTGAI_DATA_DIR`` has it, else the bundled index, else ``None``.
+    Always the bundled index (:func:`~battgai.materials.checks.bundle.load_known_phases`: all MP-20
+    splits, MPTS-52 val and test, every insertion-electrode structure), so a bare clone and a machine
+    with the shared data judge the same way; ``None`` when the bundle is damaged.
+    """
+    try:
+        index = load_known_phases()
+    except BundleError as exc:
+        return None, f"newness not checked: {exc}"
+    return index, f"new = matches none of {index.n_structures:,} known phases (MP-20 all splits, MPTS-52, electrodes)"
+
+
+@functools.cache
+def training_structures() -> tuple[Mapping | None, str]:
+    """The generator's training structures, what the generator benchmark's novelty (CDVAE's) is judged against.
+
+    The shared MP-20 data when ``BATTGAI_DATA_DIR`` has it, else the bundled index's training view.
     """
     from battgai.core import data
     from battgai.materials.training.corpus import training_cifs_by_formula
@@ -28,11 +43,11 @@ def known_structures() -> tuple[Mapping | None, str]:
         return known, f"novelty vs the shared MP-20 data ({sum(map(len, known.values())):,} training structures)"
     except data.DataNotFound:
         pass
-    try:
-        index = load_novelty_index()
-    except BundleError as exc:
-        return None, f"novelty not checked: no shared MP-20 data and {exc}"
-    return index, f"novelty vs the bundled index ({index.n_structures:,} training structures; no shared data found)"
+    index = known_phases()[0]
+    if index is None:
+        return None, f"novelty not checked: no shared MP-20 data and {known_phases()[1]}"
+    view = index.training()
+    return view, f"novelty vs the bundled index ({view.n_structures:,} training structures; no shared data found)"
 
 
 @functools.cache

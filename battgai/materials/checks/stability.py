@@ -48,7 +48,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -503,6 +503,14 @@ class ReferencePhases:
                 self.ids.append(mid)
                 self.comps.append(Composition(el))
                 self.elsets.append(frozenset([el]))
+
+    def uncovered(self, elements: Iterable[str]) -> list[str]:
+        """Elements no hull can be built for: no elemental phase (nor prototype), or no parameters of the potential."""
+        from pymatgen.core import Element
+
+        have = {next(iter(s)) for s in self.elsets if len(s) == 1} | set(ELEMENT_PROTOTYPES)
+        covered = _covered_numbers(self.potential)
+        return sorted(e for e in set(elements) if e not in have or Element(e).Z not in covered)
 
     def in_system(self, elements: frozenset[str], exclude: str | None = None) -> list[int]:
         return [i for i, s in enumerate(self.elsets) if s <= elements and self.ids[i] != exclude]

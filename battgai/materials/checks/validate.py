@@ -138,14 +138,15 @@ def unique_mask(structures: Sequence) -> list[bool]:
     out = []
     for s in structures:
         bucket = seen.setdefault(s.composition.reduced_formula, [])
-        dup = any(_fit(s, t) for t in bucket)
+        dup = any(matches(s, t) for t in bucket)
         if not dup:
             bucket.append(s)
         out.append(not dup)
     return out
 
 
-def _fit(a, b) -> bool:
+def matches(a, b) -> bool:
+    """Whether two structures match (pymatgen StructureMatcher, default tolerances)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return bool(_matcher().fit(a, b))
@@ -160,9 +161,19 @@ def is_novel(structure, known_by_formula: Mapping[str, Iterable]) -> bool:
     for t in known_by_formula.get(structure.composition.reduced_formula, ()):
         if isinstance(t, str):
             t = _parse_cif(t)
-        if _fit(structure, t):
+        if matches(structure, t):
             return False
     return True
+
+
+def known_match(structure, known_by_formula: Mapping[str, Iterable]) -> str | None:
+    """What known structure ``structure`` matches: ``"<material id> (<source>)"`` when the index names its
+    structures (:class:`~battgai.materials.checks.bundle.KnownPhases`), ``"a known structure"`` otherwise,
+    ``None`` when it is new."""
+    if hasattr(known_by_formula, "match"):
+        hit = known_by_formula.match(structure)
+        return None if hit is None else f"{hit[0]} ({hit[1]})"
+    return None if is_novel(structure, known_by_formula) else "a known structure"
 
 
 @functools.lru_cache(maxsize=20_000)
@@ -179,7 +190,7 @@ def nearest_known(structure, known_by_formula: Mapping[str, Iterable]):
     candidates = [(_parse_cif(t) if isinstance(t, str) else t)
                   for t in known_by_formula.get(structure.composition.reduced_formula, ())]
     for t in candidates:
-        if _fit(structure, t):
+        if matches(structure, t):
             return t
     return candidates[0] if candidates else None
 

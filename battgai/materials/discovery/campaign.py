@@ -38,12 +38,14 @@ from typing import Any
 import numpy as np
 
 from battgai.core.runs import write_atomic
-from battgai.materials.checks import evaluate, validate
+from battgai.materials.checks import battery, evaluate, validate
+from battgai.materials.discovery.objective import BatteryTarget
 from battgai.materials.generation.sample import DEFAULT_MODEL
 
 #: Version of the folder layout and of the round rules; a folder of another version is refused, never mixed
-#: into (2: crystals suspect at the static screen are no longer relaxed).
-FORMAT = 2
+#: into (2: crystals suspect at the static screen are no longer relaxed; 3: "new" against every known phase,
+#: the battery objective, suspect crystals counted at the screen too).
+FORMAT = 3
 TASK = "materials.campaign"
 #: Free disk space a campaign needs before it starts (a round of 100 crystals takes ~1 MB; headroom for logs).
 MIN_FREE_BYTES = 50 * 2**20
@@ -75,8 +77,13 @@ class CampaignSettings:
     novel_only: bool = False
     learn_steps: int = 0  # policy-gradient steps between rounds (0: every round samples the bundled model)
     learn_batch: int = 32
-    dft_audit: int = 0  # after the rounds, the best this many S.U.N. crystals are checked with DFT (0: none)
+    dft_audit: int = 0  # after the rounds, the best this many found crystals are checked with DFT (0: none)
     dft_preset: str = "screen"
+    v_min: float | None = None  # voltage window (V vs the working ion's metal) a found crystal must lie in
+    v_max: float | None = None
+    min_capacity: float = 0.0  # mAh/g a found crystal must reach
+    max_cpu_hours: float = 0.0  # stop once the campaign has used this much CPU time (0: no budget)
+    stop_found: int = 0  # stop once this many crystals are found (0: run every round)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,11 +107,35 @@ class CampaignSettings:
             out.append(f"The DFT audit takes 0..{MAX_DFT_AUDIT} crystals (each costs minutes), got {self.dft_audit}.")
         if self.dft_preset not in ("screen", "accurate"):
             out.append(f"The DFT preset must be screen or accurate, got {self.dft_preset!r}.")
+        if self.max_cpu_hours < 0 or self.stop_found < 0:
+            out.append("The CPU-time budget and the number found to stop at must be 0 (none) or more.")
         try:
-            out += check_conditions(parse_conditions(self.conditions))
+            conditions = parse_conditions(self.conditions)
         except ValueError as exc:
-            out.append(f"Conditions {self.conditions!r} do not parse: {exc}")
+            return [*out, f"Conditions {self.conditions!r} do not parse: {exc}"]
+        out += check_conditions(conditions)
+        out += self.target().problems(conditions.allowed_elements, conditions.required_elements)
         return out
+
+    def target(self) -> BatteryTarget:
+        """What counts as found (:mod:`battgai.materials.discovery.objective`)."""
+        from battgai.materials.generation.sample import parse_conditions
+
+        try:
+            ion = parse_conditions(self.conditions).working_ion
+        except ValueError:
+            ion = None
+        return BatteryTarget(ion, self.v_min, self.v_max, self.min_capacity)
+
+    def sampling_conditions(self):
+        """The conditions rounds sample under: the typed ones, with the window's middle as the voltage target
+        when a window is set and no voltage target is (the model is conditioned on voltage bins)."""
+        from battgai.materials.generation.sample import parse_conditions
+
+        c = parse_conditions(self.conditions)
+        if c.working_ion and c.voltage is None and self.v_min is not None and self.v_max is not None:
+            c = dataclasses.replace(c, voltage=(self.v_min + self.v_max) / 2)
+        return c
 
 
 def round_seed(seed: int, r: int) -> int:
@@ -233,7 +264,7 @@ class CampaignFolder:
         return buf.getvalue()
 
     def dft_audit(self) -> dict[str, Any] | None:
-        """The DFT audit of the best S.U.N. crystals, when one ran (:func:`dft_audit`)."""
+        """The DFT audit of the best found crystals, when one ran (:func:`dft_audit`)."""
         path = self.root / "dft_audit.json"
         return json.loads(path.read_text()) if path.exists() else None
 
@@ -254,16 +285,17 @@ STRUCTURE_KEYS = ("structure", "generated")
 
 
 def summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One round in numbers: relaxed, stable, suspect, S.U.N. (rates over relaxed crystals), crystals per minute."""
+    """One round in numbers: relaxed, stable, suspect (screen included), S.U.N. and found, crystals per minute."""
     cands = record["candidates"]
     relaxed = [c for c in cands if c["relaxed"]]
     return {"round": record["round"], "sampled": len(cands), "relaxed": len(relaxed),
-            "stable": sum(c["stable"] for c in relaxed), "suspect": sum(c["suspect"] for c in relaxed),
-            "sun": sum(c["sun"] for c in relaxed),
+            "stable": sum(c["stable"] for c in relaxed), "suspect": sum(c["suspect"] for c in cands),
+            "sun": sum(c["sun"] for c in relaxed), "found": sum(c["found"] for c in cands),
             "sun_rate": evaluate.rate(c["sun"] for c in relaxed),
-            "novel_rate": evaluate.rate(c["novel"] for c in relaxed),
+            "new_rate": evaluate.rate(c["new"] for c in relaxed),
             "candidates_per_minute": 60 * len(cands) / max(record["seconds"], 1e-9),
-            "seconds": record["seconds"], "model_sha256": cands[0]["model_sha256"][:12] if cands else "",
+            "seconds": record["seconds"], "cpu_seconds": record.get("cpu_seconds", math.nan),
+            "model_sha256": cands[0]["model_sha256"][:12] if cands else "",
             "learning_steps": record.get("learned", {}).get("steps", 0)}
 
 
@@ -295,6 +327,12 @@ class Judge:
         return h.e_above_hull, h.formation_energy
 
 
+#: How far outside the voltage window a crystal's static voltage may lie and still be relaxed: relaxing the
+#: lithiated crystal moves the proxy, and 0.3 V is about the static proxy's error against DFT (MAE 0.20 V,
+#: docs/BENCHMARKS.md), so crystals near the window are not thrown away before their relaxed voltage is known.
+VOLTAGE_SCREEN_MARGIN = 0.3
+
+
 def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, engine,
               say: Callable[[str], None] = lambda text: None, learned: Mapping[str, Any] | None = None
               ) -> dict[str, Any]:
@@ -304,9 +342,10 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
     uniqueness holds across rounds. ``learned`` says how ``lm`` was fine-tuned from the bundled model (kept
     in the record).
     """
+    from battgai.materials.discovery.objective import voltages
     from battgai.materials.pipeline import generate
 
-    t0, seed = time.time(), round_seed(settings.seed, r)
+    t0, seed, target = time.time(), round_seed(settings.seed, r), settings.target()
     say(f"round {r + 1}: sampling {settings.per_round}")
     cands, tally = generate(lm, conditions, settings.per_round, seed=seed, batch_size=settings.per_round,
                             known=judge.known, guidance=settings.guidance, novel_only=settings.novel_only)
@@ -317,41 +356,61 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
     energies = engine.static_energies([cands[k].structure for k in valid],
                                       progress=lambda d, n: say(f"round {r + 1}: static energies {d}/{n}"))
     static = {k: (*judge.hull(cands[k].structure, e), e) for k, e in zip(valid, energies, strict=True)}
-    # Worth relaxing: valid, not a repeat of this campaign, not a known crystal, not suspect already (relaxing only
-    # lowers the energy, so a crystal suspect before relaxing stays suspect); lowest static E_hull first.
+    # Worth relaxing: valid, not a repeat of this campaign, not a known phase, not suspect already (relaxing only
+    # lowers the energy, so a crystal suspect before relaxing stays suspect), and in a battery campaign the ion,
+    # the capacity and a static voltage near the window; lowest static E_hull first.
     eligible = [k for k in valid if cands[k].unique and cands[k].novel is not False and np.isfinite(static[k][0])
-                and not evaluate.is_suspect(static[k][0])]
+                and not evaluate.is_suspect(static[k][0])
+                and (not target.active or target.composition_ok(cands[k].structure.composition))]
+    static_v = {}
+    if target.active and (target.v_min is not None or target.v_max is not None):
+        say(f"round {r + 1}: static voltages of {len(eligible)}")
+        static_v = dict(zip(eligible, voltages([cands[k].structure for k in eligible],
+                                               [static[k][2] for k in eligible], target.ion,
+                                               engine.static_energies), strict=True))
+        eligible = [k for k in eligible if target.voltage_ok(static_v[k], VOLTAGE_SCREEN_MARGIN)]
     chosen = sorted(eligible, key=lambda k: static[k][0])[:settings.relax]
     say(f"round {r + 1}: relaxing {len(chosen)}")
     relaxed = dict(zip(chosen, engine.relax([cands[k].structure for k in chosen], settings.relax_steps,
                                             settings.fmax,
                                             progress=lambda d, n: say(f"round {r + 1}: relaxed {d}/{n}")),
                        strict=True))
+    done = {k: v for k, v in relaxed.items() if v[0] is not None and validate.structural_valid(v[0])}
+    volts = {}
+    if target.active and done:
+        say(f"round {r + 1}: voltages of {len(done)}")
+        volts = dict(zip(done, voltages([done[k][0] for k in done], [done[k][1] for k in done], target.ion,
+                                        engine.static_energies), strict=True))
     out = []
     for k, c in enumerate(cands):
         e_hull_s, _, e_s = static.get(k, (math.nan, math.nan, math.nan))
+        suspect_static = evaluate.is_suspect(e_hull_s)
         rec = {"id": candidate_id(r, k), "round": r, "index": k, "seed": seed, "model": lm.name,
                "model_sha256": lm.sha256, "formula": c.formula, "n_atoms": len(c.structure),
                "sg_found": c.spacegroup_found, "valid": c.valid_structure, "smact": c.valid_smact,
-               "elements_ok": c.obeys_elements, "unique_generated": c.unique, "novel_generated": c.novel,
-               "e_static": e_s, "e_hull_static": e_hull_s, "relaxed": False, "relax_note": "",
-               "e_relaxed": math.nan, "e_hull": math.nan, "formation_energy": math.nan, "novel": None,
-               "unique": None, "stable": False, "suspect": False, "sun": False, "verdict": "not relaxed",
+               "elements_ok": c.obeys_elements, "unique_generated": c.unique, "new_generated": c.novel,
+               "known_match": c.known_match, "e_static": e_s, "e_hull_static": e_hull_s,
+               "voltage_static": static_v.get(k, math.nan), "relaxed": False, "relax_note": "",
+               "e_relaxed": math.nan, "e_hull": math.nan, "formation_energy": math.nan, "new": None,
+               "unique": None, "stable": False, "suspect": suspect_static, "sun": False, "found": False,
+               "voltage": math.nan,
+               "capacity": battery.capacity_grav(c.structure.composition, target.ion) if target.active else math.nan,
+               "verdict": "suspect at the screen" if suspect_static else "not relaxed",
                "potential": "chgnet", "generated": c.structure.as_dict(), "structure": c.structure.as_dict()}
-        if k in relaxed:
-            final, energy, why = relaxed[k]
-            if final is None or not validate.structural_valid(final):
-                rec["relax_note"] = why or "relaxed into an invalid structure (atoms closer than 0.5 A)"
-            else:
-                e_hull, e_form = judge.hull(final, energy)
-                novel = judge.known is None or validate.is_novel(final, judge.known)
-                unique = judge.relaxed.add(final)
-                rec.update(relaxed=True, e_relaxed=energy, e_hull=e_hull, formation_energy=e_form,
-                           novel=bool(novel) if judge.known is not None else None, unique=unique,
-                           stable=evaluate.is_stable(e_hull), suspect=evaluate.is_suspect(e_hull),
-                           verdict=evaluate.verdict(e_hull), structure=final.as_dict(),
-                           sg_found=validate.spacegroup_found(final))
-                rec["sun"] = bool(rec["stable"] and unique and rec["novel"])
+        if k in relaxed and k not in done:
+            rec["relax_note"] = relaxed[k][2] or "relaxed into an invalid structure (atoms closer than 0.5 A)"
+        elif k in done:
+            final, energy, _ = done[k]
+            e_hull, e_form = judge.hull(final, energy)
+            match = None if judge.known is None else validate.known_match(final, judge.known)
+            unique = judge.relaxed.add(final)
+            rec.update(relaxed=True, e_relaxed=energy, e_hull=e_hull, formation_energy=e_form,
+                       new=(match is None) if judge.known is not None else None, known_match=match or "",
+                       unique=unique, stable=evaluate.is_stable(e_hull), suspect=evaluate.is_suspect(e_hull),
+                       verdict=evaluate.verdict(e_hull), structure=final.as_dict(),
+                       sg_found=validate.spacegroup_found(final), voltage=volts.get(k, math.nan))
+            rec["sun"] = bool(rec["stable"] and unique and rec["new"])
+            rec["found"] = target.found(rec)
         out.append(rec)
     return {"round": r, "seed": seed, "seconds": time.time() - t0, "finished": time.time(),
             "tally": dataclasses.asdict(tally), "learned": dict(learned or {}), "candidates": out}
@@ -368,8 +427,9 @@ def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judg
 
     Without learning (or for round 0) the bundled model. Otherwise the model of round ``r - 1``
     after ``settings.learn_steps`` reward fine-tuning steps (:mod:`battgai.materials.discovery.finetune`)
-    under the campaign's conditions, with the KL anchor on the bundled model; crystals the campaign
-    already holds earn only the repeat weight. The weights are stored in ``models/`` before the
+    under the campaign's conditions and guidance, rewarded by its own rule of what is found, with the KL
+    anchor on the bundled model and the distribution guard (:mod:`battgai.materials.discovery.guard`);
+    crystals the campaign already holds earn only the repeat weight. The weights are stored in ``models/`` before the
     round starts, so a resumed campaign samples round ``r`` with the same model.
     """
     import hashlib
@@ -377,6 +437,7 @@ def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judg
     import safetensors.torch
 
     from battgai.materials.discovery import finetune
+    from battgai.materials.discovery.guard import guard_for
     from battgai.materials.generation.sample import LoadedModel
 
     if not settings.learn_steps or r == 0:
@@ -391,8 +452,10 @@ def model_for_round(r: int, settings: CampaignSettings, parent, conditions, judg
     cfg = finetune.FinetuneConfig(max_steps=settings.learn_steps, batch=settings.learn_batch, minutes=1e9,
                                   seed=learn_seed(settings.seed, r))
     reward_fn = finetune.crystal_reward(judge.known, judge.refs, cfg.reward, archive=copy.deepcopy(judge.generated),
-                                        energies=engine.static_energies)
+                                        energies=engine.static_energies, target=settings.target(),
+                                        guard=guard_for(conditions))
     model, history = finetune.finetune(before, cfg, reward_fn, conditions=conditions, parent=parent.model,
+                                       guidance=settings.guidance,
                                        log=lambda text: say(f"learning before round {r + 1}: {text}"))
     path.parent.mkdir(exist_ok=True)
     data = safetensors.torch.save(model.stored_state())
@@ -424,8 +487,8 @@ def prepare(settings: CampaignSettings, folder: CampaignFolder) -> Prepared:
 
     Raises :class:`CampaignError` with every reason the campaign cannot run, before the folder is touched.
     """
-    from battgai.materials.checks.references import known_structures, reference_phases
-    from battgai.materials.generation.sample import load_model, parse_conditions
+    from battgai.materials.checks.references import known_phases, reference_phases
+    from battgai.materials.generation.sample import load_model
 
     problems = settings.problems()
     if problems:
@@ -433,15 +496,18 @@ def prepare(settings: CampaignSettings, folder: CampaignFolder) -> Prepared:
     lm = load_model(settings.model)
     problems = folder.problems(settings, lm.sha256)
     refs, refs_note = reference_phases()
-    known, known_note = known_structures()
+    known, known_note = known_phases()
     if refs is None:
         problems.append(f"A campaign judges stability by E_hull: {refs_note}")
-    if settings.novel_only and known is None:
-        problems.append(f"'Novel only' needs the training structures: {known_note}")
+    else:
+        c = settings.sampling_conditions()
+        problems += settings.target().problems(c.allowed_elements, c.required_elements, refs)
+    if known is None:
+        problems.append(f"A campaign judges what is new against the known phases: {known_note}")
     if problems:
         raise CampaignError(" ".join(problems))
-    return Prepared(lm, parse_conditions(settings.conditions), Judge(refs, known),
-                    {"references": refs_note, "novelty": known_note})
+    return Prepared(lm, settings.sampling_conditions(), Judge(refs, known),
+                    {"references": refs_note, "novelty": known_note, "found": settings.target().describe()})
 
 
 def run_campaign(settings: CampaignSettings, root: str | os.PathLike, engine, progress: Progress | None = None,
@@ -459,15 +525,22 @@ def run_campaign(settings: CampaignSettings, root: str | os.PathLike, engine, pr
     for r in range(settings.rounds):
         if r in done:
             continue
+        if why := stop_reason(settings, folder.rounds()):
+            folder.write_status(round=r, rounds=settings.rounds, step=f"stopped: {why}", pid=os.getpid(),
+                                stopped=why)
+            break
 
         def say(text: str, r: int = r) -> None:
             folder.write_status(round=r, rounds=settings.rounds, step=text, pid=os.getpid())
             if progress:
                 progress(len(folder.committed()), settings.rounds, text)
 
+        cpu0 = cpu_seconds(engine)
         lm, learned = model_for_round(r, settings, p.lm, p.conditions, p.judge, engine, folder, say)
         # run_round adds the round's crystals to the judge as it goes; the commit makes them count.
-        folder.commit(run_round(r, settings, lm, p.conditions, p.judge, engine, say, learned))
+        record = run_round(r, settings, lm, p.conditions, p.judge, engine, say, learned)
+        record["cpu_seconds"] = max(0.0, cpu_seconds(engine) - cpu0)  # a restarted worker starts from 0
+        folder.commit(record)
     if settings.dft_audit:
         def tell(text: str) -> None:
             folder.write_status(round=settings.rounds, rounds=settings.rounds, step=text, pid=os.getpid())
@@ -475,21 +548,39 @@ def run_campaign(settings: CampaignSettings, root: str | os.PathLike, engine, pr
                 progress(settings.rounds, settings.rounds, text)
 
         dft_audit(folder, settings, engine, tell)
-    folder.write_status(round=settings.rounds, rounds=settings.rounds, step="finished", pid=os.getpid())
+    why = stop_reason(settings, folder.rounds())
+    folder.write_status(round=settings.rounds, rounds=settings.rounds, pid=os.getpid(), stopped=why,
+                        step=f"finished: {why}" if why else "finished")
     if progress:
         progress(settings.rounds, settings.rounds, "finished")
     return [summary(rd) for rd in folder.rounds()]
 
 
+def cpu_seconds(engine) -> float:
+    """CPU time this process and the engine's workers have used so far (s): what a CPU-time budget counts."""
+    return time.process_time() + (engine.cpu_seconds() if hasattr(engine, "cpu_seconds") else 0.0)
+
+
+def stop_reason(settings: CampaignSettings, rounds: list[Mapping[str, Any]]) -> str:
+    """Why a campaign with these committed ``rounds`` stops before its round count ("" when it goes on)."""
+    found = sum(c["found"] for rd in rounds for c in rd["candidates"])
+    cpu = sum(rd.get("cpu_seconds", 0.0) for rd in rounds)
+    if settings.stop_found and found >= settings.stop_found:
+        return f"{found} found (asked for {settings.stop_found})"
+    if settings.max_cpu_hours and cpu >= settings.max_cpu_hours * 3600:
+        return f"CPU-time budget spent ({cpu / 3600:.2f} of {settings.max_cpu_hours:g} h)"
+    return ""
+
+
 def audit_choice(folder: CampaignFolder, k: int) -> list[dict[str, Any]]:
-    """The ``k`` S.U.N. crystals of every committed round with the lowest E_hull (their records, structures in)."""
-    sun = [c for rd in folder.rounds() for c in rd["candidates"] if c["sun"]]
-    return sorted(sun, key=lambda c: c["e_hull"])[:k]
+    """The ``k`` found crystals of every committed round with the lowest E_hull (their records, structures in)."""
+    found = [c for rd in folder.rounds() for c in rd["candidates"] if c["found"]]
+    return sorted(found, key=lambda c: c["e_hull"])[:k]
 
 
 def dft_audit(folder: CampaignFolder, settings: CampaignSettings, engine,
               say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
-    """Check the best ``settings.dft_audit`` S.U.N. crystals with DFT on the campaign's workers; kept in
+    """Check the best ``settings.dft_audit`` found crystals with DFT on the campaign's workers; kept in
     ``dft_audit.json`` (done once: a resumed campaign with more rounds audits its new best again).
 
     The crystals are CHGNet-relaxed already, so DFT takes them as they are; their decomposition phases are
@@ -504,7 +595,7 @@ def dft_audit(folder: CampaignFolder, settings: CampaignSettings, engine,
     old = folder.dft_audit()
     if old and old["ids"] == ids and old["preset"] == settings.dft_preset:
         return old
-    say(f"DFT audit of {len(chosen)} S.U.N. crystals ({settings.dft_preset})")
+    say(f"DFT audit of {len(chosen)} found crystals ({settings.dft_preset})")
     checks = verify([Structure.from_dict(c["structure"]) for c in chosen], settings.dft_preset, as_given=True,
                     given_as="relaxed with chgnet in the campaign",
                     runner=lambda structures, preset: engine.dft(

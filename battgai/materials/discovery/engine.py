@@ -32,6 +32,12 @@ class PotentialWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def cpu(self) -> float:
+        """CPU seconds this worker process has used (a campaign's CPU-time budget counts them)."""
+        import time
+
+        return time.process_time()
+
     def static(self, structures: list) -> list[float]:
         from battgai.materials.checks.stability import static_energies
 
@@ -71,6 +77,12 @@ class Engine:
         import ray
 
         return ray.get([a.pid.remote() for a in self.actors])
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the workers have used so far, together."""
+        import ray
+
+        return float(sum(ray.get([a.cpu.remote() for a in self.actors])))
 
     def _map(self, method: str, items: Sequence, progress: Progress | None, *args) -> list:
         # Each worker takes the next item as soon as it is free, so a slow relaxation does not hold up the others.

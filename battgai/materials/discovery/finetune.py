@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from battgai.materials.discovery import reward as rw
+from battgai.materials.discovery.guard import DistributionGuard
 from battgai.materials.generation.sample import DEFAULT_MODEL, Conditions, LoadedModel, condition_prefix
 
 
@@ -59,30 +60,41 @@ class Rollout:
     masks: np.ndarray
     start: int
     structures: list
+    guidance: float = 1.0  # classifier-free guidance the tokens were drawn with (1: none)
 
 
-def rollout(lm: LoadedModel, n: int, seed: int, conditions: Conditions | None = None) -> Rollout:
-    """``n`` crystals from ``lm`` under ``conditions`` (none by default) with the app's masks, the masks kept."""
+def rollout(lm: LoadedModel, n: int, seed: int, conditions: Conditions | None = None,
+            guidance: float = 1.0) -> Rollout:
+    """``n`` crystals from ``lm`` under ``conditions`` (none by default) with the app's masks and ``guidance``,
+    the masks kept."""
     from battgai.materials.generation.sample import sample_tokens
     from battgai.materials.pipeline import build_all
 
     conditions = conditions or Conditions()
     record: list[np.ndarray] = []
-    tokens, ok = sample_tokens(lm, conditions, n, seed=seed, hold_neutral=False, record=record)
+    tokens, ok = sample_tokens(lm, conditions, n, seed=seed, hold_neutral=False, record=record, guidance=guidance)
     structures = [None if b is None else b[0] for b in build_all(tokens, ok)]
-    return Rollout(tokens, np.stack(record, axis=1), len(condition_prefix(conditions)), structures)
+    guided = guidance if condition_prefix(conditions) != condition_prefix(Conditions()) else 1.0
+    return Rollout(tokens, np.stack(record, axis=1), len(condition_prefix(conditions)), structures, guided)
 
 
 def token_logprobs(model, ro: Rollout):
     """Log-probability of each sampled token under ``model``, renormalised over its mask: ``(n, S)``.
 
-    Positions whose mask allows one token (the padding after the end) contribute 0.
+    With guidance the logits are the sampler's, ``u + g (c - u)`` (``u`` given the unconditional prefix),
+    so the policy is scored on the distribution its rounds sample from. Positions whose mask allows one
+    token (the padding after the end) contribute 0.
     """
     import torch
 
     steps = ro.masks.shape[1]
     idx = torch.from_numpy(ro.tokens[:, : ro.start + steps - 1])
     logits, _ = model(idx)
+    if ro.guidance != 1.0:
+        plain = idx.clone()
+        plain[:, : ro.start] = torch.as_tensor(condition_prefix(Conditions()))
+        uncond, _ = model(plain)
+        logits = uncond + ro.guidance * (logits - uncond)
     logits = logits[:, ro.start - 1:, :].masked_fill(~torch.from_numpy(ro.masks), float("-inf"))
     target = torch.from_numpy(ro.tokens[:, ro.start: ro.start + steps])
     return torch.log_softmax(logits, -1).gather(-1, target[..., None]).squeeze(-1)
@@ -111,26 +123,35 @@ def policy_loss(new_lp, old_lp, ref_lp, advantage, live, clip: float, kl: float)
 RewardFn = Callable[[Rollout], tuple[np.ndarray, dict[str, float]]]
 
 
-def crystal_reward(known, refs, cfg: rw.RewardConfig, archive=None, energies=None) -> RewardFn:
+def crystal_reward(known, refs, cfg: rw.RewardConfig, archive=None, energies=None, target=None,
+                   guard: DistributionGuard | None = None) -> RewardFn:
     """The campaign's reward (:func:`battgai.materials.discovery.reward.judge`) over one archive of finds
-    (a :class:`~battgai.materials.pipeline.UniqueTracker`, new when not given), kept across batches."""
+    (a :class:`~battgai.materials.pipeline.UniqueTracker`, new when not given), kept across batches.
+
+    With ``guard`` the reward each sequence learns from is lowered by the guard's penalty
+    (:mod:`battgai.materials.discovery.guard`); the logged shares stay those of the unshaped reward.
+    """
     from battgai.materials.pipeline import UniqueTracker
 
     archive = UniqueTracker() if archive is None else archive
 
     def reward_fn(ro: Rollout) -> tuple[np.ndarray, dict[str, float]]:
-        judged = rw.judge(ro.structures, known, refs, archive, cfg, energies)
-        return judged.reward, {**judged.summary(), "archive": len(archive)}
+        judged = rw.judge(ro.structures, known, refs, archive, cfg, energies, target)
+        shares = {**judged.summary(), "archive": len(archive)}
+        if guard is None:
+            return judged.reward, shares
+        return judged.reward - guard.penalty(ro.structures), {**shares, **guard.distances(ro.structures)}
 
     return reward_fn
 
 
 def finetune(lm: LoadedModel, cfg: FinetuneConfig, reward_fn: RewardFn, log: Callable[[str], None] = print,
              on_step: Callable[[int, object], None] | None = None, conditions: Conditions | None = None,
-             parent=None) -> tuple[object, list[dict]]:
+             parent=None, guidance: float = 1.0) -> tuple[object, list[dict]]:
     """Fine-tune a copy of ``lm.model`` on ``reward_fn``; returns the model and one log record per step.
 
-    Samples are drawn under ``conditions`` (none by default). The KL penalty holds the policy near
+    Samples are drawn under ``conditions`` (none by default) with ``guidance``, as a campaign's rounds
+    draw them. The KL penalty holds the policy near
     ``parent`` (``lm.model`` by default; a campaign that learns round after round keeps the bundled
     model as the anchor). ``on_step(step, policy)`` is called after each step (to keep checkpoints).
     """
@@ -146,7 +167,7 @@ def finetune(lm: LoadedModel, cfg: FinetuneConfig, reward_fn: RewardFn, log: Cal
         if time.time() - t0 > cfg.minutes * 60:
             break
         ro = rollout(LoadedModel(policy, lm.name, lm.sha256), cfg.batch, seed=cfg.seed * 1_000_003 + step,
-                     conditions=conditions)
+                     conditions=conditions, guidance=guidance)
         r, shares = reward_fn(ro)
         advantage = torch.as_tensor((r - r.mean()) / (r.std() + 1e-6), dtype=torch.float32)
         with torch.no_grad():
@@ -188,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from battgai.core import registry
     from battgai.materials.checks import references
-    from battgai.materials.generation.sample import load_model
+    from battgai.materials.discovery.guard import guard_for
+    from battgai.materials.discovery.objective import BatteryTarget
+    from battgai.materials.generation.sample import check_conditions, load_model, parse_conditions
 
     p = argparse.ArgumentParser(prog="python -m battgai finetune", description=__doc__.split("\n\n")[0])
     p.add_argument("--name", default="materials_gpt_rl")
@@ -196,6 +219,15 @@ def main(argv: list[str] | None = None) -> None:
     defaults = FinetuneConfig()
     for f in ("minutes", "max_steps", "batch", "lr", "kl", "clip", "epochs", "seed"):
         p.add_argument("--" + f.replace("_", "-"), type=type(getattr(defaults, f)), default=getattr(defaults, f))
+    p.add_argument("--conditions", default="", help="campaign conditions to sample under, e.g. "
+                   "'allowed=Li,Mn,Fe,O,P;required=Li;ion=Li' (parse_conditions keys)")
+    p.add_argument("--v-min", type=float, help="voltage window a rewarded crystal must lie in (V vs the ion)")
+    p.add_argument("--v-max", type=float)
+    p.add_argument("--min-capacity", type=float, default=0.0, help="mAh/g a rewarded crystal must reach")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance of the rollouts "
+                   "(campaigns sample with 2)")
+    p.add_argument("--guard", type=float, default=0.0, help="weight of the element / density guard "
+                   "(battgai.materials.discovery.guard; 0: off)")
     p.add_argument("--log", type=Path, help="also write the per-step log (JSON) here")
     p.add_argument("--checkpoints", type=Path, metavar="DIR",
                    help="also save the policy every 20 steps here (step_NNNN.safetensors), to compare them")
@@ -203,47 +235,69 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     cfg = FinetuneConfig(**{f: getattr(args, f) for f in ("minutes", "max_steps", "batch", "lr", "kl", "clip",
                                                           "epochs", "seed")})
+    conditions = parse_conditions(args.conditions)
+    target = BatteryTarget(conditions.working_ion, args.v_min, args.v_max, args.min_capacity)
+    if conditions.working_ion and conditions.voltage is None and args.v_min is not None and args.v_max is not None:
+        conditions = dataclasses.replace(conditions, voltage=(args.v_min + args.v_max) / 2)
     lm = load_model(args.parent)
-    known, known_line = references.known_structures()
+    known, known_line = references.known_phases()
     refs, refs_line = references.reference_phases("chgnet")
     if known is None or refs is None:
-        raise SystemExit(f"reward fine-tuning needs novelty and E_hull: {known_line}; {refs_line}")
-    print(f"{known_line}; {refs_line}", flush=True)
-    reward_fn = crystal_reward(known, refs, cfg.reward)
-    model, history = finetune(lm, cfg, reward_fn, log=lambda s: print(s, flush=True),
+        raise SystemExit(f"reward fine-tuning needs the known phases and E_hull: {known_line}; {refs_line}")
+    problems = check_conditions(conditions) + target.problems(conditions.allowed_elements,
+                                                              conditions.required_elements, refs)
+    if problems:
+        raise SystemExit(" ".join(problems))
+    guard = guard_for(conditions, args.guard)
+    print(f"{known_line}; {refs_line}; {target.describe()}"
+          + (f"; guard vs {guard.n_reference} training crystals" if guard else ""), flush=True)
+    reward_fn = crystal_reward(known, refs, cfg.reward, target=target, guard=guard)
+    model, history = finetune(lm, cfg, reward_fn, log=lambda s: print(s, flush=True), conditions=conditions,
+                              guidance=args.guidance,
                               on_step=args.checkpoints and functools.partial(_checkpoint, args.checkpoints))
     if args.log:
         args.log.write_text(json.dumps(history))
     parent = registry.load_card(args.parent)
     changed = [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in ("max_steps", "batch", "lr", "kl", "clip",
-                                                                        "epochs", "seed")
-               if getattr(args, f) != getattr(defaults, f)]
+                                                                        "epochs", "seed", "guidance", "guard")
+               if getattr(args, f) != getattr(defaults, f, {"guidance": 1.0, "guard": 0.0}.get(f))]
+    changed += [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in ("v_min", "v_max", "min_capacity")
+                if getattr(args, f)]
     retrain = " ".join([f"python -m battgai finetune --name {args.name} --minutes {args.minutes:g}",
-                        *changed, *([f"--parent {args.parent}"] if args.parent != DEFAULT_MODEL else [])])
+                        *([f"--conditions '{args.conditions}'"] if args.conditions else []), *changed,
+                        *([f"--parent {args.parent}"] if args.parent != DEFAULT_MODEL else [])])
     first, last = _trend(history, "sun")
     samples = len(history) * cfg.batch
+    guard_metrics = ({"train_element_tv_last_20_steps": round(_trend(history, "element_tv")[1], 4),
+                      "train_density_w1_last_20_steps": round(_trend(history, "density_w1")[1], 4)} if guard else {})
+    prompt = (f"prompt {args.conditions!r} with guidance {args.guidance:g}" if args.conditions
+              else "unconditional prompt")
     card = registry.ModelCard(
         name=args.name, task="materials", architecture=parent.architecture + ", reward fine-tuned (GRPO + KL)",
         config=parent.config, parameters=parent.parameters,
         training_data=(f"No data beyond the parent's: {samples:,} crystals sampled from the policy itself "
                        f"({len(history)} batches of {cfg.batch}), each rewarded by the app's own checks. Parent "
                        f"{args.parent} (sha256 {lm.sha256[:12]}): {parent.training_data}"),
-        split=("the reward judges novelty against the parent's training structures (the held-out MP-20 test "
-               f"third never enters); {known_line}; {refs_line}"),
+        split=("the reward judges newness against every known phase on hand (held-out MP-20, MPTS-52 and electrode "
+               f"structures included); {known_line}; {refs_line}"),
         metrics={"train_steps": len(history), "train_samples": samples,
                  "train_sun_raw_first_20_steps": round(first, 4), "train_sun_raw_last_20_steps": round(last, 4),
                  "train_kl_last_20_steps": round(_trend(history, "kl")[1], 5),
                  "train_suspect_last_20_steps": round(_trend(history, "suspect")[1], 4),
-                 "train_archive": history[-1]["archive"] if history else 0},
+                 "train_archive": history[-1]["archive"] if history else 0, **guard_metrics},
         metrics_command=(f"{retrain} (train_*: shares of raw samples per step, before rejection); python -m "
                          "battgai.bench campaign --part reward (bench_*: the app's sampler, docs/BENCHMARKS.md)"),
         retrain_command=retrain,
-        notes=(f"Parent {args.parent}. Reward: {cfg.reward.describe()}. GRPO: advantage = reward standardised within "
-               f"each batch of {cfg.batch}, PPO clip {cfg.clip:g}, {cfg.epochs} passes per batch, Adam lr {cfg.lr:g}, "
-               f"per-token k3 KL to the parent x {cfg.kl:g}, on the masked distributions the sampler draws from; "
-               f"unconditional prompt; {cfg.minutes:g} min on 1 CPU thread ({len(history)} steps). Raw samples "
-               f"(before the page's rejection) S.U.N. by static CHGNet {first:.1%} in the first 20 steps, "
-               f"{last:.1%} in the last 20."),
+        notes=(f"Parent {args.parent}. Reward: {cfg.reward.describe()}; {target.describe()}. GRPO: advantage = "
+               f"reward standardised within each batch of {cfg.batch}, PPO clip {cfg.clip:g}, {cfg.epochs} passes "
+               f"per batch, Adam lr {cfg.lr:g}, per-token k3 KL to the parent x {cfg.kl:g}, on the masked (and "
+               f"guided) distributions the sampler draws from; {prompt}; "
+               + (f"element / density guard x {args.guard:g} against {guard.n_reference} training crystals of "
+                  "these elements; " if guard else "no distribution guard; ")
+               + f"{cfg.minutes:g} min on 1 CPU thread ({len(history)} steps). Raw samples (before the page's "
+               f"rejection) rewarded {first:.1%} in the first 20 steps, {last:.1%} in the last 20."),
+        tuned_for={"conditions": args.conditions, "v_min": args.v_min, "v_max": args.v_max,
+                   "min_capacity": args.min_capacity, "guidance": args.guidance} if args.conditions else {},
     )
     card = registry.save(args.name, model.stored_state(), card)
     print(f"saved weights/{args.name}.safetensors ({card.size_bytes / 1e6:.1f} MB) after {len(history)} steps")

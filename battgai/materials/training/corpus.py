@@ -12,6 +12,7 @@ result is cached under ``runs/materials/`` (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -266,3 +267,38 @@ def training_cifs_by_formula() -> dict[str, list[str]]:
     for formula, cif in zip(low.low_formula, low.low_cif, strict=True):
         out.setdefault(Composition(formula).reduced_formula, []).append(cif)
     return out
+
+
+#: Where a known phase comes from (``known_phase_cifs``); the order is the bundled index's source code.
+KNOWN_SOURCES = ("mp20-train", "mp20-val", "mp20-test", "mpts52-val", "mpts52-test", "electrodes")
+
+
+def known_phase_cifs() -> pd.DataFrame:
+    """Every crystal on hand that is a known phase: ``material_id, source, training, cif``, one row per id.
+
+    All MP-20 rows (every split, the held-out test structures included), MPTS-52 val and test and every
+    insertion-electrode structure (charged and discharged, of every ion). ``training`` marks what
+    :func:`training_cifs_by_formula` holds: the generator benchmark's novelty (CDVAE's convention) is
+    judged against those only, a discovery against all. An id in several sources keeps its first
+    source in :data:`KNOWN_SOURCES` order (MPTS-52 repeats 1,985 MP-20 ids).
+    """
+    df = mp20_frame()
+    frames = [pd.DataFrame({"material_id": df.material_id, "source": "mp20-" + df.mp20_split,
+                            "training": [not (sp == "test" and is_heldout(m))
+                                         for m, sp in zip(df.material_id, df.mp20_split, strict=True)],
+                            "cif": df.cif})]
+    with contextlib.suppress(data.DataNotFound):
+        root = data.dataset_path("mpts_52")
+        for split in ("val", "test"):
+            m = pd.read_csv(root / f"{split}.csv.gz", usecols=["material_id", "cif"])
+            frames.append(m.assign(source=f"mpts52-{split}", training=False))
+    with contextlib.suppress(data.DataNotFound):
+        root = data.dataset_path("insertion_electrodes")
+        e = pd.read_csv(root / "electrode_structures.csv.gz", usecols=["material_id", "cif"])
+        pairs = electrode_pairs()
+        trained = set(pairs[pairs.ion.isin(WORKING_IONS)].low_mpid)
+        frames.append(e.assign(source="electrodes", training=e.material_id.isin(trained)))
+    out = pd.concat(frames, ignore_index=True)
+    # A discharged electrode structure the generator trained on may also be a held-out MP-20 row: it stays trained.
+    out["training"] = out.groupby("material_id").training.transform("any")
+    return out.drop_duplicates("material_id").reset_index(drop=True)[["material_id", "source", "training", "cif"]]
