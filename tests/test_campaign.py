@@ -82,6 +82,36 @@ def test_crystals_suspect_at_the_screen_are_not_relaxed(tmp_path, one_torch_thre
     campaign.run_campaign(CampaignSettings(rounds=1, per_round=3, relax=2, relax_steps=2), tmp_path, eng)
     rows = CampaignFolder(tmp_path).rows()
     assert rows and eng.relaxed == 0 and not any(r["relaxed"] for r in rows)
+    # ... and they count as suspect where they were met: at the screen.
+    screened = [r for r in rows if math.isfinite(r["e_hull_static"])]
+    assert screened and all(r["suspect"] and r["verdict"] == "suspect at the screen" for r in screened)
+    assert campaign.summary(CampaignFolder(tmp_path).read_round(0))["suspect"] == len(screened)
+
+
+def test_a_battery_campaign_finds_only_crystals_with_the_ion_in_the_window(tmp_path, one_torch_thread):
+    s = CampaignSettings(conditions="allowed=Li,Mn,O;required=Li;ion=Li", rounds=1, per_round=4, relax=3,
+                         relax_steps=3, v_min=1.0, v_max=5.0, min_capacity=100)
+    campaign.run_campaign(s, tmp_path, InProcessEngine())
+    rows = CampaignFolder(tmp_path).rows()
+    relaxed = [r for r in rows if r["relaxed"]]
+    assert relaxed, "nothing relaxed: the screen let no Li crystal through"
+    target = s.target()
+    for r in rows:
+        assert r["capacity"] == pytest.approx(campaign.battery.capacity_grav(r["formula"], "Li"))
+    for r in relaxed:  # only crystals with Li, the capacity and a static voltage near the window are relaxed
+        assert r["capacity"] >= 100 and math.isfinite(r["voltage"])
+        assert target.voltage_ok(r["voltage_static"], campaign.VOLTAGE_SCREEN_MARGIN)
+        assert r["found"] == (r["sun"] and 1.0 <= r["voltage"] <= 5.0)
+
+
+def test_the_stop_rule_counts_found_crystals_and_cpu_time():
+    rounds = [{"cpu_seconds": 1800.0, "candidates": [{"found": True}, {"found": False}]},
+              {"cpu_seconds": 1800.0, "candidates": [{"found": True}]}]
+    assert campaign.stop_reason(CampaignSettings(), rounds) == ""
+    assert "2 found" in campaign.stop_reason(CampaignSettings(stop_found=2), rounds)
+    assert campaign.stop_reason(CampaignSettings(stop_found=3), rounds) == ""
+    assert "CPU-time budget" in campaign.stop_reason(CampaignSettings(max_cpu_hours=1.0), rounds)
+    assert campaign.stop_reason(CampaignSettings(max_cpu_hours=1.5), rounds) == ""
 
 
 def test_verdicts():

@@ -84,6 +84,41 @@ def test_masked_logprobs_are_those_the_sampler_drew_from(one_torch_thread):
                           lp[:, 0], atol=1e-5)
 
 
+def test_guided_logprobs_are_the_guided_distribution_rounds_sample_from(one_torch_thread):
+    import torch
+
+    from battgai.materials.generation.sample import Conditions, condition_prefix
+
+    lm = load_model()
+    c = Conditions(allowed_elements=("Li", "Mn", "O"), required_elements=("Li",), working_ion="Li", voltage=3.75)
+    ro = finetune.rollout(lm, 4, seed=5, conditions=c, guidance=2.0)
+    assert ro.guidance == 2.0
+    with torch.no_grad():
+        lp = finetune.token_logprobs(lm.model, ro)
+        cond, _ = lm.model(torch.from_numpy(ro.tokens[:, : ro.start]))
+        plain, _ = lm.model(torch.tensor([condition_prefix(Conditions())] * 4))
+    guided = plain[:, -1] + 2.0 * (cond[:, -1] - plain[:, -1])  # u + g (c - u), as the sampler draws
+    p = torch.softmax(guided.masked_fill(~torch.from_numpy(ro.masks[:, 0]), float("-inf")), -1)
+    first = torch.from_numpy(ro.tokens[:, ro.start:ro.start + 1])
+    assert torch.allclose(p.gather(1, first).log().squeeze(1), lp[:, 0], atol=1e-4)
+    # Without property targets there is nothing to guide: the plain distribution, as the sampler does.
+    assert finetune.rollout(lm, 2, seed=5, conditions=Conditions(), guidance=2.0).guidance == 1.0
+
+
+def test_a_battery_reward_pays_only_crystals_with_the_ion_in_the_window(no_potential, monkeypatch):
+    from battgai.materials.discovery import objective
+
+    # Voltages from a table: LiF 3.5 V (inside 3-4.5), LiCl 2.0 V (outside); KCl holds no Li.
+    monkeypatch.setattr(reward, "voltages", lambda structures, e, ion, energies: [
+        {"LiF": 3.5, "LiCl": 2.0}.get(s.composition.reduced_formula, math.nan) for s in structures])
+    hull = Hull({"LiF": 0.02, "LiCl": 0.01, "KCl": 0.0})
+    target = objective.BatteryTarget("Li", 3.0, 4.5, 120.0)
+    batch = [_rocksalt(4.03, "Li", "F"), _rocksalt(5.13, "Li", "Cl"), _rocksalt(6.29, "K")]
+    judged = reward.judge(batch, {}, hull, UniqueTracker(), target=target)
+    assert judged.reward.tolist() == [1.0, 0.0, 0.0]
+    assert math.isnan(judged.e_above_hull[2])  # no Li: not worth an energy
+
+
 def test_policy_steps_move_towards_the_reward_and_stay_near_the_parent(one_torch_thread):
     # A reward that pays for cubic space groups (195-230); a few steps must raise their share and keep the
     # parent's weights untouched.
@@ -117,11 +152,14 @@ def test_reward_table_marks_each_target():
 
     base = {key: 0.5 for key, *_ in REWARD_ROWS} | {"relax_n": 100, "wdist_density": 0.2, "wdist_num_elems": 0.1,
                                                      "density_mean": 4.0}
-    tuned = base | {"novel": 0.9, "cov_r": 0.94, "wdist_density": 0.35}
+    tuned = base | {"novel": 0.9, "cov_r": 0.94, "wdist_density": 0.35, "sun_static": 0.8, "sun_relaxed": 0.6}
     r = {"command": "python -m battgai.bench campaign --part reward", "date": "2026-12-03", "version": "x",
          "n": 1000, "seed": 0, "relax_steps": 100, "relax_n": 100, "ref": 2995, "ref_density_mean": 4.1,
          "models": {"materials_gpt": base, "materials_gpt_rl": tuned}}
     rows = {line.split(" | ")[0].lstrip("| "): line for line in reward_markdown(r).splitlines() if line.startswith("|")}
-    assert "90.0 %" in rows["novelty"] and ">= 85 %: **met**" in rows["novelty"]
+    new = rows["new (vs every known phase)"]
+    assert "90.0 %" in new and ">= 85 %: **met**" in new
+    assert ">= 1.5x: **met**" in rows["S.U.N. static, fine-tuned / parent"]  # 0.8 / 0.5
+    assert ">= 1.5x: **missed**" in rows["S.U.N. relaxed, fine-tuned / parent"]  # 0.6 / 0.5
     assert "**missed**" in rows["COV-R"] and "<= 0.3: **missed**" in rows["Wasserstein, density"]
     assert rows["suspect, static"].endswith("| – |")

@@ -33,12 +33,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--relax-steps", type=int, default=100, help="FIRE steps per relaxation (fmax 0.1 eV/A)")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance on property targets")
-    p.add_argument("--novel-only", action="store_true", help="reject sampled crystals that match a training one")
+    p.add_argument("--novel-only", action="store_true", help="reject sampled crystals that match a known phase")
+    p.add_argument("--v-min", type=float, help="with ion=...: a found crystal's average voltage is at least this "
+                                                "(V vs the ion's metal)")
+    p.add_argument("--v-max", type=float, help="... and at most this")
+    p.add_argument("--min-capacity", type=float, default=0.0, help="a found crystal's capacity is at least this "
+                                                                  "(mAh/g, removing every working ion)")
+    p.add_argument("--max-cpu-hours", type=float, default=0.0,
+                   help="stop after the round that spends this much CPU time (driver + workers; 0: no budget)")
+    p.add_argument("--stop-found", type=int, default=0, help="stop after the round that brings the number found "
+                                                              "to this (0: run every round)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: resume the campaign there with the settings it was started with")
     p.add_argument("--learn-steps", type=int, default=0,
                    help="reward fine-tuning steps of the generator between rounds (0: sample the bundled model)")
     p.add_argument("--learn-batch", type=int, default=32, help="crystals sampled per learning step")
     p.add_argument("--dft-audit", type=int, default=0, metavar="K",
-                   help="after the rounds, check the K S.U.N. crystals with the lowest E_hull with DFT (GPAW, "
+                   help="after the rounds, check the K found crystals with the lowest E_hull with DFT (GPAW, "
                         "minutes each) and report what DFT confirms")
     p.add_argument("--dft-preset", choices=("screen", "accurate"), default="screen")
     p.add_argument("--ray-address", default=None,
@@ -48,10 +59,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_of(args: argparse.Namespace) -> CampaignSettings:
+    """The settings the arguments ask for; with ``--resume`` those stored in the ``--out`` campaign."""
+    from battgai.materials.discovery import campaign
+
+    if args.resume:
+        if args.out is None:
+            raise campaign.CampaignError("--resume needs --out, the campaign (or its run folder) to resume")
+        meta = campaign.CampaignFolder(campaign.data_root(args.out)).meta()
+        if meta is None:
+            raise campaign.CampaignError(f"{args.out} holds no campaign to resume")
+        return campaign.stored_settings(meta)
     return CampaignSettings(conditions=args.conditions, rounds=args.rounds, per_round=args.per_round,
                             relax=args.relax, seed=args.seed, model=args.model, relax_steps=args.relax_steps,
                             guidance=args.guidance, novel_only=args.novel_only, learn_steps=args.learn_steps,
-                            learn_batch=args.learn_batch, dft_audit=args.dft_audit, dft_preset=args.dft_preset)
+                            learn_batch=args.learn_batch, dft_audit=args.dft_audit, dft_preset=args.dft_preset,
+                            v_min=args.v_min, v_max=args.v_max, min_capacity=args.min_capacity,
+                            max_cpu_hours=args.max_cpu_hours, stop_found=args.stop_found)
 
 
 def _bar(t0: float):
@@ -89,9 +112,9 @@ def run_cli(args: argparse.Namespace) -> int:
     from battgai.materials.discovery import campaign
     from battgai.materials.discovery.engine import Engine
 
-    settings = settings_of(args)
     out = args.out
     try:
+        settings = settings_of(args)
         if problems := settings.problems():
             raise campaign.CampaignError(" ".join(problems))
         address = engine.resolve_address(args.ray_address)
@@ -130,11 +153,15 @@ def run_cli(args: argparse.Namespace) -> int:
     sys.stderr.write("\n")
     for s in summaries:
         print(f"round {s['round']}: {s['sampled']} sampled, {s['relaxed']} relaxed, {s['stable']} stable, "
-              f"{s['suspect']} suspect, {s['sun']} S.U.N., {s['candidates_per_minute']:.1f} crystals/min")
-    audit = campaign.CampaignFolder(campaign.data_root(out)).dft_audit()
+              f"{s['suspect']} suspect, {s['sun']} S.U.N., {s['found']} found, "
+              f"{s['candidates_per_minute']:.1f} crystals/min")
+    folder = campaign.CampaignFolder(campaign.data_root(out))
+    if why := folder.status().get("stopped"):
+        print(f"stopped early: {why}")
+    audit = folder.dft_audit()
     if audit:
-        print(f"DFT audit ({audit['preset']}): {audit['confirmed']} of {len(audit['rows'])} S.U.N. crystals confirmed, "
-              f"{audit['refuted']} refuted")
+        print(f"DFT audit ({audit['preset']}): {audit['confirmed']} of {len(audit['rows'])} found crystals "
+              f"confirmed, {audit['refuted']} refuted")
     print(f"campaign in {out}")
     return 0
 
@@ -146,7 +173,11 @@ def command(settings: CampaignSettings, out: Path, ray_address: str | None = Non
             "--seed", str(settings.seed), "--model", settings.model, "--relax-steps", str(settings.relax_steps),
             "--guidance", str(settings.guidance), "--learn-steps", str(settings.learn_steps),
             "--learn-batch", str(settings.learn_batch), "--dft-audit", str(settings.dft_audit),
-            "--dft-preset", settings.dft_preset, "--out", str(out)]
+            "--dft-preset", settings.dft_preset, "--min-capacity", str(settings.min_capacity),
+            "--max-cpu-hours", str(settings.max_cpu_hours), "--stop-found", str(settings.stop_found),
+            "--out", str(out)]
+    args += [a for name in ("v_min", "v_max") if getattr(settings, name) is not None
+             for a in (f"--{name.replace('_', '-')}", str(getattr(settings, name)))]
     return args + (["--novel-only"] if settings.novel_only else []) + (
         ["--ray-address", ray_address] if ray_address else [])
 
@@ -186,3 +217,33 @@ def launch(settings: CampaignSettings, ray_address: str | None = None, store=Non
         run.finish("failed", f"could not start the campaign process: {exc}")
         raise
     return run
+
+
+def resume(run_path: Path, ray_address: str | None = None) -> None:
+    """Start the driver of an interrupted campaign run again, detached, with the settings it was started with.
+
+    It continues at the first round not committed (the folder's rounds are never repeated); its output is
+    appended to the run's ``campaign.log``.
+
+    Raises
+    ------
+    CampaignError
+        The folder holds no campaign this version can resume.
+    """
+    import os
+    import subprocess
+
+    from battgai.core.registry import REPO_ROOT
+    from battgai.materials.discovery import campaign
+
+    folder = campaign.CampaignFolder(campaign.data_root(run_path))
+    meta = folder.meta()
+    if meta is None:
+        raise campaign.CampaignError(f"{run_path} holds no campaign to resume")
+    if problems := folder.problems(campaign.stored_settings(meta)):
+        raise campaign.CampaignError(" ".join(problems))
+    args = [sys.executable, "-m", "battgai", "campaign", "--resume", "--out", str(run_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with open(run_path / "campaign.log", "ab") as log:
+        subprocess.Popen(args + (["--ray-address", ray_address] if ray_address else []), cwd=REPO_ROOT, env=env,
+                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -192,3 +192,17 @@ def validate_voltage_proxy(n: int = 100, seed: int = 0, max_atoms: int = 40,
     return VoltageValidation(len(errs), float(np.mean(errs)), float(np.median(errs)),
                              {k: float(np.mean(v)) for k, v in by_ion.items()},
                              float(np.mean(cap_ok)), len(cap_ok), skipped)
+
+
+def known_electrodes(ion: str):
+    """The Materials Project insertion electrodes of ``ion`` on hand (shared data): a DataFrame of
+    ``formula`` (discharged), ``voltage`` (average, V) and ``capacity`` (gravimetric, mAh/g), one row per pair.
+
+    Raises :class:`battgai.core.data.DataNotFound` without the shared data.
+    """
+    from battgai.materials.training.corpus import electrode_pairs
+
+    pairs = electrode_pairs()
+    pairs = pairs[pairs.ion == ion]
+    return pairs.rename(columns={"low_formula": "formula", "average_voltage": "voltage",
+                                 "capacity_grav": "capacity"})[["formula", "voltage", "capacity"]]

@@ -1,21 +1,21 @@
-"""The MP-20 reference data bundled with the code, so novelty and E_hull work on a fresh clone.
+"""The reference data bundled with the code, so "new" and E_hull are judged the same way on a fresh clone.
 
 Two small files derived from the shared data live in ``battgai/materials/data/``:
 
-- ``mp20_novelty_index.npz``: every training structure novelty is judged against
-  (what :func:`battgai.materials.training.corpus.training_cifs_by_formula` holds: the
-  non-held-out MP-20 rows and the discharged insertion-electrode structures of
-  the working ions), as lattice, atomic numbers and fractional coordinates, in
-  float64, bucketed by reduced formula in the same order. Structures rebuilt
-  from it are the ones the CIFs parse to, so novelty is the same either way.
+- ``known_phases_index.npz``: every known phase on hand, what "new" is judged against
+  (:func:`battgai.materials.training.corpus.known_phase_cifs`: all MP-20 splits, MPTS-52 val and
+  test, every insertion-electrode structure; 47,185 crystals), as lattice, atomic numbers and
+  fractional coordinates (float32), with material id, source and whether the generators trained on
+  it, bucketed by reduced formula. Its training view is what the generator benchmark's novelty
+  (CDVAE's convention) is judged against.
 - ``mp20_references_chgnet.npz``: every MP-20 reference phase on hand (formula
   and static CHGNet energy per atom, as :class:`~battgai.materials.checks.stability.EnergyCache`
-  computes them) plus the relaxed elemental prototypes that stand in for
-  missing elemental phases: E_hull needs only compositions and energies.
+  computes them) plus the relaxed elemental prototypes that stand in for missing elemental phases:
+  E_hull needs only compositions and energies.
 
 ``mp20_bundle.json`` records each file's sha256, size, counts, the potential
 and the command that rebuilt them; the files are refused when a hash differs.
-When the shared data is present it stays the source of truth for novelty, and
+The known-phase index is used whether or not the shared data is present (one answer everywhere);
 the bundled energies only spare recomputing the same numbers.
 """
 

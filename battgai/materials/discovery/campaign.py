@@ -138,6 +138,11 @@ class CampaignSettings:
         return c
 
 
+def stored_settings(meta: Mapping[str, Any]) -> CampaignSettings:
+    """The settings a campaign folder was started with (settings added since take their defaults)."""
+    return CampaignSettings(**{**CampaignSettings().as_dict(), **meta["settings"]})
+
+
 def round_seed(seed: int, r: int) -> int:
     """The sampler's seed of round ``r``: fixed, so a resumed round draws the crystals it would have drawn."""
     return seed * 10_007 + r * 7_919_003
