@@ -31,7 +31,7 @@ from battgai.health.estimation.transfer import (
     relative,
 )
 from battgai.health.preprocess import CurveSet, resample
-from battgai.health.schema import CyclingData
+from battgai.health.schema import FULL_SOURCES, CyclingData, score_basis
 
 #: Points of the fine voltage grid an upload is resampled on (its own range, not NASA's).
 N_FINE = 151
@@ -115,6 +115,25 @@ def check_labelled(curves: CurveSet, labelled: list[str]) -> list[str]:
     if len(cells - set(labelled)) == 0:
         warnings.append("Every cell is labelled: there is no other cell to estimate or to score on.")
     return warnings
+
+
+def full_labels(curves: CurveSet, labelled: list[str]) -> tuple[CurveSet, list[str]]:
+    """``curves`` without the labelled cells' partial discharges, and a warning when any was left out.
+
+    A coulomb count that stops above the cut-off is not the cell's capacity, so it cannot teach
+    the estimator one. Raises :class:`TransferError` for a labelled cell with partial discharges only.
+    """
+    mine = np.isin(curves.cell_id, labelled)
+    part = mine & ~np.isin(curves.capacity_source, FULL_SOURCES)
+    if not part.any():
+        return curves, []
+    only = sorted(set(curves.cell_id[part]) - set(curves.cell_id[mine & ~part]))
+    if only:
+        raise TransferError(f"Labelled cell(s) {', '.join(only)} hold partial discharges only (counted current "
+                            "that stops above the cut-off): their counts are not their capacity. Label a cell with "
+                            "full discharges, or state the cut-off voltage.")
+    return curves.subset(~part), [f"{int(part.sum())} partial discharge(s) of the labelled cells left out of "
+                                  "training: a count that stops above the cut-off is not the cell's capacity."]
 
 
 def _plain(kind: str, seed: int):
@@ -301,7 +320,8 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         No labelled cell, too few labelled cycles, a labelled cell far from the others, no curve
         reaching the window.
     """
-    warnings = check_labelled(curves, labelled)
+    curves, dropped = full_labels(curves, labelled)
+    warnings = check_labelled(curves, labelled) + dropped
     frame = fit_frame(curves, labelled, window)
     seen = reaches_window(curves, frame)
     hi, lo = frame.window_v
@@ -339,26 +359,33 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         "cell_id": others.cell_id, "cycle": others.cycle, "soh_estimate": mean * to_soh,
         "soh_sigma": sigma * to_soh, "soh_low": (mean - 2 * sigma) * to_soh, "soh_high": (mean + 2 * sigma) * to_soh,
         "extrapolating": extrap.astype(bool), "soh_in_file": others.soh * to_soh,
+        "capacity_source": others.capacity_source,
     })
     if extrap.any():
         warnings.append(f"{int(extrap.sum())} estimate(s) extrapolate: their window charge or C-rate lies outside "
                         "every training curve's (column 'extrapolating').")
     rows = []
+    scored, against = score_basis(others.capacity_source)
+    if len(others) and against == "coulomb-counted, partial":
+        warnings.append("Every scored cycle is a partial discharge (its count stops above the cut-off): the scores "
+                        "are against coulomb-counted, partial charges, not the cells' capacities.")
     for name, m in fitted.items():
         if not len(others):
             break
         p = m.predict(x)
         p = p[0] if isinstance(p, tuple) else p
-        err = (p - others.soh) * to_soh * 100
+        err = ((p - others.soh) * to_soh * 100)[scored]
         rows.append({"pipeline": name, "rmse_soh_points": float(np.sqrt(np.mean(err**2))),
-                     "bias_soh_points": float(err.mean()), "curves": len(err)})
+                     "bias_soh_points": float(err.mean()), "curves": len(err), "scored_against": against})
     prov = Provenance.now(best or "labelled only (TransferModel)", "", {
         "labelled_cells": sorted(labelled), "source": source_name, "window_fraction": list(window),
         "window_v": [round(hi, 4), round(lo, 4)], "c_ref_ah": frame.c_ref, "nominal_ah": curves.nominal_ah,
         "v_top": frame.v_top, "v_bot": frame.v_bot, "generator_steps": generator_steps,
         "soh": "capacity / nominal; soh_sigma is one (calibrated) standard deviation", "band": band,
         "band_scale": scale, "band_calibration_errors": len(held),
-        "soh_in_file": "the file's (or coulomb-counted) capacity / nominal, used only to score",
+        "soh_in_file": "the file's (or coulomb-counted) capacity / nominal, used only to score; capacity_source "
+                       "says which: file, coulomb_full or coulomb_partial (a partial discharge, not the capacity)",
+        "scored_against": against,
     }, seed)
     return TransferResult(estimates, pd.DataFrame(rows, columns=["pipeline", "rmse_soh_points", "bias_soh_points",
-                                                                 "curves"]), frame, warnings, prov)
+                                                                 "curves", "scored_against"]), frame, warnings, prov)
