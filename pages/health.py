@@ -31,8 +31,9 @@ def _load(source: str, cells: tuple[str, ...]) -> workflow.Loaded:
 
 
 @st.cache_data(show_spinner="Mapping the uploaded file...")
-def _load_upload(data: bytes, mapping: tuple[tuple[str, str | None], ...], nominal: float, name: str):
-    return workflow.from_upload(schema.read_upload(data, dict(mapping), nominal, name))
+def _load_upload(data: bytes, mapping: tuple[tuple[str, str | None], ...], nominal: float, name: str,
+                 cutoff: float):
+    return workflow.from_upload(schema.read_upload(data, dict(mapping), nominal, name, cutoff_v=cutoff or None))
 
 
 @st.cache_resource(show_spinner="Loading the bundled SOH estimator...")
@@ -92,15 +93,23 @@ def show_transfer(res) -> None:
     for w in res.warnings:
         st.warning(w)
     if len(res.scores):
-        st.caption("Each pipeline scored on the unlabelled cells, against the capacities the file holds for them "
-                   "(never used for training): RMSE and bias in SOH points.")
-        st.table(res.scores.set_index("pipeline").round(2))
+        against = res.scores["scored_against"].iloc[0] if "scored_against" in res.scores else "file capacities"
+        st.caption(f"Each pipeline scored on the unlabelled cells against {against} (never used for training): "
+                   "RMSE and bias in SOH points.")
+        st.table(res.scores.set_index("pipeline").drop(columns="scored_against", errors="ignore").round(2))
     lines = []
     e = res.estimates
+    source = e["capacity_source"] if "capacity_source" in e else np.full(len(e), "file")
+    full = np.isin(source, schema.FULL_SOURCES)
     for cell in e["cell_id"].unique()[:MAX_SHOWN // 3]:
         m = (e["cell_id"] == cell).to_numpy()
-        lines += [Curve(e["cycle"][m].to_numpy(), e["soh_estimate"][m].to_numpy() * 100, f"{cell} estimated"),
-                  Curve(e["cycle"][m].to_numpy(), e["soh_in_file"][m].to_numpy() * 100, f"{cell} in file", dash=True)]
+        lines.append(Curve(e["cycle"][m].to_numpy(), e["soh_estimate"][m].to_numpy() * 100, f"{cell} estimated"))
+        if (m & full).any():
+            lines.append(Curve(e["cycle"][m & full].to_numpy(), e["soh_in_file"][m & full].to_numpy() * 100,
+                               f"{cell} in file", dash=True))
+        if (m & ~full).any():
+            lines.append(Curve(e["cycle"][m & ~full].to_numpy(), e["soh_in_file"][m & ~full].to_numpy() * 100,
+                               f"{cell} partial discharge (not its capacity)", markers=True))
     if lines:
         show_curves(lines, "cycle", "SOH (%)")
     st.caption(f"Uncertainty: {res.provenance.settings['band']}.")
@@ -154,6 +163,9 @@ elif source == "Upload a CSV":
     up = st.file_uploader(f"Cycler export (CSV, one row per sample; at most {workflow.MAX_CYCLES:,} discharge cycles)",
                           type=["csv", "txt"], key="upload")
     nominal = st.number_input("Nominal capacity (Ah)", 0.01, 500.0, 2.0, 0.1, key="nominal")
+    cutoff = st.number_input("Discharge cut-off (V); 0: read from each cell's discharges", 0.0, 10.0, 0.0, 0.05,
+                             key="cutoff", help="Without a capacity column, a discharge that stops above the cut-off "
+                                                "is partial: its counted charge is not the cell's capacity.")
     if up is not None:
         raw = up.getvalue()
         try:
@@ -170,7 +182,7 @@ elif source == "Upload a CSV":
                 pick = col.selectbox(field, options, index=options.index(guess[field]) if guess[field] else 0,
                                      key=f"map_{field}")
                 mapping[field] = None if pick == "(none)" else pick
-            loaded = _load_upload(raw, tuple(mapping.items()), float(nominal), up.name)
+            loaded = _load_upload(raw, tuple(mapping.items()), float(nominal), up.name, float(cutoff))
         except (UploadError, schema.MappingError, ValueError) as exc:
             st.error(str(exc))
 else:
@@ -202,10 +214,14 @@ with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled ridge on ch
     est = kept[2] if kept and kept[:2] == loaded_key else None
     if est is not None:
         n_out = int(est.extrapolating.sum())
-        inside = len(est.curves) - n_out
-        st.write(f"RMSE against the labelled SOH: {est.rmse:.2f} points over the {inside} curves inside the "
-                 f"estimator's training range (all {len(est.curves)}: {est.rmse_all:.2f}; in-sample for NASA cells: "
-                 "the bundled model was trained on them; see the model card for held-out numbers).")
+        n_scored = int(est.scored.sum())
+        st.write(f"RMSE against {est.scored_against}: {est.rmse:.2f} points over the "
+                 f"{int((est.scored & ~est.extrapolating).sum())} of them inside the estimator's training range (all "
+                 f"{n_scored}: {est.rmse_all:.2f}; in-sample for NASA cells: the bundled model was trained on them; "
+                 "see the model card for held-out numbers).")
+        if n_scored < len(est.curves):
+            st.caption(f"{len(est.curves) - n_scored} partial discharges (counted current that stops above the "
+                       "cut-off: not the cell's capacity) are left out of the RMSE.")
         if n_out:
             st.warning(f"{n_out} of {len(est.curves)} estimates extrapolate (drawn as crosses, left out of the RMSE "
                        "above): their window charge, C-rate, temperature or estimated SOH lies outside what the "
@@ -214,7 +230,11 @@ with st.expander("Estimate SOH from the 3.9 -> 3.5 V window (bundled ridge on ch
         lines = []
         for cell in np.unique(est.curves.cell_id):
             m = est.curves.cell_id == cell
-            lines.append(Curve(est.curves.cycle[m], est.curves.soh[m] * 100, f"{cell} labelled"))
+            label, part = m & est.scored, m & ~est.scored
+            lines.append(Curve(est.curves.cycle[label], est.curves.soh[label] * 100, f"{cell} {est.scored_against}"))
+            if part.any():
+                lines.append(Curve(est.curves.cycle[part], est.curves.soh[part] * 100,
+                                   f"{cell} partial discharge (not its capacity)", markers=True))
             ok, out = m & ~est.extrapolating, m & est.extrapolating
             if ok.any():
                 lines.append(Curve(est.curves.cycle[ok], est.predicted[ok] * 100, f"{cell} estimated", dash=True))

@@ -49,12 +49,12 @@ def test_estimate_soh_with_the_bundled_estimator():
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.button(key="estimate").click().run()
     assert not at.exception and not at.error
-    assert any("RMSE against the labelled SOH" in m.value for m in at.markdown)
+    assert any("RMSE against file capacities" in m.value for m in at.markdown)
     est = at.session_state["health_estimate"][2]
     assert len(est.extrapolating) == len(est.curves)  # every curve judged against the training range
     assert any(b.key == "download_estimate" for b in at.get("download_button"))
     at.button(key="estimate").click().run()  # a rerun keeps showing it, once
-    assert sum("RMSE against the labelled SOH" in m.value for m in at.markdown) == 1
+    assert sum("RMSE against file capacities" in m.value for m in at.markdown) == 1
 
 
 def test_both_generators_are_offered_and_the_default_is_the_bench_pick():

@@ -27,7 +27,8 @@ def other_lab_csv(n_cells: int = 4, n_cycles: int = 30, seed: int = 0, far_cell:
         for cyc in range(1, n_cycles + 1):
             age = (cyc - 1) / (n_cycles - 1)
             cap = c0 * (1 - fade * age)
-            t = np.arange(0.0, cap / 1.1 * 3600.0, 2.0)
+            # Run on past the nominal charge so that, as on a cycler, the discharge ends at the 2.5 V cut-off.
+            t = np.arange(0.0, cap / 1.1 * 3600.0 * 1.03, 2.0)
             soc = 1 - 1.1 * t / 3600.0 / cap
             # Plateau with a slope that steepens as the cell ages, steep knees at both ends.
             v = (3.28 + 0.05 * (soc - 0.5) * (1 + age) + 0.12 * np.exp(-(1 - soc) * 25)
@@ -76,7 +77,8 @@ def test_one_labelled_cell_corrects_the_lab_and_scores_every_pipeline(lab):
     assert abs(err.mean()) < 4 and np.sqrt(np.mean(err**2)) < 5
     assert {"labelled only (ridge)", "labelled + mixup (gbm)"} <= set(res.scores["pipeline"])
     text = res.csv().decode()
-    assert text.splitlines()[0] == "cell_id,cycle,soh_estimate,soh_sigma,soh_low,soh_high,extrapolating,soh_in_file"
+    assert text.splitlines()[0] == ("cell_id,cycle,soh_estimate,soh_sigma,soh_low,soh_high,extrapolating,soh_in_file,"
+                                   "capacity_source")
     assert res.provenance.settings["labelled_cells"] == ["LFP1"]
     # one labelled cell, no source: nothing to hold out, and the band says it is not calibrated
     assert "NOT calibrated" in res.provenance.settings["band"] and res.provenance.settings["band_scale"] == 1.0
@@ -129,9 +131,31 @@ def test_a_source_cell_that_never_reaches_the_window_does_not_break_the_calibrat
     b = curves.subset(curves.cell_id != "LFP1")
     b.v_start = np.where(b.cell_id == "LFP3", b.grid[-1] + 0.05, b.v_start)  # LFP3: load-on below any window
     target = owncells._lab_relative(a, ["LFP1"], (0.05, 0.4))
-    errors = owncells.calibration_errors({"a": a, "b": b}, target, (0.05, 0.4))
+    fit = lambda src, train: owncells.fit_pipeline(owncells.TRANSFER, src, train, (0.05, 0.4))  # noqa: E731
+    errors = owncells.calibration_errors({"a": a, "b": b}, target, (0.05, 0.4), fit)
     # lab b plays the researcher's lab with LFP2, then LFP4 labelled (LFP3 has no usable curve); lab a has one cell
-    assert len(errors) == 60 and np.isfinite(errors).all()
+    assert list(errors) == ["b"] and len(errors["b"]) == 60 and np.isfinite(errors["b"]).all()
+
+
+def test_the_band_is_calibrated_per_group_on_the_pipeline_used(lab):
+    curves = owncells.curves_of(lab)
+    a, b = curves.subset(np.isin(curves.cell_id, ["LFP1", "LFP2"])), curves.subset(~np.isin(curves.cell_id,
+                                                                                           ["LFP1", "LFP2"]))
+    target = owncells._lab_relative(a, ["LFP1"], (0.05, 0.4))
+    target = target.subset(target.cell_id == "LFP1")
+    seen = []
+
+    def fit(src, train):
+        seen.append(len(train))
+        return owncells.fit_pipeline("labelled only (gbm)", src, train, (0.05, 0.4))
+
+    errors = owncells.calibration_errors({"a": a, "b": b}, target, (0.05, 0.4), fit)
+    assert set(errors) == {"a", "b"} and len(seen) == 4  # each lab's two cells labelled in turn
+    # a pipeline without its own sigma: the scores are its absolute errors (relative SOH)
+    assert 0 < np.median(errors["a"]) < 0.2
+    scale, per_group = owncells.group_band_scale(errors)
+    assert scale == max(per_group.values()) == max(owncells.band_scale(e) for e in errors.values())
+    assert owncells.group_band_scale({}) == (1.0, {})
 
 
 def test_curves_that_never_reach_the_window_get_no_estimate(lab):
@@ -221,3 +245,14 @@ def test_bench_block_is_replaced_in_place_and_targets_can_miss():
     rows = targets({(0.05, 0.4): {"table": t, "best_simple": "labelled only (ridge)", "coverage": 0.95,
                                   "coverage_raw": 0.7}})
     assert "| hit |" in rows[2] and "95% (before calibration 70%) | hit |" in rows[4]
+
+
+def test_band_table_measures_each_group_apart():
+    from battgai.bench.health_transfer import band_table
+
+    errors = pd.DataFrame({"group": ["a"] * 4 + ["b"] * 4, "err": [1.0, -1.0, 1.0, 3.0, 4.0, -4.0, 4.0, -4.0],
+                           "sigma": [1.0] * 8, "band_scale": [2.0] * 8})
+    t = band_table(errors)
+    assert t.loc["a", "coverage"] == 0.75 and t.loc["b", "coverage"] == 0.0  # pooled, 3 of 8 would hide b
+    assert t.loc["all groups", "coverage"] == 0.375 and t.loc["b", "half_width"] == 2.0
+    assert t.loc["b", "rmse"] == 4.0 and t.loc["b", "width_over_rmse"] == 0.5

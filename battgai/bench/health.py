@@ -4,8 +4,8 @@ Two cohorts of NASA cells, each with the full report: the four 24 C / 2 A cells 
 the bar in DESIGN.md) and every cell whose 3.9 -> 3.5 V window is observed (other temperatures
 and currents: transfer across conditions). Prints markdown and writes it into
 docs/BENCHMARKS.md (health section). ``--part generators`` (cVAE vs diffusion vs jitter, the
-default pick), ``--part transfer`` and ``--part loco`` (full-data leave-one-cell-out, per cell) rerun one
-block alone, between its own markers.
+default pick), ``--part transfer``, ``--part band`` (the transfer's uncertainty band per NASA group) and
+``--part loco`` (full-data leave-one-cell-out, per cell) rerun one block alone, between its own markers.
 """
 
 from __future__ import annotations
@@ -195,6 +195,22 @@ def transfer_section(generator_steps: int = 400) -> list[str]:
               f"Transfer part: `python -m battgai.bench health --part transfer`, {dt.date.today().isoformat()}, "
               f"{time.time() - t0:.0f} s."]
     return [TRANSFER_START, *lines, TRANSFER_END]
+
+
+BAND_START, BAND_END = block_markers("health-band")
+
+
+def band_section() -> list[str]:
+    """Issue 33 item 3: the transfer's band, coverage and mean half-width per NASA group, two windows."""
+    from battgai.bench import health_transfer as transferbench
+    from battgai.health.preprocess import nasa_curves
+
+    t0 = time.time()
+    print("[band] leave-group-out...", flush=True)
+    lines = transferbench.band_report(nasa_curves(), ((0.05, 0.4), (0.05, 0.6)))
+    lines += [f"Band part: `python -m battgai.bench health --part band`, {dt.date.today().isoformat()}, "
+              f"{time.time() - t0:.0f} s."]
+    return [BAND_START, *lines, BAND_END]
 
 
 LOCO_START, LOCO_END = block_markers("health-loco")
@@ -392,13 +408,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds per split")
     p.add_argument("--steps", type=int, default=1000, help="CVAE steps per low-data run")
     p.add_argument("--no-write", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
-    p.add_argument("--part", choices=("all", "transfer", "generators", "loco", "extrapolation"), default="all",
-                   help="transfer / generators / loco: run only that section and replace it inside the health section")
+    p.add_argument("--part", choices=("all", "transfer", "band", "generators", "loco", "extrapolation"),
+                   default="all", help="run only that section and replace it inside the health section")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
     # Each part's lines carry their block's markers: one rerun alone replaces just that block.
     parts = {"transfer": ("health-transfer", transfer_section), "loco": ("health-loco", loco_section),
+             "band": ("health-band", band_section),
              "extrapolation": ("health-extrapolation", extrapolation_section),
              "generators": ("health-generators", lambda: generators_section(write_cards=not args.no_write))}
     if args.part != "all":
@@ -449,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
               f"(latent bank), {speed_prior:,.0f} curves/s (prior).", ""]
 
     lines += [*targets_table(a, b), *loco_section(),
-              *generators_section(not args.no_write), *transfer_section(),
+              *generators_section(not args.no_write), *transfer_section(), *band_section(),
               f"Bench wall time {time.time() - t_start:.0f} s."]
     md = "\n".join(lines)
     print(md)

@@ -134,13 +134,21 @@ class CurveSet:
     v_start: np.ndarray  # first loaded voltage: a window above it was not observed
     nominal_ah: float
     grid: np.ndarray = dataclasses.field(default_factory=lambda: VOLTAGE_GRID.copy())
+    #: Where each ``soh`` label comes from (:data:`battgai.health.schema.CAPACITY_SOURCES`); None: "file".
+    capacity_source: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Curve sets saved before the field existed, and generated curves, carry labels given with them.
+        if self.capacity_source is None:
+            self.capacity_source = np.full(len(self.soh), "file")
 
     def __len__(self) -> int:
         return len(self.soh)
 
     def subset(self, mask: np.ndarray) -> CurveSet:
         return CurveSet(self.q[mask], self.soh[mask], self.temperature_c[mask], self.current_a[mask],
-                        self.cell_id[mask], self.cycle[mask], self.v_start[mask], self.nominal_ah, self.grid)
+                        self.cell_id[mask], self.cycle[mask], self.v_start[mask], self.nominal_ah, self.grid,
+                        self.capacity_source[mask])
 
     def conditions(self) -> np.ndarray:
         """``(n, 3)`` array of (SOH, temperature C, current A), the generator's conditions."""
@@ -159,7 +167,7 @@ class CurveSet:
     def concat(cls, sets: list[CurveSet]) -> CurveSet:
         return cls(*(np.concatenate([getattr(s, f) for s in sets]) for f in
                      ("q", "soh", "temperature_c", "current_a", "cell_id", "cycle", "v_start")),
-                   sets[0].nominal_ah, sets[0].grid)
+                   sets[0].nominal_ah, sets[0].grid, np.concatenate([s.capacity_source for s in sets]))
 
 
 def resample(data: CyclingData, grid: np.ndarray = VOLTAGE_GRID) -> CurveSet:
@@ -180,9 +188,11 @@ def resample(data: CyclingData, grid: np.ndarray = VOLTAGE_GRID) -> CurveSet:
     if not rows:
         raise ValueError("no discharge cycle could be resampled")
     lab = labels.loc[keys]
+    source = lab["capacity_source"].to_numpy(str) if "capacity_source" in lab else None
     return CurveSet(np.stack(rows), lab["soh"].to_numpy(float), lab["temperature_c"].to_numpy(float),
                     np.abs(lab["current_a"].to_numpy(float)), np.array([k[0] for k in keys]),
-                    np.array([k[1] for k in keys]), np.array(v_start), data.nominal_ah, np.asarray(grid, float))
+                    np.array([k[1] for k in keys]), np.array(v_start), data.nominal_ah, np.asarray(grid, float),
+                    source)
 
 
 def to_cycling(curves: CurveSet, source: str) -> CyclingData:
@@ -206,7 +216,8 @@ def to_cycling(curves: CurveSet, source: str) -> CyclingData:
             "temperature_c": curves.temperature_c[k], "capacity_ah": curves.soh[k] * curves.nominal_ah,
         }))
         rows.append({"cell_id": cell, "cycle": cyc, "capacity_ah": curves.soh[k] * curves.nominal_ah,
-                     "soh": curves.soh[k], "temperature_c": curves.temperature_c[k], "current_a": -cur})
+                     "soh": curves.soh[k], "temperature_c": curves.temperature_c[k], "current_a": -cur,
+                     "capacity_source": curves.capacity_source[k]})
     return CyclingData(pd.concat(frames, ignore_index=True)[list(SCHEMA)], pd.DataFrame(rows),
                        curves.nominal_ah, source)
 

@@ -25,6 +25,17 @@ SCHEMA = ("cell_id", *REQUIRED, "temperature_c", "capacity_ah")
 #: Conditions used when a file has no temperature column.
 DEFAULT_TEMPERATURE_C = 25.0
 NASA_NOMINAL_AH = 2.0
+#: Where each cycle's capacity comes from (the ``capacity_source`` column): the file's capacity
+#: column, or current x time over a discharge that reaches the cell's cut-off, or over one that
+#: stops above it. The last is the charge of a partial discharge, not the cell's capacity.
+CAPACITY_SOURCES = ("file", "coulomb_full", "coulomb_partial")
+#: Sources whose capacity is the cell's: the only ones a score is computed against by default.
+FULL_SOURCES = ("file", "coulomb_full")
+#: A discharge reaches the cut-off when its lowest loaded voltage lies within this fraction of the
+#: cell's loaded voltage range above the cut-off. Near the cut-off the voltage falls steeply, so
+#: 10 % of the range (150 mV on a 4.2 -> 2.7 V cell) leaves about 1 % of the charge
+#: uncounted, while a discharge stopped on the plateau ends far above it.
+CUTOFF_TOL = 0.10
 
 #: Lower-case fragments that identify a source column for each schema field.
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -52,7 +63,8 @@ class CyclingData:
         Columns :data:`SCHEMA`; ``temperature_c`` / ``capacity_ah`` may be NaN.
     cycles : DataFrame
         One row per discharge cycle: ``cell_id, cycle, capacity_ah, soh, temperature_c,
-        current_a`` (mean discharge current, negative).
+        current_a`` (mean discharge current, negative), ``capacity_source`` (one of
+        :data:`CAPACITY_SOURCES`).
     nominal_ah : float
         Nominal capacity used for SOH.
     source : str
@@ -105,6 +117,7 @@ def load_nasa(cells: list[str] | None = None, drop_outliers: bool = True) -> Cyc
         "soh": summary["capacity_ah"].to_numpy() / NASA_NOMINAL_AH,
         "temperature_c": summary["ambient_temperature_c"].to_numpy(dtype=float),
         "current_a": summary["mean_discharge_current_a"].to_numpy(),
+        "capacity_source": "file",
     })
     frames = []
     for cell in cells:
@@ -147,21 +160,22 @@ def guess_mapping(columns: list[str]) -> dict[str, str | None]:
 
 
 def read_upload(data: bytes, mapping: dict[str, str | None] | None, nominal_ah: float,
-                name: str = "upload") -> CyclingData:
+                name: str = "upload", *, cutoff_v: float | None = None) -> CyclingData:
     """Parse an uploaded CSV (through :func:`battgai.uploads.read_csv`) and map it onto the schema.
 
-    ``mapping=None`` uses :func:`guess_mapping`. Raises :class:`battgai.uploads.errors.UploadError` for an
-    unreadable file and :class:`MappingError` for one that cannot be mapped.
+    ``mapping=None`` uses :func:`guess_mapping`; ``cutoff_v`` as in :func:`from_dataframe`. Raises
+    :class:`battgai.uploads.errors.UploadError` for an unreadable file and :class:`MappingError` for
+    one that cannot be mapped.
     """
     from battgai.uploads import read_csv
 
     df = read_csv(data)
     mapping = guess_mapping(list(df.columns)) if mapping is None else mapping
-    return from_dataframe(df, mapping, nominal_ah, source=name)
+    return from_dataframe(df, mapping, nominal_ah, source=name, cutoff_v=cutoff_v)
 
 
 def from_dataframe(df: pd.DataFrame, mapping: dict[str, str | None], nominal_ah: float,
-                   source: str = "upload") -> CyclingData:
+                   source: str = "upload", *, cutoff_v: float | None = None) -> CyclingData:
     """Map any cycler export onto the schema, detecting units and the sign convention.
 
     Parameters
@@ -173,11 +187,15 @@ def from_dataframe(df: pd.DataFrame, mapping: dict[str, str | None], nominal_ah:
         are required; ``cell_id, temperature_c, capacity_ah`` are optional.
     nominal_ah : float
         Nominal capacity of the cells in Ah (SOH = capacity / nominal).
+    cutoff_v : float, optional
+        The cells' discharge cut-off voltage (V). Without it each cell's cut-off is read from its
+        own discharges (:func:`reaches_cutoff`).
 
     Returns
     -------
     CyclingData
-        ``notes`` lists every conversion made.
+        ``notes`` lists every conversion made; ``cycles["capacity_source"]`` says for each cycle
+        whether its capacity is the file's, or counted over a full or a partial discharge.
 
     Notes
     -----
@@ -189,10 +207,14 @@ def from_dataframe(df: pd.DataFrame, mapping: dict[str, str | None], nominal_ah:
     - sign: discharge is where voltage falls under load; when falling voltage goes with positive
       current the sign is flipped so that discharge is negative;
     - time units: the charge counted per discharge must be of the order of the nominal capacity;
-      if it is 60x (or 3600x) too small the time column is in minutes (hours).
+      if it is 60x (or 3600x) too small the time column is in minutes (hours);
+    - without a capacity column, capacity is counted from current x time, and a discharge that
+      stops above the cell's cut-off is marked ``coulomb_partial`` (:func:`reaches_cutoff`).
     """
     if not nominal_ah or not np.isfinite(nominal_ah) or nominal_ah <= 0:
         raise MappingError(f"nominal capacity must be a positive number of Ah, got {nominal_ah!r}")
+    if cutoff_v is not None and not (np.isfinite(cutoff_v) and cutoff_v > 0):
+        raise MappingError(f"the cut-off voltage must be a positive number of V (or left empty), got {cutoff_v!r}")
     missing = [f for f in REQUIRED if not mapping.get(f)]
     if missing:
         raise MappingError(
@@ -230,7 +252,7 @@ def from_dataframe(df: pd.DataFrame, mapping: dict[str, str | None], nominal_ah:
     _check_time(out)
     _detect_sign(out, nominal_ah, notes)
     _detect_time_unit(out, nominal_ah, notes)
-    cycles = _cycle_table(out, nominal_ah, notes)
+    cycles = _cycle_table(out, nominal_ah, notes, cutoff_v)
     return CyclingData(out[list(SCHEMA)].reset_index(drop=True), cycles, float(nominal_ah), source, notes)
 
 
@@ -305,7 +327,57 @@ def _detect_time_unit(out: pd.DataFrame, nominal_ah: float, notes: list[str]) ->
         )
 
 
-def _cycle_table(out: pd.DataFrame, nominal_ah: float, notes: list[str]) -> pd.DataFrame:
+def reaches_cutoff(end_v: np.ndarray, top_v: np.ndarray, cutoff_v: float | None = None) -> np.ndarray:
+    """Which discharges of one cell reach its cut-off voltage, so that their charge is its capacity.
+
+    Parameters
+    ----------
+    end_v, top_v : ndarray
+        Lowest and highest loaded voltage of each discharge of the cell (V).
+    cutoff_v : float, optional
+        The cut-off, when the researcher states it. Otherwise it is read from the cell's own
+        discharges: the lowest end voltage that a second discharge also comes within the
+        tolerance of, so one record with a spike far below the others does not set it.
+
+    Returns
+    -------
+    ndarray of bool
+        True where the end voltage lies within :data:`CUTOFF_TOL` x the cell's loaded voltage
+        range (median top voltage minus cut-off) of the cut-off, or below it.
+
+    Notes
+    -----
+    A cell whose every discharge stops early looks full to the rule without a stated cut-off:
+    nothing in its own records shows where the cut-off is.
+    """
+    end_v, top_v = np.asarray(end_v, float), np.asarray(top_v, float)
+    ends = np.sort(end_v)
+    if cutoff_v is None:
+        tol = CUTOFF_TOL * max(float(np.median(top_v) - ends[0]), 0.0)
+        shared = np.diff(ends) <= tol
+        cutoff_v = float(ends[np.argmax(shared)] if shared.any() else ends[0])
+    tol = CUTOFF_TOL * max(float(np.median(top_v)) - cutoff_v, 0.0)
+    return end_v <= cutoff_v + tol
+
+
+def score_basis(capacity_source: np.ndarray) -> tuple[np.ndarray, str]:
+    """Which curves a score against the file's capacities uses, and the name of what it is scored against.
+
+    Full discharges only (file capacities and coulomb counts down to the cut-off) when there is
+    one; with partial coulomb counts alone, all of them, named "coulomb-counted, partial" so no
+    one reads the score as one against the cells' capacities.
+    """
+    source = np.asarray(capacity_source).astype(str)
+    full = np.isin(source, FULL_SOURCES)
+    if not full.any():
+        return np.ones(len(source), bool), "coulomb-counted, partial"
+    kinds = set(source[full])
+    name = ("file capacities" if kinds == {"file"} else "coulomb-counted, full discharges"
+            if kinds == {"coulomb_full"} else "file capacities and coulomb-counted full discharges")
+    return full, name
+
+
+def _cycle_table(out: pd.DataFrame, nominal_ah: float, notes: list[str], cutoff_v: float | None = None) -> pd.DataFrame:
     rows = []
     has_temp = out["temperature_c"].notna().any()
     for (cell, cyc), g in out.groupby(["cell_id", "cycle"], sort=True):
@@ -313,22 +385,35 @@ def _cycle_table(out: pd.DataFrame, nominal_ah: float, notes: list[str]) -> pd.D
         if dis.sum() < 3:
             continue  # charge or rest record: not a discharge cycle
         cap = g["capacity_ah"].dropna()
+        loaded_v = g.loc[dis, "voltage_v"]
         rows.append({
             "cell_id": cell, "cycle": int(cyc),
             "capacity_ah": float(cap.iloc[-1]) if len(cap) else _coulomb_ah(g),
             "temperature_c": float(g["temperature_c"].mean()) if has_temp else DEFAULT_TEMPERATURE_C,
             "current_a": float(g.loc[dis, "current_a"].mean()),
+            "capacity_source": "file" if len(cap) else "coulomb",
+            "end_v": float(loaded_v.min()), "top_v": float(loaded_v.max()),
         })
     cycles = pd.DataFrame(rows)
     if len(cycles) < 2:
         raise MappingError(f"Only {len(cycles)} discharge cycle found; at least 2 cycles are needed "
                            "to see ageing (is the cycle column mapped correctly?).")
+    full = pd.Series(False, index=cycles.index)
+    for _, g in cycles.groupby("cell_id"):
+        full[g.index] = reaches_cutoff(g["end_v"], g["top_v"], cutoff_v)
+    counted = cycles["capacity_source"] == "coulomb"
+    cycles.loc[counted, "capacity_source"] = np.where(full[counted], "coulomb_full", "coulomb_partial")
     if out["capacity_ah"].isna().all():
         notes.append("no capacity column: capacity counted from current x time over each discharge")
+    partial = int((cycles["capacity_source"] == "coulomb_partial").sum())
+    if partial:
+        where = f"the stated cut-off {cutoff_v:g} V" if cutoff_v is not None else "their cell's lowest end voltage"
+        notes.append(f"{partial} of {int(counted.sum())} counted discharges stop above {where} (partial): their "
+                     "count is not the cell's capacity, so scores use full discharges only")
     if not has_temp:
         notes.append(f"no temperature column: conditions use {DEFAULT_TEMPERATURE_C:g} C")
     cycles["soh"] = cycles["capacity_ah"] / nominal_ah
-    return cycles[["cell_id", "cycle", "capacity_ah", "soh", "temperature_c", "current_a"]]
+    return cycles[["cell_id", "cycle", "capacity_ah", "soh", "temperature_c", "current_a", "capacity_source"]]
 
 
 def _ocv(soc: np.ndarray) -> np.ndarray:
@@ -365,7 +450,7 @@ def demo_data(n_cells: int = 4, n_cycles: int = 40, seed: int = 0) -> CyclingDat
                 "capacity_ah": cap,
             }))
             rows.append({"cell_id": cell, "cycle": cyc, "capacity_ah": cap, "soh": soh,
-                         "temperature_c": temp, "current_a": -current})
+                         "temperature_c": temp, "current_a": -current, "capacity_source": "file"})
     return CyclingData(pd.concat(frames, ignore_index=True)[list(SCHEMA)], pd.DataFrame(rows),
                        NASA_NOMINAL_AH, "demo (synthetic, made by battgai)",
                        ["demo data: synthetic cells made by the project, not measurements"])

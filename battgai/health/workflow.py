@@ -12,7 +12,7 @@ import numpy as np
 from battgai.core.provenance import Provenance
 from battgai.health.generation import sample as sampling
 from battgai.health.preprocess import CurveSet, resample, to_cycling
-from battgai.health.schema import CyclingData, demo_data, load_nasa
+from battgai.health.schema import CyclingData, demo_data, load_nasa, score_basis
 
 #: Bounds checked before work starts (the page names them). Resampling costs ~0.3 ms per cycle and the
 #: generator ~0.1 ms per curve, so these keep each step within seconds on 2 cores; the quick experiment
@@ -114,7 +114,9 @@ class Estimate:
     """SOH predicted from the 3.9 -> 3.5 V window of each curve, beside the labelled SOH.
 
     ``extrapolating`` marks the curves outside the estimator's training range (``reasons`` says how,
-    per curve): their estimates are shown apart and left out of :attr:`rmse`.
+    per curve): their estimates are shown apart and left out of :attr:`rmse`. Scores are against
+    full discharges only where the file has one (:func:`~battgai.health.schema.score_basis`):
+    :attr:`scored_against` names what they are against.
     """
 
     curves: CurveSet
@@ -124,18 +126,29 @@ class Estimate:
     reasons: list[str]
 
     @property
+    def scored(self) -> np.ndarray:
+        """Curves whose labelled SOH a score may use (full discharges, or the partial ones when none is full)."""
+        return score_basis(self.curves.capacity_source)[0]
+
+    @property
+    def scored_against(self) -> str:
+        return score_basis(self.curves.capacity_source)[1]
+
+    @property
     def rmse(self) -> float:
-        """RMSE in SOH points over the curves inside the training range (NaN when there is none)."""
+        """RMSE in SOH points over the scored curves inside the training range (NaN when there is none)."""
         from battgai.health.estimation.estimator import rmse_points
 
-        ok = ~self.extrapolating
+        ok = self.scored & ~self.extrapolating
         return rmse_points(self.curves.soh[ok], self.predicted[ok]) if ok.any() else float("nan")
 
     @property
     def rmse_all(self) -> float:
+        """RMSE in SOH points over every scored curve, extrapolating ones included."""
         from battgai.health.estimation.estimator import rmse_points
 
-        return rmse_points(self.curves.soh, self.predicted)
+        ok = self.scored
+        return rmse_points(self.curves.soh[ok], self.predicted[ok])
 
     def table(self):
         """One row per curve, for the CSV download."""
@@ -143,6 +156,7 @@ class Estimate:
 
         return pd.DataFrame({"cell_id": self.curves.cell_id, "cycle": self.curves.cycle,
                              "soh_estimate": self.predicted, "soh_labelled": self.curves.soh,
+                             "capacity_source": self.curves.capacity_source,
                              "extrapolating": self.extrapolating, "reason": self.reasons})
 
 

@@ -11,6 +11,7 @@ cells' capacities they score every pipeline (leave-cells-out: scored cells are n
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ from battgai.health.estimation.transfer import (
     relative,
 )
 from battgai.health.preprocess import CurveSet, resample
-from battgai.health.schema import CyclingData
+from battgai.health.schema import FULL_SOURCES, CyclingData, score_basis
 
 #: Points of the fine voltage grid an upload is resampled on (its own range, not NASA's).
 N_FINE = 151
@@ -117,6 +118,25 @@ def check_labelled(curves: CurveSet, labelled: list[str]) -> list[str]:
     return warnings
 
 
+def full_labels(curves: CurveSet, labelled: list[str]) -> tuple[CurveSet, list[str]]:
+    """``curves`` without the labelled cells' partial discharges, and a warning when any was left out.
+
+    A coulomb count that stops above the cut-off is not the cell's capacity, so it cannot teach
+    the estimator one. Raises :class:`TransferError` for a labelled cell with partial discharges only.
+    """
+    mine = np.isin(curves.cell_id, labelled)
+    part = mine & ~np.isin(curves.capacity_source, FULL_SOURCES)
+    if not part.any():
+        return curves, []
+    only = sorted(set(curves.cell_id[part]) - set(curves.cell_id[mine & ~part]))
+    if only:
+        raise TransferError(f"Labelled cell(s) {', '.join(only)} hold partial discharges only (counted current "
+                            "that stops above the cut-off): their counts are not their capacity. Label a cell with "
+                            "full discharges, or state the cut-off voltage.")
+    return curves.subset(~part), [f"{int(part.sum())} partial discharge(s) of the labelled cells left out of "
+                                  "training: a count that stops above the cut-off is not the cell's capacity."]
+
+
 def _plain(kind: str, seed: int):
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.linear_model import Ridge
@@ -152,6 +172,35 @@ def adapted_curves(target: CurveSet, n: int, seed: int, steps: int) -> CurveSet:
     return syn
 
 
+def fit_pipeline(name: str, source: CurveSet | None, target: CurveSet, window: tuple[float, float], seed: int = 0,
+                 generator_steps: int = 0) -> object:
+    """One pipeline of :func:`pipelines`, by name, fitted on relative curve sets.
+
+    The band is calibrated by refitting the very pipeline a run uses on held-out cells, so each
+    recipe lives here once.
+    """
+    from battgai.health.estimation.experiment import jitter, mixup
+
+    xt, yt, ct = _xyc(target, window)
+    src = _xyc(source, window) if source is not None and len(source) else None
+    if name == TRANSFER:
+        return TransferModel(seed=seed).fit(src, (xt, yt, ct))
+    if name == TRANSFER_GEN:
+        syn = adapted_curves(target, len(target), seed, generator_steps)
+        return TransferModel(seed=seed).fit(src, (np.vstack([xt, features(syn, window)]), np.r_[yt, syn.soh],
+                                                  np.r_[ct, syn.cell_id]))
+    kind = name[name.rindex("(") + 1:-1]
+    if name == "source only (ridge)":
+        if src is None:
+            raise TransferError("The source-only pipeline needs source curves.")
+        return _plain(kind, seed).fit(src[0], src[1])
+    if name.startswith("labelled only"):
+        return _plain(kind, seed).fit(xt, yt)
+    augment = {"jitter": jitter, "mixup": mixup}[name.split()[2]]
+    both = CurveSet.concat([target, augment(target, len(target), np.random.default_rng(seed))])
+    return _plain(kind, seed).fit(features(both, window), both.soh)
+
+
 def pipelines(source: CurveSet | None, target: CurveSet, window: tuple[float, float], seed: int = 0,
               generator_steps: int = 0) -> dict[str, object]:
     """Every pipeline fitted on relative curves: name -> object with ``predict(x) -> relative SOH``.
@@ -159,26 +208,21 @@ def pipelines(source: CurveSet | None, target: CurveSet, window: tuple[float, fl
     ``source`` and ``target`` are relative curve sets (:func:`~battgai.health.estimation.transfer.relative`);
     ``target`` holds the labelled cells only.
     """
-    from battgai.health.estimation.experiment import jitter, mixup
+    has_source = source is not None and len(source) > 0
+    names = ["source only (ridge)", TRANSFER] if has_source else []
+    names += [f"labelled {arm} ({kind})" for kind in ("ridge", "gbm") for arm in ("only", "+ jitter", "+ mixup")]
+    if generator_steps and has_source:
+        names.append(TRANSFER_GEN)
+    return {n: fit_pipeline(n, source, target, window, seed, generator_steps) for n in names}
 
-    rng = np.random.default_rng(seed)
-    xt, yt, ct = _xyc(target, window)
-    out: dict[str, object] = {}
-    if source is not None and len(source):
-        xs, ys, cs = _xyc(source, window)
-        out["source only (ridge)"] = _plain("ridge", seed).fit(xs, ys)
-        out[TRANSFER] = TransferModel(seed=seed).fit((xs, ys, cs), (xt, yt, ct))
-    for kind in ("ridge", "gbm"):
-        out[f"labelled only ({kind})"] = _plain(kind, seed).fit(xt, yt)
-        for name, aug in (("jitter", jitter(target, len(target), rng)), ("mixup", mixup(target, len(target), rng))):
-            both = CurveSet.concat([target, aug])
-            out[f"labelled + {name} ({kind})"] = _plain(kind, seed).fit(features(both, window), both.soh)
-    if generator_steps and source is not None and len(source):
-        syn = adapted_curves(target, len(target), seed, generator_steps)
-        xg = features(syn, window)
-        out[TRANSFER_GEN] = TransferModel(seed=seed).fit((xs, ys, cs), (np.vstack([xt, xg]), np.r_[yt, syn.soh],
-                                                                        np.r_[ct, syn.cell_id]))
-    return out
+
+def mean_sigma(model: object, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted pipeline's estimate and its (uncalibrated) 1-sigma; a pipeline without one gets sigma 1.
+
+    With sigma 1 the calibrated band is the conformal half-width of the pipeline's own errors.
+    """
+    p = model.predict(x)
+    return (p[0], p[1]) if isinstance(p, tuple) else (p, np.ones(len(x)))
 
 
 @dataclasses.dataclass
@@ -225,25 +269,28 @@ def _source_relative(labs: dict[str, CurveSet], window: tuple[float, float]) -> 
 
 
 def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tuple[float, float],
-                       seed: int = 0, rel: dict[str, CurveSet] | None = None) -> np.ndarray:
-    """``|error| / sigma`` of the transfer on cells it never saw, from what a run has: its source and labelled cells.
+                       fit: Callable[[CurveSet | None, CurveSet], object],
+                       rel: dict[str, CurveSet] | None = None) -> dict[str, np.ndarray]:
+    """``|error| / sigma`` of a pipeline on cells it never saw, per group, from what a run has.
 
-    Each source lab with two or more cells plays the researcher's lab in turn (leave-source-lab-out):
-    one of its cells labelled (up to :data:`CALIBRATION_RUNS_PER_LAB` choices), its other cells
-    scored, the other source labs as the source; the same setting the estimates are made in. With
-    two or more labelled cells, each of them is also left out in turn and scored (its own lab).
-    ``rel`` is :func:`_source_relative` of ``labs`` when the caller has it already.
+    ``fit(source, labelled)`` refits the pipeline the run uses (relative curve sets in, a fitted
+    pipeline out), so the band is calibrated on that pipeline's errors and sigma
+    (:func:`mean_sigma`). Each source lab with two or more cells plays the researcher's lab in
+    turn (leave-source-lab-out): one of its cells labelled (up to :data:`CALIBRATION_RUNS_PER_LAB`
+    choices), its other cells scored, the other source labs as the source; the same setting the
+    estimates are made in. With two or more labelled cells, each of them is also left out in turn
+    and scored (group "labelled cells"). ``rel`` is :func:`_source_relative` of ``labs`` when the
+    caller has it already.
     """
     rel = _source_relative(labs, window) if rel is None else rel
-    scores = []
+    scores: dict[str, list[np.ndarray]] = {}
 
-    def score(source: list[CurveSet], train: CurveSet, held: CurveSet) -> None:
+    def score(group: str, source: list[CurveSet], train: CurveSet, held: CurveSet) -> None:
         source = [s for s in source if len(s)]  # a lab (or cell) whose curves never reach the window adds nothing
         if not len(held) or len(train) < MIN_LABELLED_CYCLES:
             return
-        src = _xyc(CurveSet.concat(source), window) if source else None
-        mean, sigma, _ = TransferModel(seed=seed).fit(src, _xyc(train, window)).predict(features(held, window))
-        scores.append(np.abs(mean - held.soh) / sigma)
+        mean, sigma = mean_sigma(fit(CurveSet.concat(source) if source else None, train), features(held, window))
+        scores.setdefault(group, []).append(np.abs(mean - held.soh) / sigma)
 
     for name, lab in labs.items():
         cells = list(map(str, np.unique(lab.cell_id)))
@@ -253,13 +300,13 @@ def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tupl
         for cell in cells[:CALIBRATION_RUNS_PER_LAB]:
             pseudo = _lab_relative(lab, [cell], window)
             mine = pseudo.cell_id == cell
-            score(others, pseudo.subset(mine), pseudo.subset(~mine))
+            score(name, others, pseudo.subset(mine), pseudo.subset(~mine))
     labelled = np.unique(target.cell_id)
     if len(labelled) > 1:
         for cell in labelled:
             mine = target.cell_id == cell
-            score(list(rel.values()), target.subset(~mine), target.subset(mine))
-    return np.concatenate(scores) if scores else np.zeros(0)
+            score("labelled cells", list(rel.values()), target.subset(~mine), target.subset(mine))
+    return {g: np.concatenate(v) for g, v in scores.items()}
 
 
 def band_scale(errors: np.ndarray, coverage: float = BAND_COVERAGE) -> float:
@@ -274,6 +321,17 @@ def band_scale(errors: np.ndarray, coverage: float = BAND_COVERAGE) -> float:
         return 1.0
     q = min(1.0, np.ceil((n + 1) * coverage) / n)
     return float(np.quantile(errors, q) / 2.0)
+
+
+def group_band_scale(errors: dict[str, np.ndarray], coverage: float = BAND_COVERAGE) -> tuple[float, dict]:
+    """The band factor that holds ``coverage`` in every calibration group, and each group's own factor.
+
+    Groups (labs) differ in how far off a pipeline is: pooled per cycle, the group with the most
+    cycles sets the factor and a harder group is covered far less (a NASA group held 50 % of a
+    band pooled to 95 %). The widest group's factor holds ``coverage`` in each group calibrated on.
+    """
+    per_group = {g: band_scale(e, coverage) for g, e in errors.items()}
+    return (max(per_group.values()) if per_group else 1.0), per_group
 
 
 def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] | None,
@@ -301,7 +359,8 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         No labelled cell, too few labelled cycles, a labelled cell far from the others, no curve
         reaching the window.
     """
-    warnings = check_labelled(curves, labelled)
+    curves, dropped = full_labels(curves, labelled)
+    warnings = check_labelled(curves, labelled) + dropped
     frame = fit_frame(curves, labelled, window)
     seen = reaches_window(curves, frame)
     hi, lo = frame.window_v
@@ -318,14 +377,18 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
     rel_labs = _source_relative(source_labs, window) if source_labs else {}
     source = CurveSet.concat(list(rel_labs.values())) if rel_labs else None
     fitted = pipelines(source, target, window, seed, generator_steps)
-    best = TRANSFER_GEN if TRANSFER_GEN in fitted else TRANSFER if TRANSFER in fitted else None
-    model = fitted[best] if best else TransferModel(seed=seed).fit(None, _xyc(target, window))
-    held = calibration_errors(source_labs or {}, target, window, seed, rel_labs)
-    scale = band_scale(held)
-    if len(held):
-        band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, calibrated to hold {BAND_COVERAGE:.0%} of true values: "
-                f"soh_sigma is the ensemble spread + cell scatter x {scale:.2f}, the factor at which 2 sigma held "
-                f"{BAND_COVERAGE:.0%} of {len(held)} errors on cells held out of the source labs / labelled cells")
+    used = TRANSFER_GEN if TRANSFER_GEN in fitted else TRANSFER  # without a source: the labelled cells alone
+    model = fitted[used] if used in fitted else fit_pipeline(used, None, target, window, seed)
+    held = calibration_errors(source_labs or {}, target, window,
+                              lambda src, train: fit_pipeline(used, src, train, window, seed, generator_steps),
+                              rel_labs)
+    scale, group_scales = group_band_scale(held)
+    n_held = sum(len(v) for v in held.values())
+    if held:
+        band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, calibrated to hold {BAND_COVERAGE:.0%} of true values "
+                f"in each group: soh_sigma is the ensemble spread + cell scatter x {scale:.2f}, the widest factor at "
+                f"which 2 sigma held {BAND_COVERAGE:.0%} of the errors of this pipeline, refitted on cells held out "
+                f"of each group ({', '.join(f'{g} {v:.2f}' for g, v in group_scales.items())}; {n_held} errors)")
     else:
         band = ("soh_low / soh_high: estimate +/- 2 soh_sigma, NOT calibrated (no source lab and a single labelled "
                 "cell: nothing to hold out); soh_sigma is the ensemble spread + cell scatter")
@@ -339,26 +402,33 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         "cell_id": others.cell_id, "cycle": others.cycle, "soh_estimate": mean * to_soh,
         "soh_sigma": sigma * to_soh, "soh_low": (mean - 2 * sigma) * to_soh, "soh_high": (mean + 2 * sigma) * to_soh,
         "extrapolating": extrap.astype(bool), "soh_in_file": others.soh * to_soh,
+        "capacity_source": others.capacity_source,
     })
     if extrap.any():
         warnings.append(f"{int(extrap.sum())} estimate(s) extrapolate: their window charge or C-rate lies outside "
                         "every training curve's (column 'extrapolating').")
     rows = []
+    scored, against = score_basis(others.capacity_source)
+    if len(others) and against == "coulomb-counted, partial":
+        warnings.append("Every scored cycle is a partial discharge (its count stops above the cut-off): the scores "
+                        "are against coulomb-counted, partial charges, not the cells' capacities.")
     for name, m in fitted.items():
         if not len(others):
             break
         p = m.predict(x)
         p = p[0] if isinstance(p, tuple) else p
-        err = (p - others.soh) * to_soh * 100
+        err = ((p - others.soh) * to_soh * 100)[scored]
         rows.append({"pipeline": name, "rmse_soh_points": float(np.sqrt(np.mean(err**2))),
-                     "bias_soh_points": float(err.mean()), "curves": len(err)})
-    prov = Provenance.now(best or "labelled only (TransferModel)", "", {
+                     "bias_soh_points": float(err.mean()), "curves": len(err), "scored_against": against})
+    prov = Provenance.now(used if used in fitted else "labelled only (TransferModel)", "", {
         "labelled_cells": sorted(labelled), "source": source_name, "window_fraction": list(window),
         "window_v": [round(hi, 4), round(lo, 4)], "c_ref_ah": frame.c_ref, "nominal_ah": curves.nominal_ah,
         "v_top": frame.v_top, "v_bot": frame.v_bot, "generator_steps": generator_steps,
         "soh": "capacity / nominal; soh_sigma is one (calibrated) standard deviation", "band": band,
-        "band_scale": scale, "band_calibration_errors": len(held),
-        "soh_in_file": "the file's (or coulomb-counted) capacity / nominal, used only to score",
+        "band_scale": scale, "band_scale_per_group": group_scales, "band_calibration_errors": n_held,
+        "soh_in_file": "the file's (or coulomb-counted) capacity / nominal, used only to score; capacity_source "
+                       "says which: file, coulomb_full or coulomb_partial (a partial discharge, not the capacity)",
+        "scored_against": against,
     }, seed)
     return TransferResult(estimates, pd.DataFrame(rows, columns=["pipeline", "rmse_soh_points", "bias_soh_points",
-                                                                 "curves"]), frame, warnings, prov)
+                                                                 "curves", "scored_against"]), frame, warnings, prov)

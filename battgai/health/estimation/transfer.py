@@ -106,7 +106,8 @@ def relative(curves: CurveSet, frame: Frame) -> CurveSet:
     q = q / frame.c_ref
     scale = curves.nominal_ah / frame.c_ref
     return CurveSet(q, curves.soh * scale, curves.temperature_c.copy(), np.abs(curves.current_a) / frame.c_ref,
-                    curves.cell_id.copy(), curves.cycle.copy(), curves.v_start.copy(), 1.0, frame.grid)
+                    curves.cell_id.copy(), curves.cycle.copy(), curves.v_start.copy(), 1.0, frame.grid,
+                    curves.capacity_source.copy())
 
 
 def features(rel: CurveSet, window: tuple[float, float] = WINDOW_FRACTION) -> np.ndarray:
