@@ -591,7 +591,8 @@ def markdown(r: dict, command: str) -> str:
             ("SMACT (>= 90 %)", "smact"), ("uniqueness (>= 95 %)", "unique"), ("novelty (>= 80 %)", "novel")]
     lines = [f"Command: `{command}`  ", f"Date: {r['date']}; machine: 2 CPU cores (shared), 1 torch thread; "
              f"model `{r['model']}` (sha256 {r['sha256'][:12]}).  ",
-             f"Split: by structure; novelty vs all {r['n_train']} training crystals, held-out "
+             f"Split: by structure; novelty vs all {r['n_train']} training crystals (the generator benchmark's "
+             "convention, CDVAE's; the app's 'new' is against every known phase on hand), held-out "
              f"{r['n_heldout']} MP-20 test crystals never trained on.  ",
              f"Samples: N = {r['n']} unconditional per method. The app's sampler rejects crystals with atoms closer "
              "than 0.5 A, with overlapping atoms (below) or without a SMACT charge-neutral assignment and samples "
