@@ -270,10 +270,11 @@ def markdown(r: dict) -> str:
                     ratio = rate[camp] / rate[base]
                     notes.append(f"{camp.replace('_', ' ')} / {base.replace('_', ' ')}: {ratio:.1f}x (target >= "
                                  f"{target}x: **{'met' if ratio >= target else 'missed'}**)")
-                else:
-                    notes.append(f"{camp.replace('_', ' ')} / {base.replace('_', ' ')}: the baseline found none "
-                                 f"({res[camp]['found']} against 0; target >= {target}x: "
-                                 f"**{'met' if res[camp]['found'] >= target else 'missed'}** as a count)")
+                else:  # no ratio; had the baseline found one, the ratio would be the campaign's count
+                    n = res[camp]["found"]
+                    notes.append(f"{camp.replace('_', ' ')} / {base.replace('_', ' ')}: the baseline found none, "
+                                 f"so no ratio ({n} against 0; with one baseline find it would be {n}x; target >= "
+                                 f"{target}x: **{'met' if n >= target else 'missed'}** on that bound)")
         found = "; ".join(f"{n}: {', '.join(y['found_formulas']) or 'none'}" for n, y in res.items())
         lines += ["", "; ".join(notes) + ".", "", f"Found: {found}."]
         if "substitution" in res:
