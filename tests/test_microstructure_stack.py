@@ -176,3 +176,64 @@ def test_a_stack_costs_its_result_and_one_slice_not_float64_copies():
     ints = (stack * 4095).astype(np.uint16)
     assert _peak_copies(lambda: to_float(ints), stack) < 1.2
     assert _peak_copies(lambda: from_float(stack, like=ints), stack) < 0.7
+
+
+class _Bar:
+    """Stands in for ``st.progress``: records each text, and raises Streamlit's stop at ``stop_at`` (Stop pressed)."""
+
+    def __init__(self, texts: list, stop_at: str | None):
+        self.texts, self.stop_at = texts, stop_at
+
+    def progress(self, value: float, text: str = "") -> None:
+        self.texts.append(text)
+        if text == self.stop_at:
+            from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+            raise StopException
+
+    def empty(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("stop_at", [None, "Enhancing slice 3/8"])
+def test_the_page_shows_each_slice_and_stop_ends_the_run_as_stopped(tmp_path, monkeypatch, stop_at):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from battgai.core.runs import RunStore
+    from tests.conftest import ROOT
+
+    # Slices larger than the decision's scoring crop (guard.SCORE_SIDE): its calls are told apart by their shape.
+    stack = np.round(_stack(z=8, side=guard.SCORE_SIDE + 8) * 255).astype(np.uint8)
+    monkeypatch.setattr("battgai.microstructure.io.demo_labels", lambda shape=(64, 64, 64), seed=0: stack)
+    monkeypatch.setattr("battgai.microstructure.io.demo_image", lambda shape=(256, 256), seed=0: stack[0])
+    monkeypatch.setenv("BATTGAI_DATA_DIR", str(tmp_path / "absent"))
+    monkeypatch.setenv("BATTGAI_HOME", str(tmp_path / "home"))
+    texts: list[str] = []
+    monkeypatch.setattr(st, "progress", lambda value, text="": _Bar(texts, stop_at))
+    work = _counting(monkeypatch, "denoise_tv_chambolle")
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "pages" / "microstructure.py"), default_timeout=120).run()
+    at.radio(key="demo_kind").set_value("3D segmented volume").run()
+    at.toggle(key="whole_stack").set_value(True).run()
+    at.selectbox(key="denoise_method").select("Total variation").run()
+    at.button(key="run_enhance").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    slices = [t for t in texts if t.startswith("Enhancing slice")]
+    [run] = RunStore(tmp_path / "home").list("microstructure")
+    if stop_at is None:
+        assert slices == [f"Enhancing slice {k}/8" for k in range(1, 9)] and run.status == "finished"
+    else:
+        assert slices[-1] == stop_at and run.status == "stopped" and "enhance" not in at.session_state
+        assert sum(shape == stack.shape[1:] for shape in work) == 3  # no slice after the Stop
+    st.cache_data.clear()
+
+
+def test_a_label_volume_is_bounded_by_its_upscaled_volume_not_its_slices(monkeypatch):
+    # Label volumes are upscaled along z too: x2 makes 8 times the voxels, which the limit must count.
+    volume = np.zeros((48, 48, 48), np.uint8)
+    volume[:, :24] = 1
+    monkeypatch.setattr(pipeline, "MAX_OUTPUT_PIXELS", volume.size * 4)
+    with pytest.raises(ValueError, match="the limit is"):
+        pipeline.enhance(volume, "sr_x2")
+    assert pipeline.enhance(_stack(z=48, side=48), "sr_x2").after.shape == (48, 96, 96)
