@@ -12,7 +12,7 @@ from scipy import ndimage as ndi
 from battgai.microstructure import pipeline
 from battgai.microstructure.enhancement import guard
 from battgai.microstructure.enhancement.enhance import MODEL_NAMES, apply_model, load_model
-from battgai.microstructure.enhancement.stack import map_slices
+from battgai.microstructure.enhancement.stack import class_medians, map_slices
 from battgai.microstructure.io import from_float, to_float
 
 
@@ -237,3 +237,25 @@ def test_a_label_volume_is_bounded_by_its_upscaled_volume_not_its_slices(monkeyp
     with pytest.raises(ValueError, match="the limit is"):
         pipeline.enhance(volume, "sr_x2")
     assert pipeline.enhance(_stack(z=48, side=48), "sr_x2").after.shape == (48, 96, 96)
+
+
+def test_class_medians_equal_numpys_median_without_copying_the_classes():
+    rng = np.random.default_rng(0)
+    values = np.array([-0.5, 0.0, 1e-30, 0.25, 3e5], np.float32)
+    for trial in range(60):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 12)), int(rng.integers(1, 12)))
+        image = [rng.normal(size=shape).astype(np.float32),  # ties below: plateaus, 12-bit steps, signs, extremes
+                 rng.integers(0, 4, shape).astype(np.float32) / 3,
+                 np.round(rng.random(shape) * 4095).astype(np.float32) / 4095, rng.choice(values, shape)][trial % 4]
+        classes = rng.integers(0, 3, shape).astype(np.uint8)
+        expected = [np.median(image[classes == c]) if (classes == c).any() else None for c in range(4)]
+        assert class_medians(image, classes, 4) == expected
+
+
+def test_phase_levels_of_a_stack_hold_its_classes_in_uint8_and_copy_no_class():
+    stack = _stack(z=96, side=256)
+    smoothed = ndi.uniform_filter(stack, (1, 5, 5))
+    thresholds = guard.phase_levels(smoothed)[2]
+    # The radix select's histograms are fixed (about 7 MB for three classes), whatever the stack's size.
+    histograms = (4 * (len(thresholds) + 1) + 1) * 2**16 * 8 / (stack.size * 4)
+    assert _peak_copies(lambda: guard.to_levels(stack, smoothed, thresholds, out=smoothed), stack) < 0.4 + histograms

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from battgai.microstructure.enhancement.stack import Progress, map_slices
+from battgai.microstructure.enhancement.stack import Progress, class_medians, map_slices
 
 #: Below this noise (sigma in units of the full intensity range, about 1 grey level of 255) nothing is denoised.
 MIN_SIGMA = 0.004
@@ -271,18 +271,22 @@ def to_levels(image: np.ndarray, smoothed: np.ndarray, thresholds: np.ndarray, o
 
     ``out``: a float32 array of the image's shape to write into (``smoothed`` itself may be passed: the classes
     are read first). The classes are kept as uint8 (at most :data:`MAX_LEVELS` of them), a quarter of a float32
-    copy, and read one slice at a time.
+    copy, and a float32 image's medians are found without copying each class's values
+    (:func:`~battgai.microstructure.enhancement.stack.class_medians`).
     """
+    n = len(thresholds) + 1
     cls = np.empty(np.shape(smoothed), np.uint8)
-    for src, dst in zip(smoothed if smoothed.ndim == 3 else smoothed[None], cls if cls.ndim == 3 else cls[None],
-                        strict=True):
+    as_stack = (lambda a: a) if smoothed.ndim == 3 else (lambda a: a[None])
+    for src, dst in zip(as_stack(smoothed), as_stack(cls), strict=True):
         dst[...] = np.digitize(src, thresholds)
-    out = np.empty_like(image, dtype=np.float32) if out is None else out
-    for i in range(len(thresholds) + 1):
-        m = cls == i
-        if m.any():
-            # overwrite_input: the class's values are a copy already; sorting it in place saves another.
-            out[m] = np.median(image[m], overwrite_input=True)
+    if image.dtype == np.float32:
+        medians = class_medians(image, cls, n)
+    else:  # a float64 image (a direct 2D call): np.median of each class's values, as class_medians gives for float32
+        medians = [np.median(image[cls == i]) if (cls == i).any() else None for i in range(n)]
+    levels = np.array([0.0 if m is None else m for m in medians], np.float32)  # an empty class is never looked up
+    out = np.empty(np.shape(image), np.float32) if out is None else out
+    for dst, c in zip(as_stack(out), as_stack(cls), strict=True):
+        dst[...] = levels[c]
     return out
 
 

@@ -80,3 +80,55 @@ def float_slice(image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     if np.asarray(image).dtype == np.float32 and (r.lo, r.hi) == (0.0, 1.0):
         return lambda sl: sl
     return lambda sl: to_float(sl, r)
+
+
+def _order_keys(values: np.ndarray) -> np.ndarray:
+    """float32 values as uint32 keys in the same order (sign bit flipped for positives, all bits for negatives)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    return np.where(bits & 0x80000000, ~bits, bits | 0x80000000)
+
+
+def _from_key(key: int) -> np.float32:
+    bits = key & 0x7FFFFFFF if key & 0x80000000 else ~key & 0xFFFFFFFF
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+def class_medians(image: np.ndarray, classes: np.ndarray, n: int) -> list[np.float32 | None]:
+    """The median of a float32 ``image`` over each class ``0 .. n - 1`` of ``classes``, as ``np.median`` gives it.
+
+    ``np.median(image[classes == c])`` copies the class's values, up to a float32 copy of the stack per class.
+    Here the ranks are found by a radix select on the values' bit patterns, one slice at a time: a histogram
+    of the upper 16 bits per class finds the bucket that holds each middle rank, a second pass over that
+    bucket's lower 16 bits the exact value; an even count averages the two middle values as ``np.median`` does.
+
+    Parameters
+    ----------
+    image : ndarray of float32, 2D or 3D, without NaN
+    classes : ndarray of uint8, the shape of ``image``, values below ``n``
+    n : int
+
+    Returns
+    -------
+    list of float32, None for an empty class.
+    """
+    pairs = list(zip(image if image.ndim == 3 else [image], classes if classes.ndim == 3 else [classes], strict=True))
+    high = np.zeros(n << 16, np.int64)
+    for im, cl in pairs:
+        high += np.bincount((cl.astype(np.int64).ravel() << 16) | (_order_keys(im).ravel() >> 16), minlength=n << 16)
+    cum = np.cumsum(high.reshape(n, 1 << 16), axis=1)
+    counts = cum[:, -1]
+    # (class, rank) -> (upper 16 bits, rank among the values sharing them)
+    where = {}
+    for c in range(n):
+        for rank in ({(int(counts[c]) - 1) // 2, int(counts[c]) // 2} if counts[c] else set()):
+            top = int(np.searchsorted(cum[c], rank, side="right"))
+            where[(c, rank)] = (top, rank - (int(cum[c, top - 1]) if top else 0))
+    low = {(c, top): np.zeros(1 << 16, np.int64) for (c, _), (top, _) in where.items()}
+    for im, cl in pairs:
+        keys = _order_keys(im)
+        for (c, top), hist in low.items():
+            hist += np.bincount(keys[(cl == c) & ((keys >> 16) == top)] & 0xFFFF, minlength=1 << 16)
+    value = {(c, rank): _from_key((top << 16) | int(np.searchsorted(np.cumsum(low[(c, top)]), r, side="right")))
+             for (c, rank), (top, r) in where.items()}
+    return [np.mean(np.array([value[(c, (int(counts[c]) - 1) // 2)], value[(c, int(counts[c]) // 2)]], np.float32))
+            if counts[c] else None for c in range(n)]
