@@ -259,3 +259,14 @@ def test_phase_levels_of_a_stack_hold_its_classes_in_uint8_and_copy_no_class():
     # The radix select's histograms are fixed (about 7 MB for three classes), whatever the stack's size.
     histograms = (4 * (len(thresholds) + 1) + 1) * 2**16 * 8 / (stack.size * 4)
     assert _peak_copies(lambda: guard.to_levels(stack, smoothed, thresholds, out=smoothed), stack) < 0.4 + histograms
+
+
+def test_the_stack_bench_times_stops_and_measures_one_method(tmp_path):
+    from battgai.bench import microstructure_stack as bench
+
+    path = tmp_path / "stack.npy"
+    np.save(path, bench.synthetic_stack(6, side=64))
+    row = bench.worker("sr_x2", "bicubic", "alone", str(path))
+    assert row["stopped"] and row["stopped_after_slices"] >= bench.STOP_SLICE - 1
+    assert row["per_slice"] > 0 and row["peak_mib"] >= 0 and row["used"] == "bicubic"
+    assert bench._held(row) == 1.0 and bench._held({**row, "how": "page"}) == 1.75
