@@ -281,7 +281,7 @@ def to_levels(image: np.ndarray, smoothed: np.ndarray, thresholds: np.ndarray, o
         dst[...] = np.digitize(src, thresholds)
     if image.dtype == np.float32:
         medians = class_medians(image, cls, n)
-    else:  # a float64 image (a direct 2D call): np.median of each class's values, as class_medians gives for float32
+    else:  # a float64 image (a direct 2D call; the page's are float32): np.median of a copy of each class's values
         medians = [np.median(image[cls == i]) if (cls == i).any() else None for i in range(n)]
     levels = np.array([0.0 if m is None else m for m in medians], np.float32)  # an empty class is never looked up
     out = np.empty(np.shape(image), np.float32) if out is None else out
@@ -472,7 +472,7 @@ def _apply(image: np.ndarray, decision: Decision, model, progress: Progress | No
     from battgai.microstructure.enhancement.enhance import apply_model
 
     if decision.method == NONE:
-        return map_slices(lambda x: x, image, progress=progress)
+        return map_slices(lambda x: np.array(x, np.float32), image, progress=progress)  # a copy, as the others
     if decision.method == MODEL_METHOD:
         return apply_model(image, model, progress=progress)
     if decision.method == FITTED_METHOD:
