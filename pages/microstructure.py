@@ -57,6 +57,17 @@ def progress_bar(text: str):
     return bar, (lambda done, total: bar.progress(done / total, text=f"{text} {done}/{total}"))
 
 
+def enhance_progress(image: np.ndarray):
+    """The bar of an enhancement: a stack is counted in slices (the nets count batches of tiles, more often)."""
+    slices = image.shape[0] if image.ndim == 3 else 0
+    bar = st.progress(0.0, text="Enhancing")
+
+    def update(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Enhancing {'slice ' if total == slices else ''}{done}/{total}")
+
+    return bar, update
+
+
 def pick_input() -> tuple[np.ndarray, str, bool] | None:
     """Widgets for the input; returns (image, description, is_labels) or None after an error."""
     source = st.radio("Input", ["Bundled sample", "Upload", "Synthetic demo"], horizontal=True, key="source")
@@ -141,7 +152,7 @@ def run_enhance(image: np.ndarray, task: str, desc: str, k: int) -> None:
         try:
             with heavy_step("microstructure.enhance", desc, {"task": task, "shape": list(chosen.shape)}) as run:
                 fit_bar, fit_cb = progress_bar("Fitting to the image (tenths of a second)") if fit else (None, None)
-                bar, cb = progress_bar("Enhancing tile")
+                bar, cb = enhance_progress(chosen)
                 res = engine.run(pipeline.enhance, chosen, task, fit_seconds=selffit.PAGE_SECONDS if fit else 0.0,
                                  method=method, callbacks={"progress": cb, **({"fit_progress": fit_cb} if fit else {})})
                 bar.empty()

@@ -35,6 +35,7 @@ FUSION_BLOCK = "microstructure-fusion"
 GENERATOR_BLOCK = "microstructure-generator"
 BITDEPTH_BLOCK = "microstructure-bitdepth"
 LABELS_BLOCK = "microstructure-labels"
+STACK_BLOCK = "microstructure-stack"
 
 
 def nl_means(image: np.ndarray) -> np.ndarray:
@@ -199,10 +200,12 @@ def _check(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m battgai.bench microstructure")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
-    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "bitdepth", "labels"), default="all",
+    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "bitdepth", "labels", "stack"),
+                        default="all",
                         help="guard: only the denoise / SR on every image type tables; fusion: only the 2D / 3D "
                              "fusion table; generator: only the every-statistic-at-once generator table; bitdepth: "
                              "only the same images at every bit depth; labels: only label images upscaled as labels; "
+                             "stack: only every method on a stack at the upload limit (about 10 min); "
                              "each is replaced inside the section")
     args = parser.parse_args(argv)
 
@@ -214,15 +217,16 @@ def main(argv: list[str] | None = None) -> None:
     from battgai.bench import microstructure_generator as genbench
     from battgai.bench import microstructure_guard as guardbench
     from battgai.bench import microstructure_labels as labelsbench
+    from battgai.bench import microstructure_stack as stackbench
     from battgai.microstructure import io
     from battgai.microstructure.enhancement.enhance import MODEL_NAMES, apply_model, load_model
 
     torch.set_num_threads(1)
     parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report, GENERATOR_BLOCK: genbench.report,
-             BITDEPTH_BLOCK: bitdepthbench.report, LABELS_BLOCK: labelsbench.report}
+             BITDEPTH_BLOCK: bitdepthbench.report, LABELS_BLOCK: labelsbench.report, STACK_BLOCK: stackbench.report}
     if args.part != "all":
         block = {"guard": GUARD_BLOCK, "fusion": FUSION_BLOCK, "generator": GENERATOR_BLOCK,
-                 "bitdepth": BITDEPTH_BLOCK, "labels": LABELS_BLOCK}[args.part]
+                 "bitdepth": BITDEPTH_BLOCK, "labels": LABELS_BLOCK, "stack": STACK_BLOCK}[args.part]
         md = parts[block]()
         print(md)
         if not args.no_write:

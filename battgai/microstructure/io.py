@@ -141,11 +141,18 @@ def intensity_range(image: np.ndarray) -> IntensityRange:
     return IntensityRange(lo, hi if hi > lo else lo + 1.0, f"{image.dtype}, minimum to maximum ({lo:g} to {hi:g})")
 
 
-def to_float(image: np.ndarray) -> np.ndarray:
+def to_float(image: np.ndarray, intensity: IntensityRange | None = None) -> np.ndarray:
     """Scale an image to float32 on its own intensity range (:func:`intensity_range`): ``lo`` -> 0, ``hi`` -> 1.
 
     An 8-bit, a 12-bit-in-uint16 and a 16-bit scan of the same object look alike. Values of a
-    signed image beyond its percentiles fall a little outside [0, 1] and are kept.
+    signed image beyond its percentiles fall a little outside [0, 1] and are kept. A stack is
+    converted one slice at a time, so no float64 copy of the whole stack is made.
+
+    Parameters
+    ----------
+    image : ndarray
+    intensity : IntensityRange, optional
+        The range to read the image on instead of its own: a slice converted on its stack's range.
 
     Raises
     ------
@@ -157,8 +164,13 @@ def to_float(image: np.ndarray) -> np.ndarray:
         if image.size == 0:
             raise ValueError("image has no pixels")
         return image.astype(np.float32)
-    r = intensity_range(image)
-    return ((image.astype(np.float64) - r.lo) / (r.hi - r.lo)).astype(np.float32)
+    r = intensity or intensity_range(image)
+    if image.ndim < 3:
+        return ((image.astype(np.float64) - r.lo) / (r.hi - r.lo)).astype(np.float32)
+    out = np.empty(image.shape, np.float32)
+    for i, sl in enumerate(image):
+        out[i] = to_float(sl, r)
+    return out
 
 
 def from_float(image: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -166,17 +178,28 @@ def from_float(image: np.ndarray, like: np.ndarray) -> np.ndarray:
 
     An 8-bit input gives 8-bit output, a 12-bit one in uint16 gives 12-bit values in uint16 (rounded,
     clipped to the dtype's range); a float input outside [0, 1] gets its original minimum and maximum back.
+    A stack is mapped one slice at a time (float64 copies of one slice only).
     """
     like = np.asarray(like)
-    image = np.asarray(image, np.float64)
     if like.dtype == bool:
-        return image >= 0.5
+        return np.asarray(image) >= 0.5
     r = intensity_range(like)
-    values = image * (r.hi - r.lo) + r.lo
-    if like.dtype.kind in "ui":
-        info = np.iinfo(like.dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(like.dtype)
-    return values.astype(like.dtype if like.dtype.kind == "f" else np.float32)
+    dtype = like.dtype if like.dtype.kind in "uif" else np.dtype(np.float32)
+    image = np.asarray(image)
+    if image.ndim < 3:
+        return _from_float(image, r, dtype)
+    out = np.empty(image.shape, dtype)
+    for i, sl in enumerate(image):
+        out[i] = _from_float(sl, r, dtype)
+    return out
+
+
+def _from_float(image: np.ndarray, r: IntensityRange, dtype: np.dtype) -> np.ndarray:
+    values = np.asarray(image, np.float64) * (r.hi - r.lo) + r.lo
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
 
 
 def phase_labels(labels: np.ndarray, max_phases: int = 8) -> np.ndarray:

@@ -152,17 +152,19 @@ def enhance(image: np.ndarray, task: str, progress: Progress | None = None, tile
         raise ValueError(f"a method can be forced for denoising only, not for {task!r}")
     scale = _scale_of(task)
     source = np.asarray(image)
-    image = to_float(source)
-    out_pixels = image.size * scale * scale
+    as_labels = scale > 1 and labels.is_label_image(source)
+    # Grey stacks are upscaled in-plane; a label volume along z too (its phases' 3D signed distances).
+    out_pixels = source.size * scale ** (3 if as_labels and source.ndim == 3 else 2)
     if out_pixels > MAX_OUTPUT_PIXELS:
         raise ValueError(
             f"the result would have {out_pixels:,} pixels; the limit is {MAX_OUTPUT_PIXELS:,}. "
             "Crop the image or process a single slice."
         )
+    image = to_float(source)
     model, card = enh.load_model(enh.MODEL_NAMES["denoise" if scale == 1 else scale])
     t0 = time.perf_counter()
     decision, residual, fitted, report = None, math.nan, None, None
-    if scale > 1 and labels.is_label_image(source):
+    if as_labels:
         # Phase numbers are not intensities: interpolating them invents phases on every boundary.
         out = labels.upscale_labels(source, scale, progress=progress)
         values = np.unique(source)

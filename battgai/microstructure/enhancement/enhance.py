@@ -12,12 +12,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from battgai.microstructure.enhancement.stack import Progress, float_slice, map_slices
 from battgai.microstructure.io import to_float
 
 #: Bundled model names per task.
 MODEL_NAMES = {"denoise": "microstructure_denoise", 2: "microstructure_sr_x2", 4: "microstructure_sr_x4"}
-
-Progress = Callable[[int, int], None]
 
 
 def load_model(name: str, device: str | None = None):
@@ -86,7 +85,8 @@ def apply_model(
     Parameters
     ----------
     image : ndarray, 2D ``(H, W)`` or 3D ``(Z, H, W)``
-        Any supported dtype; scaled to [0, 1] with :func:`~battgai.microstructure.io.to_float`.
+        Any supported dtype; scaled to [0, 1] with :func:`~battgai.microstructure.io.to_float`, one
+        slice at a time on the whole image's range.
     model : EnhanceNet
     tile : int or None
         Tile side in input pixels; ``None`` runs each slice in one pass (more memory).
@@ -94,28 +94,30 @@ def apply_model(
         Tiles per forward pass.
     progress : callable(done, total), optional
         Called after each batch of tiles, counting tiles over the whole stack (a page stops a
-        long run at its next progress call, so it should come often).
+        long run at its next progress call, so it should come often: at least once per slice).
 
     Returns
     -------
-    ndarray of float32, ``scale`` times larger in-plane, values clipped to [0, 1].
+    ndarray of float32, ``scale`` times larger in-plane, values clipped to [0, 1]. A stack's result
+    is written into one preallocated array, so a stack costs its result and one slice's work.
     """
-    image = to_float(image)
+    image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"expected a 2D image or a 3D stack, got shape {image.shape}")
     if min(image.shape[-2:]) < 2:
         raise ValueError(f"image slices must be at least 2 x 2 pixels, got {image.shape}")
-    slices = image[None] if image.ndim == 2 else image
-    total, done = _tiles(image.shape, tile) * len(slices), 0
+    total, done = _tiles(image.shape, tile) * (1 if image.ndim == 2 else len(image)), 0
+    as_float = float_slice(image)
 
     def tick(n: int) -> None:
         nonlocal done
         done += n
         progress(done, total)
 
-    out = [_apply_2d(model, sl, tile, batch, tick if progress is not None else None) for sl in slices]
-    result = np.clip(np.stack(out), 0.0, 1.0)
-    return result[0] if image.ndim == 2 else result
+    def one(sl: np.ndarray) -> np.ndarray:
+        return np.clip(_apply_2d(model, as_float(sl), tile, batch, tick if progress is not None else None), 0.0, 1.0)
+
+    return map_slices(one, image, scale=model.config.scale)
 
 
 def denoise(image: np.ndarray, model=None, tile: int | None = 256, progress: Progress | None = None) -> np.ndarray:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-Progress = Callable[[int, int], None]
+from battgai.microstructure.enhancement.stack import Progress, class_medians, map_slices
 
 #: Below this noise (sigma in units of the full intensity range, about 1 grey level of 255) nothing is denoised.
 MIN_SIGMA = 0.004
@@ -206,19 +206,23 @@ def estimate_correlated_noise(image: np.ndarray) -> tuple[float, float]:
     return float(np.median(sigmas)), float(np.median(kernels_px))
 
 
-def non_local_means(image: np.ndarray, sigma: float) -> np.ndarray:
-    """skimage non-local means, h = 0.8 sigma, fast mode (the skimage recipe), slice by slice on a stack."""
+def non_local_means(image: np.ndarray, sigma: float, progress: Progress | None = None) -> np.ndarray:
+    """skimage non-local means, h = 0.8 sigma, fast mode (the skimage recipe), slice by slice on a stack.
+
+    ``progress(done, total)`` after each slice of a stack (:func:`~battgai.microstructure.enhancement.stack.
+    map_slices`).
+    """
     from skimage.restoration import denoise_nl_means
 
     def one(x: np.ndarray) -> np.ndarray:
         return denoise_nl_means(x, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
                                 fast_mode=True).astype(np.float32)
 
-    return one(image) if image.ndim == 2 else np.stack([one(s) for s in image])
+    return map_slices(one, image, progress=progress)
 
 
-def total_variation(image: np.ndarray, iterations: int | None = None) -> np.ndarray:
-    """skimage total-variation (Chambolle) denoising, weight 0.1, slice by slice on a stack.
+def total_variation(image: np.ndarray, iterations: int | None = None, progress: Progress | None = None) -> np.ndarray:
+    """skimage total-variation (Chambolle) denoising, weight 0.1, slice by slice on a stack (``progress`` per slice).
 
     ``iterations``: a fixed count instead of skimage's stopping tolerance, for :func:`sure_gain`: where the
     tolerance stops one iteration earlier or later the result jumps, and SURE's estimate with it (3.7 or
@@ -231,7 +235,7 @@ def total_variation(image: np.ndarray, iterations: int | None = None) -> np.ndar
     def one(x: np.ndarray) -> np.ndarray:
         return denoise_tv_chambolle(x, weight=0.1, **fixed).astype(np.float32)
 
-    return one(image) if image.ndim == 2 else np.stack([one(s) for s in image])
+    return map_slices(one, image, progress=progress)
 
 
 def phase_levels(smoothed: np.ndarray) -> tuple[int, float, np.ndarray]:
@@ -261,14 +265,28 @@ def phase_levels(smoothed: np.ndarray) -> tuple[int, float, np.ndarray]:
     return best
 
 
-def to_levels(image: np.ndarray, smoothed: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Each pixel set to the median input value of its class (classes from ``smoothed``)."""
-    cls = np.digitize(smoothed, thresholds)
-    out = np.empty_like(image, dtype=np.float32)
-    for i in range(len(thresholds) + 1):
-        m = cls == i
-        if m.any():
-            out[m] = np.median(image[m])
+def to_levels(image: np.ndarray, smoothed: np.ndarray, thresholds: np.ndarray, out: np.ndarray | None = None
+              ) -> np.ndarray:
+    """Each pixel set to the median input value of its class (classes from ``smoothed``).
+
+    ``out``: a float32 array of the image's shape to write into (``smoothed`` itself may be passed: the classes
+    are read first). The classes are kept as uint8 (at most :data:`MAX_LEVELS` of them), a quarter of a float32
+    copy, and a float32 image's medians are found without copying each class's values
+    (:func:`~battgai.microstructure.enhancement.stack.class_medians`).
+    """
+    n = len(thresholds) + 1
+    cls = np.empty(np.shape(smoothed), np.uint8)
+    as_stack = (lambda a: a) if smoothed.ndim == 3 else (lambda a: a[None])
+    for src, dst in zip(as_stack(smoothed), as_stack(cls), strict=True):
+        dst[...] = np.digitize(src, thresholds)
+    if image.dtype == np.float32:
+        medians = class_medians(image, cls, n)
+    else:  # a float64 image (a direct 2D call; the page's are float32): np.median of a copy of each class's values
+        medians = [np.median(image[cls == i]) if (cls == i).any() else None for i in range(n)]
+    levels = np.array([0.0 if m is None else m for m in medians], np.float32)  # an empty class is never looked up
+    out = np.empty(np.shape(image), np.float32) if out is None else out
+    for dst, c in zip(as_stack(out), as_stack(cls), strict=True):
+        dst[...] = levels[c]
     return out
 
 
@@ -454,19 +472,20 @@ def _apply(image: np.ndarray, decision: Decision, model, progress: Progress | No
     from battgai.microstructure.enhancement.enhance import apply_model
 
     if decision.method == NONE:
-        return image.astype(np.float32)
+        return map_slices(lambda x: np.array(x, np.float32), image, progress=progress)  # a copy, as the others
     if decision.method == MODEL_METHOD:
         return apply_model(image, model, progress=progress)
     if decision.method == FITTED_METHOD:
         return apply_model(image, fitted, progress=progress)
     if decision.method == "total variation":
-        return total_variation(image)
+        return total_variation(image, progress=progress)
     if smoothed is None:
-        smoothed = non_local_means(image, decision.noise_sigma)
+        smoothed = non_local_means(image, decision.noise_sigma, progress=progress)
     if decision.method == "non-local means":
         return smoothed
     _, _, thresholds = phase_levels(smoothed)
-    return to_levels(image, smoothed, thresholds)
+    # Into the smoothed image's own memory on a stack (nothing else holds it): one float32 copy fewer.
+    return to_levels(image, smoothed, thresholds, out=smoothed if image.ndim == 3 else None)
 
 
 def residual_structure_threshold(decision: Decision) -> float:
@@ -482,15 +501,27 @@ def residual_structure_threshold(decision: Decision) -> float:
 def residual_correlation(before: np.ndarray, after: np.ndarray) -> float:
     """Mean lag-1 correlation (along rows and columns) of ``before - after``: about 0 for removed noise.
 
-    Removed structure (edges, texture) is smooth from pixel to pixel and scores high.
+    Removed structure (edges, texture) is smooth from pixel to pixel and scores high. A stack is read
+    one slice at a time (sums in float64), never as a float64 copy of the whole stack.
     """
-    r = (np.asarray(before, np.float64) - after)
-    r = r - r.mean()
-    var = float(np.mean(r * r))
+    pairs = list(zip(before if before.ndim == 3 else [before], after if after.ndim == 3 else [after], strict=True))
+
+    def residual(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+        return np.asarray(b, np.float64) - a
+
+    mean = sum(float(residual(b, a).sum()) for b, a in pairs) / before.size
+    sq = rows = cols = 0.0
+    n_rows = n_cols = 0
+    for b, a in pairs:
+        r = residual(b, a) - mean
+        sq += float(np.sum(r * r))
+        rows += float(np.sum(r[1:, :] * r[:-1, :]))
+        cols += float(np.sum(r[:, 1:] * r[:, :-1]))
+        n_rows, n_cols = n_rows + r[1:, :].size, n_cols + r[:, 1:].size
+    var = sq / before.size
     if var == 0:
         return 0.0
-    c = [float(np.mean(r[..., 1:, :] * r[..., :-1, :])), float(np.mean(r[..., :, 1:] * r[..., :, :-1]))]
-    return float(np.mean(c) / var)
+    return float(np.mean([rows / n_rows, cols / n_cols]) / var)
 
 
 SR_NET = "super-resolution net"
@@ -548,4 +579,4 @@ def _apply_sr(image: np.ndarray, decision: Decision, model, scale: int, progress
         return apply_model(image, model, tile=tile, progress=progress)
     one = (lambda x: bicubic(x, scale)) if decision.method == SR_CLASSICAL["bicubic"] else \
         (lambda x: skimage_upscale(x, scale))
-    return one(image) if image.ndim == 2 else np.stack([one(sl) for sl in image])
+    return map_slices(one, image, scale=scale, progress=progress)
