@@ -238,6 +238,31 @@ def reward_comparison(models: tuple[str, ...], n: int, relax_n: int, relax_steps
     return out
 
 
+def record_reward_in_card(r: dict) -> None:
+    """Copy the fine-tuned model's side-by-side numbers (the last of the models) into its card."""
+    from battgai.core import registry
+
+    names = list(r["models"])
+    tuned, parent = r["models"][names[-1]], r["models"][names[0]]
+    card = registry.load_card(names[-1])
+    if card.sha256 != tuned["sha256"]:
+        return  # the weights changed since this run; its numbers do not describe them
+    n, k = r["n"], r["relax_n"]
+    card.metrics = {key: v for key, v in card.metrics.items()
+                    if not key.startswith("bench_") or key.startswith("bench_dft_")}
+    card.metrics.update({
+        "bench_new_vs_known": round(tuned["novel"], 3), "bench_uniqueness": round(tuned["unique"], 3),
+        f"bench_sun_chgnet_static_{n}": round(tuned["sun_static"], 3),
+        f"bench_sun_chgnet_relaxed_{k}": round(tuned["sun_relaxed"], 3),
+        f"bench_parent_sun_chgnet_static_{n}": round(parent["sun_static"], 3),
+        f"bench_parent_sun_chgnet_relaxed_{k}": round(parent["sun_relaxed"], 3),
+        "bench_suspect_static": round(tuned["suspect_static"], 3),
+        f"bench_cov_r_{n}": round(tuned["cov_r"], 3), f"bench_cov_p_{n}": round(tuned["cov_p"], 3),
+        "bench_wdist_density": round(tuned["wdist_density"], 3),
+        "bench_acceptance_with_rejection": round(tuned["acceptance"], 3)})
+    registry.write_card(card)
+
+
 def reward_markdown(r: dict) -> str:
     """The side-by-side table of the reward part, each target marked met / missed."""
     names = list(r["models"])
@@ -378,7 +403,10 @@ def main(argv: list[str] | None = None) -> None:
         text = reward_markdown(r)
         print(text)
         if not args.no_write:
-            write_subsection("campaign", REWARD_BLOCK, text)
+            block = REWARD_BLOCK if r["models"].keys() == {"materials_gpt", "materials_gpt_rl"} else \
+                f"{REWARD_BLOCK}-{list(r['models'])[-1]}"
+            write_subsection("campaign", block, text)
+            record_reward_in_card(r)
         return
     r["scaling"] = ray_scaling(args.scaling_n, args.scaling_steps, args.seed)
     print(r["scaling"], flush=True)

@@ -204,6 +204,14 @@ def _trend(history: list[dict], key: str, k: int = 20) -> tuple[float, float]:
     return float(np.mean([h[key] for h in history[:k]])), float(np.mean([h[key] for h in history[-k:]]))
 
 
+def guard_trend(history: list[dict], k: int = 20) -> dict[str, float]:
+    """The guard's distances over the last ``k`` steps, as medians: one batch with a collapsed cell can make a
+    density distance absurd, and a mean would report that batch."""
+    recent = history[-k:]
+    return {f"train_{key}_median_last_{k}_steps": round(float(np.nanmedian([h[key] for h in recent])), 4)
+            for key in ("element_tv", "density_w1")}
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -268,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                         *([f"--parent {args.parent}"] if args.parent != DEFAULT_MODEL else [])])
     first, last = _trend(history, "sun")
     samples = len(history) * cfg.batch
-    guard_metrics = ({"train_element_tv_last_20_steps": round(_trend(history, "element_tv")[1], 4),
-                      "train_density_w1_last_20_steps": round(_trend(history, "density_w1")[1], 4)} if guard else {})
+    guard_metrics = guard_trend(history) if guard else {}
     prompt = (f"prompt {args.conditions!r} with guidance {args.guidance:g}" if args.conditions
               else "unconditional prompt")
     card = registry.ModelCard(
