@@ -52,8 +52,9 @@ with left:
     rows = [{"dataset": s.key, "what": s.description, "found": "yes" if s.found else "no"} for s in statuses]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     if not any(s.found for s in statuses):
-        st.warning("No shared data found: the materials page checks novelty and E_hull against the bundled MP-20 "
-                   "index and references; the other pages run on small demo data the project makes itself. Get the "
+        st.warning("No shared data found: the materials page judges newness against the bundled index of known "
+                   "phases and E_hull against the bundled MP-20 references; the other pages run on small demo data the "
+                   "project makes itself. Get the "
                    "data with `python -m battgai data fetch` (see the README's Data section), or point "
                    "BATTGAI_DATA_DIR at the folder holding materials/, microstructure/ and cycling/.")
 with right:
