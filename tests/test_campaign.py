@@ -139,6 +139,9 @@ def test_other_settings_are_refused(finished):
     with pytest.raises(CampaignError, match="per_round"):
         campaign.prepare(CampaignSettings(rounds=2, per_round=4, relax=2, relax_steps=3), CampaignFolder(root))
     campaign.prepare(CampaignSettings(rounds=5, per_round=3, relax=2, relax_steps=3), CampaignFolder(root))
+    # The stop rule may change too (a bigger budget for a campaign that stopped on it), never what a round does.
+    campaign.prepare(CampaignSettings(rounds=5, per_round=3, relax=2, relax_steps=3, max_cpu_hours=2.0,
+                                      stop_found=10), CampaignFolder(root))
 
 
 def test_a_full_disk_is_said_before_work(tmp_path, monkeypatch):

@@ -143,6 +143,10 @@ def stored_settings(meta: Mapping[str, Any]) -> CampaignSettings:
     return CampaignSettings(**{**CampaignSettings().as_dict(), **meta["settings"]})
 
 
+#: Settings a resumed campaign may change: they say when to stop, never what a round does.
+EXTENDABLE = ("rounds", "max_cpu_hours", "stop_found")
+
+
 def round_seed(seed: int, r: int) -> int:
     """The sampler's seed of round ``r``: fixed, so a resumed round draws the crystals it would have drawn."""
     return seed * 10_007 + r * 7_919_003
@@ -185,12 +189,12 @@ class CampaignFolder:
             else:
                 # Settings added since a folder was written take their defaults (what that folder ran with).
                 stored = {**CampaignSettings().as_dict(), **meta["settings"]}
-                old = {k: v for k, v in stored.items() if k != "rounds"}
-                new = {k: v for k, v in settings.as_dict().items() if k != "rounds"}
+                old = {k: v for k, v in stored.items() if k not in EXTENDABLE}
+                new = {k: v for k, v in settings.as_dict().items() if k not in EXTENDABLE}
                 if old != new:
                     changed = sorted(k for k in new if old.get(k) != new[k])
                     out.append(f"{self.root} holds a campaign with other settings ({', '.join(changed)}); only "
-                               "the number of rounds may change. Use a new folder.")
+                               "the rounds and the stop rule may change. Use a new folder.")
                 elif model_sha256 and meta.get("model_sha256") != model_sha256:
                     out.append(f"{self.root} was sampled with another version of model {settings.model} "
                                f"(sha256 {meta.get('model_sha256', '')[:12]}); use a new folder.")
@@ -213,7 +217,8 @@ class CampaignFolder:
             meta = {"format": FORMAT, "settings": settings.as_dict(), "model": settings.model,
                     "model_sha256": model_sha256, "battgai_version": __version__,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "notes": dict(notes)}
-        meta["settings"]["rounds"] = settings.rounds  # more rounds may be asked of a campaign later
+        # More rounds, CPU time or finds may be asked of a campaign later.
+        meta["settings"].update({k: getattr(settings, k) for k in EXTENDABLE})
         write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
 
     def committed(self) -> list[int]:
