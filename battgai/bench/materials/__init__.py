@@ -31,6 +31,17 @@ from battgai.materials.checks import validate
 from battgai.materials.checks.evaluate import by_index, relax_all, score, sun
 from battgai.materials.generation.sample import Conditions
 
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used (a campaign's driver and its Ray workers)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
 RESULTS = REPO_ROOT / "runs" / "materials" / "bench.json"
 
 

@@ -184,7 +184,7 @@ def battery_campaign_yield(preset: Preset, budget: float, per_round: int, relax:
 
     import ray
 
-    from battgai.bench.materials.campaign import _cpu
+    from battgai.bench.materials import process_cpu_seconds
     from battgai.core import engine
     from battgai.materials.discovery import campaign
     from battgai.materials.discovery.engine import Engine
@@ -201,12 +201,12 @@ def battery_campaign_yield(preset: Preset, budget: float, per_round: int, relax:
             folder = campaign.CampaignFolder(tmp)
             p = campaign.prepare(settings, folder)
             folder.create(settings, p.lm.sha256, p.notes)
-            c0, records = _cpu(pids), []
-            while _cpu(pids) - c0 < budget:
+            c0, records = process_cpu_seconds(pids), []
+            while process_cpu_seconds(pids) - c0 < budget:
                 rec = campaign.run_round(len(records), settings, p.lm, p.conditions, p.judge, eng)
                 folder.commit(rec)
                 records.append(rec)
-            cpu = _cpu(pids) - c0
+            cpu = process_cpu_seconds(pids) - c0
         eng.close()
     finally:
         if started:

@@ -26,17 +26,8 @@ import warnings
 
 import numpy as np
 
+from battgai.bench.materials import process_cpu_seconds
 from battgai.materials.checks import evaluate, validate
-
-
-def _cpu(pids: list[int]) -> float:
-    import psutil
-
-    total = 0.0
-    for pid in pids:
-        t = psutil.Process(pid).cpu_times()
-        total += t.user + t.system
-    return total
 
 
 def ray_scaling(n: int, steps: int, seed: int) -> dict:
@@ -108,12 +99,12 @@ def campaign_yield(budget: float, per_round: int, relax: int, steps: int, seed: 
             folder = campaign.CampaignFolder(tmp)
             p = campaign.prepare(settings, folder)
             folder.create(settings, p.lm.sha256, p.notes)
-            c0, rounds = _cpu(pids), []
-            while _cpu(pids) - c0 < budget:
+            c0, rounds = process_cpu_seconds(pids), []
+            while process_cpu_seconds(pids) - c0 < budget:
                 rec = campaign.run_round(len(rounds), settings, p.lm, p.conditions, p.judge, eng)
                 folder.commit(rec)
                 rounds.append(campaign.summary(rec))
-            cpu = _cpu(pids) - c0
+            cpu = process_cpu_seconds(pids) - c0
         eng.close()
     finally:
         if started:
