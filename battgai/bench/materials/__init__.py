@@ -42,6 +42,7 @@ def process_cpu_seconds(pids: list[int]) -> float:
         total += t.user + t.system
     return total
 
+
 RESULTS = REPO_ROOT / "runs" / "materials" / "bench.json"
 
 
