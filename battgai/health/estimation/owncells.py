@@ -369,6 +369,7 @@ def group_band_scale(errors: dict[str, np.ndarray], coverage: float = BAND_COVER
 
 
 def _refit(name: str, window: tuple[float, float], seed: int, generator_steps: int) -> Fit:
+    """``fit(source, labelled)`` for pipeline ``name``: the same recipe refitted on each held-out fold."""
     return lambda src, train: fit_pipeline(name, src, train, window, seed, generator_steps)
 
 
@@ -385,6 +386,11 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         window: tuple[float, float] = WINDOW_FRACTION, generator_steps: int = 0, seed: int = 0,
         source_name: str = "none") -> TransferResult:
     """Fit on ``source_labs`` + the ``labelled`` cells of ``curves``; estimate and score the other cells.
+
+    The estimates come from the pipeline of :func:`pipelines` with the lowest RMSE on the cells
+    :func:`held_out_errors` holds out (:func:`~battgai.health.estimation.pick.pick`): the labelled
+    cells left out one at a time when there are two or more, else the source labs' cells. The
+    other cells' labels (where the file holds them) only score the pipelines afterwards.
 
     Parameters
     ----------
