@@ -92,6 +92,7 @@ def show_experiment(done_regime: str, done_est: str, res) -> None:
 def show_transfer(res) -> None:
     for w in res.warnings:
         st.warning(w)
+    st.success(res.pick.reason())  # pipeline and source group names are the product's own, no file text
     if len(res.scores):
         against = res.scores["scored_against"].iloc[0] if "scored_against" in res.scores else "file capacities"
         st.caption(f"Each pipeline scored on the unlabelled cells against {against} (never used for training): "

@@ -256,3 +256,32 @@ def test_band_table_measures_each_group_apart():
     assert t.loc["a", "coverage"] == 0.75 and t.loc["b", "coverage"] == 0.0  # pooled, 3 of 8 would hide b
     assert t.loc["all groups", "coverage"] == 0.375 and t.loc["b", "half_width"] == 2.0
     assert t.loc["b", "rmse"] == 4.0 and t.loc["b", "width_over_rmse"] == 0.5
+
+
+def test_pick_verdict_meets_within_five_percent_and_misses_a_losing_transfer():
+    from battgai.bench.health_transfer import pick_verdict
+    from battgai.health.estimation.owncells import TRANSFER
+
+    t = pd.Series({"source only (ridge)": 13.3, "labelled only (ridge)": 12.6, "labelled only (gbm)": 7.8,
+                   TRANSFER: 12.9})
+    ok, text = pick_verdict(t, 8.1, 0)
+    assert ok and "+3.8%" in text and "the transfer loses" in text
+    assert not pick_verdict(t, 12.6, 0)[0]  # the worse labelled-only row: 62 % above the best
+    t[TRANSFER] = 7.8 * 1.04  # within 5 % of the best, yet it loses to labelled-only: never to be picked
+    assert not pick_verdict(t, 7.8 * 1.04, 6)[0] and pick_verdict(t, 7.8, 0)[0]
+
+
+def test_feature_source_groups_are_batches_protocols_and_datasets():
+    from battgai.bench.health_transfer import feature_groups
+
+    ids = np.array(["2017-05-12/2017-05-12_battery-1", "2C_battery-1", "R2.5_battery-3", "1-7",
+                    "Dataset_1_NCA_battery/CY25-025_1-#1"])
+    assert list(feature_groups(ids)) == ["2017-05-12", "2C", "R2.5", "1", "Dataset_1_NCA_battery"]
+
+
+def test_the_picked_row_pools_every_run_estimates():
+    from battgai.bench.health_transfer import GroupOutResult
+
+    errors = pd.DataFrame({"group": ["a", "a", "b"], "err": [3.0, -3.0, 6.0]})
+    r = GroupOutResult(pd.DataFrame(), errors).picked_row()
+    assert r["a"] == 3.0 and r["b"] == 6.0 and r["all groups"] == pytest.approx(np.sqrt(18)) and r.iloc[-1] == 2.0

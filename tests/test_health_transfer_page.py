@@ -31,6 +31,8 @@ def test_transfer_estimates_the_other_demo_cells():
     assert set(res.estimates["cell_id"]) == {"DEMO2", "DEMO3", "DEMO4"}
     assert any("training on your labelled cells alone" in i.value for i in at.info)
     assert len(at.table) >= 1
+    # one labelled cell and no source: nothing to hold out, and the page says the pipeline is unchecked
+    assert at.success[0].value == res.pick.reason() and "unchecked" in res.pick.reason()
 
 
 def test_transfer_without_a_labelled_cell_says_so():
@@ -71,6 +73,8 @@ def test_transfer_is_saved_in_the_run_store_and_reopens_after_the_session_is_gon
     assert not fresh.exception, [e.value for e in fresh.exception]
     assert any(rec.id in i.value for i in fresh.info)
     assert any("Uncertainty:" in c.value for c in fresh.caption) and fresh.get("download_button")
+    # the pick and the numbers it was made on: each labelled cell left out in turn
+    assert fresh.success[0].value == res.pick.reason() and "leave-one-labelled-cell-out" in res.pick.reason()
     assert len(fresh.table) == 1  # the pipeline scores, unrounded from the stored columns
 
 

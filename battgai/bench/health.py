@@ -179,7 +179,8 @@ TRANSFER_START, TRANSFER_END = block_markers("health-transfer")
 
 
 def transfer_section(generator_steps: int = 400) -> list[str]:
-    """Issue 24: leave-group-out transfer on NASA (two windows) and on the feature sets, between its own markers."""
+    """Leave-group-out transfer on NASA (two windows) and on the feature sets, each with the picked pipeline's row
+    and its target (issue 33 item 1), and issue 24's targets, between its own markers."""
     from battgai.bench import health_transfer as transferbench
     from battgai.core.data import DataNotFound
     from battgai.health.preprocess import nasa_curves

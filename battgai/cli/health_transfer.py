@@ -65,6 +65,7 @@ def run_cli(args: argparse.Namespace) -> int:
     (args.out / "provenance.json").write_text(res.provenance.to_json())
     for note in data.notes + res.warnings:
         print(f"note: {note}")
+    print(res.pick.reason())
     print(res.scores.to_string(index=False) if len(res.scores) else "no unlabelled cell to score")
     print(f"wrote {len(res.estimates)} estimates to {args.out / 'soh_estimates.csv'}")
     return 0

@@ -6,6 +6,8 @@ only. Side by side, the same labelled cells feed the simple pipelines (source on
 cells only, labelled cells + jitter / mixup, with ridge and gradient boosting) and, optionally,
 a curve generator trained on the labelled cells' curves; where the file also holds the other
 cells' capacities they score every pipeline (leave-cells-out: scored cells are never trained on).
+The estimates come from the pipeline with the lowest error on cells the run holds out of what it
+has, never the scored ones (:mod:`battgai.health.estimation.pick`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from battgai.core.provenance import Provenance
 from battgai.core.runs import Run
+from battgai.health.estimation.pick import LABELLED_GROUP, Pick, pick
 from battgai.health.estimation.transfer import (
     MAX_REF_SPREAD,
     MIN_LABELLED_CYCLES,
@@ -28,6 +31,7 @@ from battgai.health.estimation.transfer import (
     features,
     first_capacity,
     fit_frame,
+    outside,
     reaches_window,
     relative,
 )
@@ -234,6 +238,7 @@ class TransferResult:
     frame: Frame
     warnings: list[str]
     provenance: Provenance
+    pick: Pick  # the pipeline the estimates come from, and the held-out numbers it was picked on
 
     def csv(self) -> bytes:
         return self.estimates.to_csv(index=False, float_format="%.5g").encode()
@@ -249,13 +254,16 @@ class TransferResult:
         # Tables as column arrays: the store keeps no pickle, and reopening shows the numbers unrounded.
         run.save_state({"estimates": {c: self.estimates[c].to_numpy() for c in self.estimates},
                         "scores": {c: self.scores[c].to_numpy() for c in self.scores},
-                        "frame": self.frame, "warnings": list(self.warnings), "provenance": self.provenance})
+                        "frame": self.frame, "warnings": list(self.warnings), "provenance": self.provenance,
+                        "pick": self.pick})
 
     @classmethod
     def from_state(cls, state: dict) -> TransferResult:
         """The result a ``health.transfer`` run saved with :meth:`save` (its ``RunRecord.state()``)."""
+        # A stored run without a pick used the transfer, unchecked.
+        chosen = state.get("pick") or Pick(state["provenance"].model, {}, "stored without a pick", 0)
         return cls(pd.DataFrame(state["estimates"]), pd.DataFrame(state["scores"]), state["frame"],
-                   state["warnings"], state["provenance"])
+                   state["warnings"], state["provenance"], chosen)
 
 
 def _lab_relative(lab: CurveSet, labelled: list[str], window: tuple[float, float]) -> CurveSet:
@@ -268,29 +276,43 @@ def _source_relative(labs: dict[str, CurveSet], window: tuple[float, float]) -> 
     return {k: _lab_relative(v, list(map(str, np.unique(v.cell_id))), window) for k, v in labs.items()}
 
 
-def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tuple[float, float],
-                       fit: Callable[[CurveSet | None, CurveSet], object],
-                       rel: dict[str, CurveSet] | None = None) -> dict[str, np.ndarray]:
-    """``|error| / sigma`` of a pipeline on cells it never saw, per group, from what a run has.
+Fit = Callable[[CurveSet | None, CurveSet], object]
 
-    ``fit(source, labelled)`` refits the pipeline the run uses (relative curve sets in, a fitted
-    pipeline out), so the band is calibrated on that pipeline's errors and sigma
-    (:func:`mean_sigma`). Each source lab with two or more cells plays the researcher's lab in
-    turn (leave-source-lab-out): one of its cells labelled (up to :data:`CALIBRATION_RUNS_PER_LAB`
-    choices), its other cells scored, the other source labs as the source; the same setting the
-    estimates are made in. With two or more labelled cells, each of them is also left out in turn
-    and scored (group "labelled cells"). ``rel`` is :func:`_source_relative` of ``labs`` when the
-    caller has it already.
+
+def held_out_errors(labs: dict[str, CurveSet], target: CurveSet, window: tuple[float, float],
+                    fits: dict[str, Fit], rel: dict[str, CurveSet] | None = None
+                    ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Each pipeline's errors and sigma on cells it never saw, per group, from what a run has.
+
+    ``fits`` maps a pipeline's name to ``fit(source, labelled)``, which refits it (relative curve
+    sets in, a fitted pipeline out). Each source lab with two or more cells plays the
+    researcher's lab in turn (leave-source-lab-out): one of its cells labelled (up to
+    :data:`CALIBRATION_RUNS_PER_LAB` choices), its other cells scored, the other source labs as
+    the source; the same setting the estimates are made in. With two or more labelled cells,
+    each of them is also left out in turn and scored (group
+    :data:`~battgai.health.estimation.pick.LABELLED_GROUP`). The cells a run estimates are
+    never held out. ``rel`` is :func:`_source_relative` of ``labs`` when the caller has it already.
+
+    Returns
+    -------
+    dict
+        Pipeline -> group -> (estimate - label, sigma), relative SOH (:func:`mean_sigma`); NaN
+        errors where a fold cannot fit the pipeline (source only, with no other source lab).
     """
     rel = _source_relative(labs, window) if rel is None else rel
-    scores: dict[str, list[np.ndarray]] = {}
+    out: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {name: {} for name in fits}
 
     def score(group: str, source: list[CurveSet], train: CurveSet, held: CurveSet) -> None:
         source = [s for s in source if len(s)]  # a lab (or cell) whose curves never reach the window adds nothing
         if not len(held) or len(train) < MIN_LABELLED_CYCLES:
             return
-        mean, sigma = mean_sigma(fit(CurveSet.concat(source) if source else None, train), features(held, window))
-        scores.setdefault(group, []).append(np.abs(mean - held.soh) / sigma)
+        x = features(held, window)
+        for name, fit in fits.items():
+            try:
+                mean, sigma = mean_sigma(fit(CurveSet.concat(source) if source else None, train), x)
+            except TransferError:  # a pipeline this fold cannot fit (source only, with no other source lab)
+                mean, sigma = np.full(len(x), np.nan), np.ones(len(x))
+            out[name].setdefault(group, []).append((mean - held.soh, sigma))
 
     for name, lab in labs.items():
         cells = list(map(str, np.unique(lab.cell_id)))
@@ -305,8 +327,20 @@ def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tupl
     if len(labelled) > 1:
         for cell in labelled:
             mine = target.cell_id == cell
-            score("labelled cells", list(rel.values()), target.subset(~mine), target.subset(mine))
-    return {g: np.concatenate(v) for g, v in scores.items()}
+            score(LABELLED_GROUP, list(rel.values()), target.subset(~mine), target.subset(mine))
+    return {name: {g: (np.concatenate([e for e, _ in v]), np.concatenate([s for _, s in v])) for g, v in per.items()}
+            for name, per in out.items()}
+
+
+def calibration_errors(labs: dict[str, CurveSet], target: CurveSet, window: tuple[float, float], fit: Fit,
+                       rel: dict[str, CurveSet] | None = None) -> dict[str, np.ndarray]:
+    """``|error| / sigma`` of one pipeline on the cells :func:`held_out_errors` holds out, per group.
+
+    The band is calibrated on these scores of the pipeline a run uses (:func:`group_band_scale`).
+    """
+    per = held_out_errors(labs, target, window, {"": fit}, rel)[""]
+    scores = {g: np.abs(e) / s for g, (e, s) in per.items()}
+    return {g: v for g, v in scores.items() if np.isfinite(v).all()}
 
 
 def band_scale(errors: np.ndarray, coverage: float = BAND_COVERAGE) -> float:
@@ -334,10 +368,29 @@ def group_band_scale(errors: dict[str, np.ndarray], coverage: float = BAND_COVER
     return (max(per_group.values()) if per_group else 1.0), per_group
 
 
+def _refit(name: str, window: tuple[float, float], seed: int, generator_steps: int) -> Fit:
+    """``fit(source, labelled)`` for pipeline ``name``: the same recipe refitted on each held-out fold."""
+    return lambda src, train: fit_pipeline(name, src, train, window, seed, generator_steps)
+
+
+def _extrapolating(name: str, model: object, x: np.ndarray, source: CurveSet | None, target: CurveSet,
+                   window: tuple[float, float]) -> np.ndarray:
+    """Rows of ``x`` outside what pipeline ``name`` was trained on (its own flag where it has one)."""
+    if isinstance(model, TransferModel):
+        return model.predict(x)[2]
+    train = features(source if name.startswith("source only") else target, window)
+    return outside(x, train.min(axis=0), train.max(axis=0))
+
+
 def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] | None,
         window: tuple[float, float] = WINDOW_FRACTION, generator_steps: int = 0, seed: int = 0,
         source_name: str = "none") -> TransferResult:
     """Fit on ``source_labs`` + the ``labelled`` cells of ``curves``; estimate and score the other cells.
+
+    The estimates come from the pipeline of :func:`pipelines` with the lowest RMSE on the cells
+    :func:`held_out_errors` holds out (:func:`~battgai.health.estimation.pick.pick`): the labelled
+    cells left out one at a time when there are two or more, else the source labs' cells. The
+    other cells' labels (where the file holds them) only score the pipelines afterwards.
 
     Parameters
     ----------
@@ -377,18 +430,21 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
     rel_labs = _source_relative(source_labs, window) if source_labs else {}
     source = CurveSet.concat(list(rel_labs.values())) if rel_labs else None
     fitted = pipelines(source, target, window, seed, generator_steps)
-    used = TRANSFER_GEN if TRANSFER_GEN in fitted else TRANSFER  # without a source: the labelled cells alone
+    fits = {name: _refit(name, window, seed, generator_steps) for name in fitted}
+    held = held_out_errors(source_labs or {}, target, window, fits, rel_labs)
+    # Without a source, TRANSFER is the Daume model on the labelled cells alone (it still gives a sigma).
+    chosen = pick({name: {g: e for g, (e, _) in per.items()} for name, per in held.items()}, TRANSFER)
+    used = chosen.pipeline
     model = fitted[used] if used in fitted else fit_pipeline(used, None, target, window, seed)
-    held = calibration_errors(source_labs or {}, target, window,
-                              lambda src, train: fit_pipeline(used, src, train, window, seed, generator_steps),
-                              rel_labs)
-    scale, group_scales = group_band_scale(held)
-    n_held = sum(len(v) for v in held.values())
-    if held:
+    calib = {g: np.abs(e) / sg for g, (e, sg) in held.get(used, {}).items() if np.isfinite(e).all()}
+    scale, group_scales = group_band_scale(calib)
+    n_held = sum(len(v) for v in calib.values())
+    if calib:
         band = (f"soh_low / soh_high: estimate +/- 2 soh_sigma, calibrated to hold {BAND_COVERAGE:.0%} of true values "
-                f"in each group: soh_sigma is the ensemble spread + cell scatter x {scale:.2f}, the widest factor at "
-                f"which 2 sigma held {BAND_COVERAGE:.0%} of the errors of this pipeline, refitted on cells held out "
-                f"of each group ({', '.join(f'{g} {v:.2f}' for g, v in group_scales.items())}; {n_held} errors)")
+                f"in each group: soh_sigma is the pipeline's own sigma (ensemble spread + cell scatter; 1 for a "
+                f"pipeline without one) x {scale:.2f}, the widest factor at which 2 sigma held {BAND_COVERAGE:.0%} "
+                f"of the errors of this pipeline, refitted on cells held out of each group "
+                f"({', '.join(f'{g} {v:.2f}' for g, v in group_scales.items())}; {n_held} errors)")
     else:
         band = ("soh_low / soh_high: estimate +/- 2 soh_sigma, NOT calibrated (no source lab and a single labelled "
                 "cell: nothing to hold out); soh_sigma is the ensemble spread + cell scatter")
@@ -396,7 +452,8 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
                         "is no held-out cell to check it on. Label a second cell or keep the NASA source.")
     to_soh = frame.c_ref / curves.nominal_ah
     x = features(others, window)
-    mean, sigma, extrap = model.predict(x) if len(others) else (np.zeros(0),) * 3
+    mean, sigma = mean_sigma(model, x) if len(others) else (np.zeros(0), np.zeros(0))
+    extrap = _extrapolating(used, model, x, source, target, window) if len(others) else np.zeros(0, bool)
     sigma = sigma * scale
     estimates = pd.DataFrame({
         "cell_id": others.cell_id, "cycle": others.cycle, "soh_estimate": mean * to_soh,
@@ -421,6 +478,7 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         rows.append({"pipeline": name, "rmse_soh_points": float(np.sqrt(np.mean(err**2))),
                      "bias_soh_points": float(err.mean()), "curves": len(err), "scored_against": against})
     prov = Provenance.now(used if used in fitted else "labelled only (TransferModel)", "", {
+        "pipeline_pick": chosen.reason(), "pipeline_pick_rmse": chosen.rmse,
         "labelled_cells": sorted(labelled), "source": source_name, "window_fraction": list(window),
         "window_v": [round(hi, 4), round(lo, 4)], "c_ref_ah": frame.c_ref, "nominal_ah": curves.nominal_ah,
         "v_top": frame.v_top, "v_bot": frame.v_bot, "generator_steps": generator_steps,
@@ -431,4 +489,5 @@ def run(curves: CurveSet, labelled: list[str], source_labs: dict[str, CurveSet] 
         "scored_against": against,
     }, seed)
     return TransferResult(estimates, pd.DataFrame(rows, columns=["pipeline", "rmse_soh_points", "bias_soh_points",
-                                                                 "curves", "scored_against"]), frame, warnings, prov)
+                                                                 "curves", "scored_against"]), frame, warnings, prov,
+                          chosen)

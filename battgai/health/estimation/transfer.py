@@ -185,7 +185,11 @@ class TransferModel:
         mean = self.model_.predict(self._design(x, on))
         boot = np.array([m.predict(self._design(x, on)) for m in self.boot_])
         sigma = np.sqrt(boot.var(axis=0) + self.between_**2 + self.within_**2)
-        margin = 0.1 * np.maximum(self.hi_ - self.lo_, 1e-9)
-        # Extrapolating: the window charge or C-rate lies beyond every training curve's by > 10 % of the range.
-        extrap = ((x < self.lo_ - margin) | (x > self.hi_ + margin))[:, [0, -1]].any(axis=1)
-        return mean, sigma, extrap
+        return mean, sigma, outside(x, self.lo_, self.hi_)
+
+
+def outside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Rows of :func:`features` whose window charge or C-rate lies beyond ``lo`` / ``hi`` (the training
+    rows' range) by more than 10 % of that range: an estimate there extrapolates."""
+    margin = 0.1 * np.maximum(hi - lo, 1e-9)
+    return ((x < lo - margin) | (x > hi + margin))[:, [0, -1]].any(axis=1)
