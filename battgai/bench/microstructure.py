@@ -33,6 +33,7 @@ from battgai.microstructure.enhancement.evaluate import NOISE_CASES, lowres_pair
 GUARD_BLOCK = "microstructure-guard"
 FUSION_BLOCK = "microstructure-fusion"
 GENERATOR_BLOCK = "microstructure-generator"
+REFERENCE_BLOCK = "microstructure-generator-reference"
 BITDEPTH_BLOCK = "microstructure-bitdepth"
 LABELS_BLOCK = "microstructure-labels"
 STACK_BLOCK = "microstructure-stack"
@@ -200,10 +201,13 @@ def _check(ok: bool) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m battgai.bench microstructure")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
-    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "bitdepth", "labels", "stack"),
+    parser.add_argument("--part", choices=("all", "guard", "fusion", "generator", "generator-reference", "bitdepth",
+                                           "labels", "stack"),
                         default="all",
                         help="guard: only the denoise / SR on every image type tables; fusion: only the 2D / 3D "
-                             "fusion table; generator: only the every-statistic-at-once generator table; bitdepth: "
+                             "fusion table; generator: only the every-statistic-at-once generator table; "
+                             "generator-reference: only the generator under PoreSpy and TauFactor at 64^3 and 128^3 "
+                             "(about 6 min); bitdepth: "
                              "only the same images at every bit depth; labels: only label images upscaled as labels; "
                              "stack: only every method on a stack at the upload limit (about 10 min); "
                              "each is replaced inside the section")
@@ -223,9 +227,11 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     parts = {GUARD_BLOCK: guardbench.report, FUSION_BLOCK: fusionbench.report, GENERATOR_BLOCK: genbench.report,
+             REFERENCE_BLOCK: genbench.reference_report,
              BITDEPTH_BLOCK: bitdepthbench.report, LABELS_BLOCK: labelsbench.report, STACK_BLOCK: stackbench.report}
     if args.part != "all":
         block = {"guard": GUARD_BLOCK, "fusion": FUSION_BLOCK, "generator": GENERATOR_BLOCK,
+                 "generator-reference": REFERENCE_BLOCK,
                  "bitdepth": BITDEPTH_BLOCK, "labels": LABELS_BLOCK, "stack": STACK_BLOCK}[args.part]
         md = parts[block]()
         print(md)
