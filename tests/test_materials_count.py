@@ -48,7 +48,7 @@ def test_shortfall_reason():
         "290 of the 300 candidates asked for: 2 of 3 batches stopped at their limit (4,800 sequences together); "
         "of 5,000 sequences sampled in 70 rounds, 290 passed the checks (6 %), 1,000 hit a dead end or did not "
         "build, 10 had atoms closer than 0.5 A, 2,400 had two atoms closer than 0.6 x their radius sum, 400 were "
-        "not charge-neutral and 900 matched a training structure.")
+        "not charge-neutral and 900 matched a known phase.")
     raw = Tally(sampled=20, dead_end=2, accepted=18, batches=1, rounds=1)
     assert raw.shortfall_reason(20) == ("18 of the 20 candidates asked for: without resampling, failed sequences "
                                         "are not replaced; of 20, 2 hit a dead end or did not build.")

@@ -62,7 +62,10 @@ class ModelCard:
         return cls(**d)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["tuned_for"]:  # only fine-tuned generators have one; other cards stay as they were written
+            del d["tuned_for"]
+        return d
 
 
 def weights_dir() -> Path:

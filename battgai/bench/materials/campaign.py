@@ -287,6 +287,9 @@ def reward_markdown(r: dict) -> str:
                          f"**{'met' if ratio >= 1.5 else 'missed'}** |")
     densities = ", ".join(f"`{k}` {m['density_mean']:.2f}" for k, m in r["models"].items())
     lines += ["", f"Mean density (g/cm^3): {densities}; held-out crystals {r['ref_density_mean']:.2f}."]
+    if r.get("conditions"):
+        lines += ["", "Under conditions the S.U.N. target is the ratio to the parent (>= 1.5x); the absolute S.U.N. "
+                  "targets in the table are the unconditional generator's."]
     lines += ["", "COV at 10,000 samples (CDVAE's count, target >= 99 / 99 %) is not part of this run: CrystalNN "
               "fingerprints cost about 0.3 s per crystal on this machine, 50 CPU-minutes per model."]
     return "\n".join(lines)
