@@ -236,13 +236,16 @@ def main(argv: list[str] | None = None) -> None:
                    "(campaigns sample with 2)")
     p.add_argument("--guard", type=float, default=0.0, help="weight of the element / density guard "
                    "(battgai.materials.discovery.guard; 0: off)")
+    p.add_argument("--repeat", type=float, default=rw.RewardConfig().repeat,
+                   help="reward of a find that repeats one made in an earlier batch (0: repeats earn nothing)")
     p.add_argument("--log", type=Path, help="also write the per-step log (JSON) here")
     p.add_argument("--checkpoints", type=Path, metavar="DIR",
                    help="also save the policy every 20 steps here (step_NNNN.safetensors), to compare them")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg = FinetuneConfig(**{f: getattr(args, f) for f in ("minutes", "max_steps", "batch", "lr", "kl", "clip",
-                                                          "epochs", "seed")})
+                                                          "epochs", "seed")},
+                         reward=rw.RewardConfig(repeat=args.repeat))
     conditions = parse_conditions(args.conditions)
     target = BatteryTarget(conditions.working_ion, args.v_min, args.v_max, args.min_capacity)
     if conditions.working_ion and conditions.voltage is None and args.v_min is not None and args.v_max is not None:
@@ -267,8 +270,10 @@ def main(argv: list[str] | None = None) -> None:
         args.log.write_text(json.dumps(history))
     parent = registry.load_card(args.parent)
     changed = [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in ("max_steps", "batch", "lr", "kl", "clip",
-                                                                        "epochs", "seed", "guidance", "guard")
-               if getattr(args, f) != getattr(defaults, f, {"guidance": 1.0, "guard": 0.0}.get(f))]
+                                                                        "epochs", "seed", "guidance", "guard",
+                                                                        "repeat")
+               if getattr(args, f) != getattr(defaults, f, {"guidance": 1.0, "guard": 0.0,
+                                                            "repeat": rw.RewardConfig().repeat}.get(f))]
     changed += [f"--{f.replace('_', '-')} {getattr(args, f):g}" for f in ("v_min", "v_max", "min_capacity")
                 if getattr(args, f)]
     retrain = " ".join([f"python -m battgai finetune --name {args.name} --minutes {args.minutes:g}",
