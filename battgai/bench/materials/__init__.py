@@ -43,6 +43,39 @@ def process_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def rounds_within(settings, budget: float) -> tuple[list[dict], float]:
+    """Rounds of a campaign with ``settings`` on one Ray worker until ``budget`` CPU seconds (driver and worker
+    together) are used, in a throw-away folder: ``(round records, CPU seconds used)``."""
+    import os
+    import tempfile
+
+    import ray
+
+    from battgai.core import engine
+    from battgai.materials.discovery import campaign
+    from battgai.materials.discovery.engine import Engine
+
+    started = engine.connect(num_cpus=1)
+    try:
+        eng = Engine(1)
+        pids = [os.getpid(), *eng.pids()]
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = campaign.CampaignFolder(tmp)
+            p = campaign.prepare(settings, folder)
+            folder.create(settings, p.lm.sha256, p.notes)
+            c0, records = process_cpu_seconds(pids), []
+            while process_cpu_seconds(pids) - c0 < budget:
+                rec = campaign.run_round(len(records), settings, p.lm, p.conditions, p.judge, eng)
+                folder.commit(rec)
+                records.append(rec)
+            cpu = process_cpu_seconds(pids) - c0
+        eng.close()
+    finally:
+        if started:
+            ray.shutdown()
+    return records, cpu
+
+
 RESULTS = REPO_ROOT / "runs" / "materials" / "bench.json"
 
 

@@ -179,38 +179,14 @@ def substitution_yield(preset: Preset, budget: float, steps: int, seed: int, ref
 def battery_campaign_yield(preset: Preset, budget: float, per_round: int, relax: int, steps: int, seed: int,
                            model: str) -> dict:
     """A battery campaign sampling ``model`` on one Ray worker until ``budget`` CPU seconds are used."""
-    import os
-    import tempfile
-
-    import ray
-
-    from battgai.bench.materials import process_cpu_seconds
-    from battgai.core import engine
+    from battgai.bench.materials import rounds_within
     from battgai.materials.discovery import campaign
-    from battgai.materials.discovery.engine import Engine
 
     t = preset.target
     settings = campaign.CampaignSettings(conditions=preset.conditions, rounds=10**6, per_round=per_round,
                                          relax=relax, relax_steps=steps, seed=seed, model=model, v_min=t.v_min,
                                          v_max=t.v_max, min_capacity=t.min_capacity)
-    started = engine.connect(num_cpus=1)
-    try:
-        eng = Engine(1)
-        pids = [os.getpid(), *eng.pids()]
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = campaign.CampaignFolder(tmp)
-            p = campaign.prepare(settings, folder)
-            folder.create(settings, p.lm.sha256, p.notes)
-            c0, records = process_cpu_seconds(pids), []
-            while process_cpu_seconds(pids) - c0 < budget:
-                rec = campaign.run_round(len(records), settings, p.lm, p.conditions, p.judge, eng)
-                folder.commit(rec)
-                records.append(rec)
-            cpu = process_cpu_seconds(pids) - c0
-        eng.close()
-    finally:
-        if started:
-            ray.shutdown()
+    records, cpu = rounds_within(settings, budget)
     cands = [c for rec in records for c in rec["candidates"]]
     return {"cpu_s": cpu, "rounds": len(records), "sampled": len(cands), "relaxed": sum(c["relaxed"] for c in cands),
             "stable": sum(c["stable"] for c in cands), "found": sum(c["found"] for c in cands),

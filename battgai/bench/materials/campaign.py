@@ -26,7 +26,7 @@ import warnings
 
 import numpy as np
 
-from battgai.bench.materials import process_cpu_seconds
+from battgai.bench.materials import rounds_within
 from battgai.materials.checks import evaluate, validate
 
 
@@ -81,34 +81,13 @@ class Counter:
 def campaign_yield(budget: float, per_round: int, relax: int, steps: int, seed: int,
                    model: str = "materials_gpt") -> dict:
     """Rounds of a campaign sampling ``model`` on one Ray worker until ``budget`` CPU seconds are used."""
-    import tempfile
 
-    import ray
-
-    from battgai.core import engine
     from battgai.materials.discovery import campaign
-    from battgai.materials.discovery.engine import Engine
 
     settings = campaign.CampaignSettings(rounds=10**6, per_round=per_round, relax=relax, relax_steps=steps,
                                          seed=seed, model=model)
-    started = engine.connect(num_cpus=1)
-    try:
-        eng = Engine(1)
-        pids = [os.getpid(), *eng.pids()]
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = campaign.CampaignFolder(tmp)
-            p = campaign.prepare(settings, folder)
-            folder.create(settings, p.lm.sha256, p.notes)
-            c0, rounds = process_cpu_seconds(pids), []
-            while process_cpu_seconds(pids) - c0 < budget:
-                rec = campaign.run_round(len(rounds), settings, p.lm, p.conditions, p.judge, eng)
-                folder.commit(rec)
-                rounds.append(campaign.summary(rec))
-            cpu = process_cpu_seconds(pids) - c0
-        eng.close()
-    finally:
-        if started:
-            ray.shutdown()
+    records, cpu = rounds_within(settings, budget)
+    rounds = [campaign.summary(rec) for rec in records]
     return {"cpu_s": cpu, "rounds": len(rounds), "sampled": sum(r["sampled"] for r in rounds),
             "relaxed": sum(r["relaxed"] for r in rounds), "found": sum(r["sun"] for r in rounds),
             "suspect": sum(r["suspect"] for r in rounds)}
