@@ -50,7 +50,8 @@ PRESETS = {
 
 
 class FoundCounter:
-    """Relaxed crystals judged by a battery target: found, suspect, and how many held the ion."""
+    """Relaxed crystals judged by one rule (:meth:`BatteryTarget.found`; without an ion, S.U.N.): how many were
+    relaxed, stable, suspect and found, and the formulas found."""
 
     def __init__(self, target: BatteryTarget, refs, known):
         from battgai.materials.pipeline import UniqueTracker
@@ -73,7 +74,7 @@ class FoundCounter:
         self.stable += 1
         if not self.target.composition_ok(structure.composition):
             return
-        (v,) = voltages([structure], [energy], self.target.ion, lambda s: static_energies(s))
+        (v,) = voltages([structure], [energy], self.target.ion, static_energies)
         rec = {"relaxed": True, "e_hull": e_hull, "formula": structure.composition.reduced_formula, "voltage": v,
                "capacity": capacity_grav(structure.composition, self.target.ion), "unique": True,
                "new": validate.is_novel(structure, self.known)}
@@ -86,7 +87,8 @@ class FoundCounter:
                 "found": self.found, "suspect": self.suspect, "found_formulas": self.found_formulas}
 
 
-def _relax(structure, steps: int):
+def relax_or_none(structure, steps: int):
+    """``(relaxed structure, energy per atom)`` with CHGNet, or ``(None, nan)`` when the relaxation had to stop."""
     from battgai.materials.checks.stability import RelaxationError, relax
 
     with warnings.catch_warnings():
@@ -115,7 +117,7 @@ def novel_only_yield(preset: Preset, budget: float, steps: int, seed: int, refs,
                 break
             sampled += 1
             if c.valid_structure:
-                count.add(*_relax(c.structure, steps))
+                count.add(*relax_or_none(c.structure, steps))
         k += 1
     return count.result(time.process_time() - c0, sampled)
 
@@ -172,7 +174,7 @@ def substitution_yield(preset: Preset, budget: float, steps: int, seed: int, ref
         if time.process_time() - c0 >= budget:
             break
         sampled += 1
-        count.add(*_relax(s, steps))
+        count.add(*relax_or_none(s, steps))
     return {**count.result(time.process_time() - c0, sampled), "pool": pool}
 
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 
 import numpy as np
 
 from battgai.bench.materials import rounds_within
-from battgai.materials.checks import evaluate, validate
+from battgai.bench.materials.battery import FoundCounter, relax_or_none
+from battgai.materials.checks import validate
 
 
 def ray_scaling(n: int, steps: int, seed: int) -> dict:
@@ -59,25 +59,6 @@ def ray_scaling(n: int, steps: int, seed: int) -> dict:
     return out
 
 
-class Counter:
-    """New, unique, relaxed-stable, not-suspect crystals among relaxations, with the suspect ones apart."""
-
-    def __init__(self, refs, known):
-        from battgai.materials.pipeline import UniqueTracker
-
-        self.refs, self.known, self.tracker = refs, known, UniqueTracker()
-        self.relaxed = self.found = self.suspect = 0
-
-    def add(self, structure, energy: float) -> None:
-        if structure is None or not np.isfinite(energy) or not validate.structural_valid(structure):
-            return
-        self.relaxed += 1
-        e_hull = self.refs.hull(structure.composition, energy).e_above_hull
-        self.suspect += evaluate.is_suspect(e_hull)
-        if evaluate.is_stable(e_hull) and validate.is_novel(structure, self.known) and self.tracker.add(structure):
-            self.found += 1
-
-
 def campaign_yield(budget: float, per_round: int, relax: int, steps: int, seed: int,
                    model: str = "materials_gpt") -> dict:
     """Rounds of a campaign sampling ``model`` on one Ray worker until ``budget`` CPU seconds are used."""
@@ -96,11 +77,12 @@ def campaign_yield(budget: float, per_round: int, relax: int, steps: int, seed: 
 def baseline_yield(name: str, budget: float, steps: int, seed: int, refs, known, chunk: int = 10) -> dict:
     """Sample (``name``: "novel_only" or "pyxtal") and relax in order until ``budget`` CPU seconds are used."""
     from battgai.bench.materials import pyxtal_random
-    from battgai.materials.checks.stability import RelaxationError, relax
+    from battgai.materials.discovery.objective import BatteryTarget
     from battgai.materials.generation.sample import Conditions, load_model
     from battgai.materials.pipeline import generate
 
-    lm, count, c0, k = load_model(), Counter(refs, known), time.process_time(), 0
+    # No working ion: found = new, unique, relaxed-stable and not suspect (S.U.N.).
+    lm, count, c0, k = load_model(), FoundCounter(BatteryTarget(), refs, known), time.process_time(), 0
     sampled = 0
     while time.process_time() - c0 < budget:
         cands, _ = generate(lm, Conditions(), chunk, seed=seed + 7919 * k, batch_size=chunk, known=known,
@@ -114,13 +96,7 @@ def baseline_yield(name: str, budget: float, steps: int, seed: int, refs, known,
             sampled += 1
             if s is None or not validate.structural_valid(s):
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    final, e = relax(s, steps=steps)
-                except RelaxationError:
-                    continue
-            count.add(final, e)
+            count.add(*relax_or_none(s, steps))
         k += 1
     return {"cpu_s": time.process_time() - c0, "sampled": sampled, "relaxed": count.relaxed, "found": count.found,
             "suspect": count.suspect}
