@@ -109,7 +109,7 @@ def test_a_battery_reward_pays_only_crystals_with_the_ion_in_the_window(no_poten
     from battgai.materials.discovery import objective
 
     # Voltages from a table: LiF 3.5 V (inside 3-4.5), LiCl 2.0 V (outside); KCl holds no Li.
-    monkeypatch.setattr(reward, "voltages", lambda structures, e, ion, energies: [
+    monkeypatch.setattr(reward, "candidate_voltages", lambda structures, e, ion, energies: [
         {"LiF": 3.5, "LiCl": 2.0}.get(s.composition.reduced_formula, math.nan) for s in structures])
     hull = Hull({"LiF": 0.02, "LiCl": 0.01, "KCl": 0.0})
     target = objective.BatteryTarget("Li", 3.0, 4.5, 120.0)

@@ -29,7 +29,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from battgai.materials.checks import evaluate, validate
-from battgai.materials.discovery.objective import BatteryTarget, voltages
+from battgai.materials.checks.battery import candidate_voltages
+from battgai.materials.discovery.objective import BatteryTarget
 
 TRANSITION_METALS = ("Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Nb", "Mo")
 
@@ -74,7 +75,7 @@ class FoundCounter:
         self.stable += 1
         if not self.target.composition_ok(structure.composition):
             return
-        (v,) = voltages([structure], [energy], self.target.ion, static_energies)
+        (v,) = candidate_voltages([structure], [energy], self.target.ion, static_energies)
         rec = {"relaxed": True, "e_hull": e_hull, "formula": structure.composition.reduced_formula, "voltage": v,
                "capacity": capacity_grav(structure.composition, self.target.ion), "unique": True,
                "new": validate.is_novel(structure, self.known)}

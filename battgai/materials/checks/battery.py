@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Sequence
 
 FARADAY = 96485.33212  # C/mol
 #: Charge of the working ion in the electrolyte.
@@ -119,12 +120,24 @@ def candidate_voltage(structure, e_full: float, ion: str, potential: str = "chgn
     """
     from battgai.materials.checks.stability import static_energies
 
-    comp = structure.composition
-    if comp[ion] == 0 or comp[ion] == comp.num_atoms:
-        return math.nan
-    framework = remove_ion(structure, ion)
-    e_frame = float(static_energies([framework], potential=potential)[0])
-    return average_voltage(comp, e_full, framework.composition, e_frame, ion, metal_energy(ion, potential))
+    return candidate_voltages([structure], [e_full], ion,
+                              lambda frames: static_energies(frames, potential=potential), potential)[0]
+
+
+def candidate_voltages(structures: Sequence, e_full: Sequence[float], ion: str,
+                       energies: Callable[[list], list[float]], potential: str = "chgnet") -> list[float]:
+    """:func:`candidate_voltage` of many crystals, every framework's static energy from one call of ``energies``
+    (a campaign passes its Ray workers'; the same potential as ``e_full``); NaN where undefined."""
+    mu = metal_energy(ion, potential)
+    todo = [k for k, (s, e) in enumerate(zip(structures, e_full, strict=True))
+            if math.isfinite(e) and 0 < s.composition[ion] < s.composition.num_atoms]
+    frames = [remove_ion(structures[k], ion) for k in todo]
+    out = [math.nan] * len(structures)
+    for k, frame, e_frame in zip(todo, frames, energies(frames) if frames else [], strict=True):
+        if math.isfinite(e_frame):
+            out[k] = average_voltage(structures[k].composition, e_full[k], frame.composition, float(e_frame), ion,
+                                     mu)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

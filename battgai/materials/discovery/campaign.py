@@ -352,7 +352,6 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
     uniqueness holds across rounds. ``learned`` says how ``lm`` was fine-tuned from the bundled model (kept
     in the record).
     """
-    from battgai.materials.discovery.objective import voltages
     from battgai.materials.pipeline import generate
 
     t0, seed, target = time.time(), round_seed(settings.seed, r), settings.target()
@@ -375,9 +374,9 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
     static_v = {}
     if target.active and (target.v_min is not None or target.v_max is not None):
         say(f"round {r + 1}: static voltages of {len(eligible)}")
-        static_v = dict(zip(eligible, voltages([cands[k].structure for k in eligible],
-                                               [static[k][2] for k in eligible], target.ion,
-                                               engine.static_energies), strict=True))
+        static_v = dict(zip(eligible, battery.candidate_voltages([cands[k].structure for k in eligible],
+                                                                 [static[k][2] for k in eligible], target.ion,
+                                                                 engine.static_energies), strict=True))
         eligible = [k for k in eligible if target.voltage_ok(static_v[k], VOLTAGE_SCREEN_MARGIN)]
     chosen = sorted(eligible, key=lambda k: static[k][0])[:settings.relax]
     say(f"round {r + 1}: relaxing {len(chosen)}")
@@ -389,8 +388,8 @@ def run_round(r: int, settings: CampaignSettings, lm, conditions, judge: Judge, 
     volts = {}
     if target.active and done:
         say(f"round {r + 1}: voltages of {len(done)}")
-        volts = dict(zip(done, voltages([done[k][0] for k in done], [done[k][1] for k in done], target.ion,
-                                        engine.static_energies), strict=True))
+        volts = dict(zip(done, battery.candidate_voltages([done[k][0] for k in done], [done[k][1] for k in done],
+                                                          target.ion, engine.static_energies), strict=True))
     out = []
     for k, c in enumerate(cands):
         e_hull_s, _, e_s = static.get(k, (math.nan, math.nan, math.nan))
@@ -507,17 +506,17 @@ def prepare(settings: CampaignSettings, folder: CampaignFolder) -> Prepared:
     problems = folder.problems(settings, lm.sha256)
     refs, refs_note = reference_phases()
     known, known_note = known_phases()
+    conditions, target = settings.sampling_conditions(), settings.target()
     if refs is None:
         problems.append(f"A campaign judges stability by E_hull: {refs_note}")
     else:
-        c = settings.sampling_conditions()
-        problems += settings.target().problems(c.allowed_elements, c.required_elements, refs)
+        problems += target.problems(conditions.allowed_elements, conditions.required_elements, refs)
     if known is None:
         problems.append(f"A campaign judges what is new against the known phases: {known_note}")
     if problems:
         raise CampaignError(" ".join(problems))
-    return Prepared(lm, settings.sampling_conditions(), Judge(refs, known),
-                    {"references": refs_note, "novelty": known_note, "found": settings.target().describe()})
+    return Prepared(lm, conditions, Judge(refs, known),
+                    {"references": refs_note, "novelty": known_note, "found": target.describe()})
 
 
 def run_campaign(settings: CampaignSettings, root: str | os.PathLike, engine, progress: Progress | None = None,

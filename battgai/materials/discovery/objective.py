@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 
 from battgai.materials.checks import battery, evaluate
 
@@ -140,18 +140,3 @@ def max_capacity(ion: str, partners: Iterable[str] | None = None) -> tuple[float
                 best, label = cap, comp.reduced_formula
     return best, label
 
-
-def voltages(structures: Sequence, e_full: Sequence[float], ion: str,
-             energies: Callable[[list], list[float]]) -> list[float]:
-    """:func:`~battgai.materials.checks.battery.candidate_voltage` of many crystals, their frameworks' static
-    energies computed in one call of ``energies`` (a campaign passes its Ray workers'); NaN where undefined."""
-    mu = battery.metal_energy(ion)
-    todo = [k for k, (s, e) in enumerate(zip(structures, e_full, strict=True))
-            if math.isfinite(e) and 0 < s.composition[ion] < s.composition.num_atoms]
-    frames = [battery.remove_ion(structures[k], ion) for k in todo]
-    out = [math.nan] * len(structures)
-    for k, frame, e_frame in zip(todo, frames, energies(frames) if frames else [], strict=True):
-        if math.isfinite(e_frame):
-            out[k] = battery.average_voltage(structures[k].composition, e_full[k], frame.composition,
-                                             float(e_frame), ion, mu)
-    return out

@@ -35,7 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from battgai.materials.checks import evaluate, validate
-from battgai.materials.discovery.objective import BatteryTarget, voltages
+from battgai.materials.checks.battery import candidate_voltages
+from battgai.materials.discovery.objective import BatteryTarget
 from battgai.materials.pipeline import rejection
 
 
@@ -116,7 +117,8 @@ def judge(structures: Sequence, known: Mapping, refs, archive, cfg: RewardConfig
     volts = np.full(n, math.nan)
     stable = [k for k in scored if evaluate.is_stable(ehull[k])]
     if target.active and stable:
-        volts[stable] = voltages([structures[k] for k in stable], e_atom[stable].tolist(), target.ion, energies)
+        volts[stable] = candidate_voltages([structures[k] for k in stable], e_atom[stable].tolist(), target.ion,
+                                           energies)
     reward, new = np.zeros(n), np.zeros(n, bool)
     for k in stable:
         if target.active and not target.voltage_ok(volts[k]):
